@@ -1,0 +1,125 @@
+"""Ellipse geometry: fitting (OpenCV), Ramanujan perimeter, mm conversion, Hadlock GA.
+
+Conventions: pixel coordinates are (x, y) with x along columns; an `Ellipse` holds the
+centre, the two semi-axes and the rotation of the first axis in radians, as in the HC18
+submission format (center_x_mm, center_y_mm, semi_axes_a_mm, semi_axes_b_mm, angle_rad).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Ellipse:
+    cx: float
+    cy: float
+    a: float  # semi-axis along `angle`
+    b: float  # the other semi-axis
+    angle: float  # radians
+
+    def scaled(self, pixel_size_mm: float) -> Ellipse:
+        """The same ellipse in millimetres (the angle is unchanged)."""
+        s = float(pixel_size_mm)
+        return Ellipse(self.cx * s, self.cy * s, self.a * s, self.b * s, self.angle)
+
+    @property
+    def perimeter(self) -> float:
+        return ramanujan_perimeter(self.a, self.b)
+
+    def as_hc18(self) -> dict[str, float]:
+        d = asdict(self)
+        return {
+            "center_x_mm": d["cx"],
+            "center_y_mm": d["cy"],
+            "semi_axes_a_mm": d["a"],
+            "semi_axes_b_mm": d["b"],
+            "angle_rad": d["angle"],
+        }
+
+
+def ramanujan_perimeter(a: float, b: float) -> float:
+    """Ramanujan's second approximation; relative error < 1e-9 for HC18's eccentricities."""
+    a, b = abs(float(a)), abs(float(b))
+    if a + b == 0:
+        return 0.0
+    h = ((a - b) / (a + b)) ** 2
+    return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
+
+
+def hadlock_ga_weeks(hc_mm: float) -> float:
+    """Gestational age (weeks) from head circumference, Hadlock et al. 1984 (HC in cm)."""
+    hc_cm = float(hc_mm) / 10.0
+    return 8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3
+
+
+def fit_points(points: np.ndarray) -> Ellipse | None:
+    """Least-squares ellipse (OpenCV, Fitzgibbon) through (x, y) points; None if < 5 points."""
+    pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)
+    if len(pts) < 5 or np.ptp(pts[:, 0]) < 2 or np.ptp(pts[:, 1]) < 2:
+        return None
+    (cx, cy), (w, h), angle_deg = cv2.fitEllipse(pts)
+    if not all(map(math.isfinite, (cx, cy, w, h))) or w <= 0 or h <= 0:
+        return None
+    return Ellipse(float(cx), float(cy), w / 2.0, h / 2.0, math.radians(angle_deg))
+
+
+def outline_points(outline: np.ndarray) -> np.ndarray:
+    """(x, y) coordinates of every non-zero pixel of a drawn outline."""
+    ys, xs = np.nonzero(outline)
+    return np.stack([xs, ys], axis=1)
+
+
+def fit_outline(outline: np.ndarray) -> Ellipse | None:
+    """Ellipse through the middle of a drawn outline (how HC18's reference HC was made)."""
+    return fit_points(outline_points(outline))
+
+
+def mask_boundary_points(mask: np.ndarray, exclude_border: bool = True) -> np.ndarray:
+    """Boundary pixel centres of a binary mask, optionally without those on the image edge.
+
+    Dropping points on the image edge means a head cut off by the field of view is fitted
+    to its visible skull only, not to the straight edge of the image.
+    """
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if not contours:
+        return np.zeros((0, 2), dtype=np.int64)
+    pts = np.concatenate([c.reshape(-1, 2) for c in contours], axis=0)
+    if exclude_border:
+        h, w = m.shape
+        keep = (pts[:, 0] > 0) & (pts[:, 1] > 0) & (pts[:, 0] < w - 1) & (pts[:, 1] < h - 1)
+        pts = pts[keep]
+    return pts
+
+
+# A filled mask's boundary pixels have their centres about half a pixel inside the true
+# edge; adding it back makes HC from masks unbiased (checked on synthetic ellipses).
+BOUNDARY_OFFSET_PX = 0.5
+
+
+def fit_mask(mask: np.ndarray, exclude_border: bool = True) -> Ellipse | None:
+    """Ellipse whose boundary is the edge of a filled binary mask."""
+    e = fit_points(mask_boundary_points(mask, exclude_border))
+    if e is None:
+        return None
+    return Ellipse(e.cx, e.cy, e.a + BOUNDARY_OFFSET_PX, e.b + BOUNDARY_OFFSET_PX, e.angle)
+
+
+def draw_filled(ellipse: Ellipse, shape: tuple[int, int]) -> np.ndarray:
+    """Filled 0/1 mask of the pixels whose centres lie inside the ellipse."""
+    h, w = shape
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
+    dx, dy = xs - ellipse.cx, ys - ellipse.cy
+    u = (dx * c + dy * s) / max(ellipse.a, 1e-9)
+    v = (-dx * s + dy * c) / max(ellipse.b, 1e-9)
+    return (u * u + v * v <= 1.0).astype(np.uint8)
+
+
+def hc_mm(ellipse: Ellipse, pixel_size_mm: float) -> float:
+    return ellipse.scaled(pixel_size_mm).perimeter
