@@ -17,8 +17,9 @@ from .model import ModelConfig, build_model
 CONFIG_NAME = "config.json"
 
 
-def save_weights(model: nn.Module, path: str | Path, metadata: dict | None = None,
-                 half: bool = False) -> None:
+def save_weights(
+    model: nn.Module, path: str | Path, metadata: dict | None = None, half: bool = False
+) -> None:
     state = {
         k: (v.half() if half and v.is_floating_point() else v).detach().cpu().contiguous()
         for k, v in model.state_dict().items()

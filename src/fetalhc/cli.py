@@ -63,15 +63,25 @@ def cmd_train(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(args.threads)
     config = TrainConfig(
-        data=str(args.data), split=str(args.split), strategy=args.strategy, encoder=args.encoder,
-        encoder_weights=str(args.encoder_weights), epochs=args.epochs, batch_size=args.batch,
-        lr=args.lr, loss=args.loss, fraction=args.fraction, seed=args.seed,
-        image_size=parse_size(args.image_size), train_parts=args.train_parts.split(","),
-        val_part=args.val_part, precision=args.precision, device=args.device,
+        data=str(args.data),
+        split=str(args.split),
+        strategy=args.strategy,
+        encoder=args.encoder,
+        encoder_weights=str(args.encoder_weights),
+        epochs=args.epochs,
+        batch_size=args.batch,
+        lr=args.lr,
+        loss=args.loss,
+        fraction=args.fraction,
+        seed=args.seed,
+        image_size=parse_size(args.image_size),
+        train_parts=args.train_parts.split(","),
+        val_part=args.val_part,
+        precision=args.precision,
+        device=args.device,
     )
     summary = Trainer(config, args.out, resume=args.resume).run()
-    print(f"{args.out}: best val Dice {summary['best_val_dice']}, "
-          f"{summary['train_seconds']:.0f} s")
+    print(f"{args.out}: best val Dice {summary['best_val_dice']}, {summary['train_seconds']:.0f} s")
     return 0
 
 
@@ -98,8 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
-    p = add("download", cmd_data_download, "download HC18 from Zenodo (verified, resumable)",
-            data_sub)
+    p = add(
+        "download", cmd_data_download, "download HC18 from Zenodo (verified, resumable)", data_sub
+    )
     p.add_argument("dir", type=Path)
     p.add_argument("--url", default="https://zenodo.org", help="Zenodo base URL")
     p.add_argument("--record", default="1327317", help="Zenodo record id")

@@ -1,7 +1,112 @@
-"""Sub-commands of the later pipeline steps (evaluate, predict, export, compare)."""
+"""Sub-commands of the later pipeline steps: evaluate, predict, export, compare, report."""
 
 from __future__ import annotations
 
+import argparse
+from pathlib import Path
 
-def register(sub, add) -> None:  # filled as the steps land
-    return None
+
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=Path, help="run folder (uses RUN/best.safetensors)")
+    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
+    p.add_argument("--backend", default="auto", help="auto | torch | onnx")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
+    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+
+
+def _checkpoint(args: argparse.Namespace, allow_default: bool = False) -> Path:
+    from .checkpoint import resolve_checkpoint
+    from .inference import default_checkpoint
+
+    if allow_default and not args.run and not args.checkpoint:
+        return default_checkpoint()
+    return resolve_checkpoint(args.run, args.checkpoint)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from .evaluate import EvalOptions, evaluate
+
+    if args.run_pos and not args.run:
+        args.run = args.run_pos
+    checkpoint = _checkpoint(args)
+    out = args.out or (checkpoint.parent / f"eval-{args.part}")
+    summary = evaluate(
+        checkpoint,
+        args.data,
+        args.split,
+        out,
+        EvalOptions(part=args.part, worst=args.worst),
+        backend=args.backend,
+        threads=args.threads,
+        batch_size=args.batch,
+        flip_tta=args.tta,
+    )
+    m = summary["metrics"]
+    print(
+        f"{out}: {summary['images']} images  Dice {m['dice']['mean']:.4f}  "
+        f"HD {m['hd_mm']['mean']:.2f} mm  |HC diff| {m['hc_abs_diff_mm']['mean']:.2f} mm "
+        f"(median {m['hc_abs_diff_mm']['median']:.2f})"
+    )
+    return 1 if summary["skipped"] else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from .inference import Segmenter
+    from .predict import PredictOptions, collect_images, predict
+
+    paths = collect_images(args.inputs)
+    options = PredictOptions(pixel_size=args.pixel_size, pixel_csv=args.pixel_csv)
+    segmenter = Segmenter(
+        _checkpoint(args, allow_default=True),
+        backend=args.backend,
+        threads=args.threads,
+        batch_size=args.batch,
+        flip_tta=args.tta,
+    )
+    failed = predict(paths, segmenter, args.out, options)
+    print(f"{args.out / 'predictions.csv'}: {len(paths) - failed} measured, {failed} failed")
+    return 1 if failed else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from .export import export_onnx
+    from .fileio import read_gray
+    from .sample import sample_dir
+
+    checkpoint = _checkpoint(args, allow_default=True)
+    folder = sample_dir() / "training_set"
+    images = [read_gray(p) for p in sorted(folder.glob("*HC.png"))[:4]]
+    diff = export_onnx(checkpoint, args.onnx, verify=True, check_images=images)
+    print(
+        f"{args.onnx}: largest |logit| difference from PyTorch on {len(images)} real "
+        f"images: {diff:.2e} (limit 1e-3)"
+    )
+    return 0
+
+
+def register(sub, add) -> None:
+    p = add("evaluate", cmd_evaluate, "evaluate a run on labelled images (metrics, HC in mm)")
+    p.add_argument("run_pos", nargs="?", type=Path, metavar="RUN")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", type=Path, help="split CSV (without it: every labelled image)")
+    p.add_argument("--part", default="test")
+    p.add_argument("--out", type=Path, help="output folder (default RUN/eval-PART)")
+    p.add_argument("--worst", type=int, default=10, help="overlays of the N worst images")
+    _add_backend_flags(p)
+
+    p = add("predict", cmd_predict, "measure HC on images or folders")
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("--pixel-size", type=float, help="mm per pixel for every image")
+    p.add_argument("--pixel-csv", type=Path, help="HC18 CSV with filename,pixel size(mm)")
+    p.add_argument("--out", type=Path, default=Path("predictions"))
+    _add_backend_flags(p)
+
+    p = add("export", cmd_export, "export a checkpoint to ONNX, checked against PyTorch")
+    p.add_argument("--onnx", type=Path, required=True)
+    p.add_argument("--run", type=Path)
+    p.add_argument("--checkpoint", type=Path)
+
+    from .study import register as register_study
+
+    register_study(add)

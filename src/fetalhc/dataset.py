@@ -28,7 +28,9 @@ class CachedSet:
         self.images = np.zeros((len(records), h, w), np.uint8)
         self.masks = np.zeros((len(records), h, w), np.uint8)
         for i, rec in enumerate(tqdm(self.records, desc=desc, leave=False, unit="img")):
-            self.images[i] = cv2.resize(read_gray(rec.image_path), (w, h), interpolation=cv2.INTER_AREA)
+            self.images[i] = cv2.resize(
+                read_gray(rec.image_path), (w, h), interpolation=cv2.INTER_AREA
+            )
             mask = load_mask(rec).astype(np.float32)
             self.masks[i] = np.round(
                 cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA) * 255

@@ -82,7 +82,10 @@ def _download_once(remote: RemoteFile, part: Path, timeout: float, bar: tqdm) ->
 
 
 def download_file(
-    remote: RemoteFile, dest_dir: Path, retries: int = 5, timeout: float = 60,
+    remote: RemoteFile,
+    dest_dir: Path,
+    retries: int = 5,
+    timeout: float = 60,
     sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Download into dest_dir/remote.key, resuming a partial `.part` file; verify its checksum."""
@@ -137,8 +140,12 @@ def safe_extract(archive: Path, dest: Path) -> None:
 
 
 def download_hc18(
-    dest: str | Path, base_url: str = ZENODO_URL, record: str = HC18_RECORD, retries: int = 5,
-    timeout: float = 60, sleep: Callable[[float], None] = time.sleep,
+    dest: str | Path,
+    base_url: str = ZENODO_URL,
+    record: str = HC18_RECORD,
+    retries: int = 5,
+    timeout: float = 60,
+    sleep: Callable[[float], None] = time.sleep,
 ) -> list[Path]:
     dest = Path(dest)
     cache = dest / ".download"

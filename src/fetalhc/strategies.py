@@ -45,7 +45,9 @@ PRESETS: dict[str, Strategy] = {
         Strategy("d4", "decoder.4", "D-4"),
         Strategy("encoder-random", "encoder", "E-0..4 (random-init encoder)", random_encoder=True),
         Strategy(
-            "decoder-random", "decoder,head", "D-0..4 + head (random-init encoder)",
+            "decoder-random",
+            "decoder,head",
+            "D-0..4 + head (random-init encoder)",
             random_encoder=True,
         ),
     ]

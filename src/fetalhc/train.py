@@ -148,7 +148,9 @@ class Trainer:
         if self.resume and (self.out / "resume.pt").exists():
             previous = read_config(config_path).get("train", {})
             mine = asdict(self.config)
-            changed = [k for k in mine if k not in ("epochs", "device") and previous.get(k) != mine[k]]
+            changed = [
+                k for k in mine if k not in ("epochs", "device") and previous.get(k) != mine[k]
+            ]
             if changed:
                 raise FetalHCError(f"--resume with different settings: {', '.join(changed)}")
             return load_resume_state(self.out / "resume.pt")
@@ -178,7 +180,9 @@ class Trainer:
 
     def _model(self) -> nn.Module:
         s = self.strategy
-        mc = ModelConfig(arch=s.arch, encoder=self.config.encoder, image_size=self.config.image_size)
+        mc = ModelConfig(
+            arch=s.arch, encoder=self.config.encoder, image_size=self.config.image_size
+        )
         torch.manual_seed(self.config.seed)
         weights = "none" if s.random_encoder else self.config.encoder_weights
         model = build_model(mc, encoder_weights=weights)
@@ -202,10 +206,14 @@ class Trainer:
             optimizer.load_state_dict(state["optimizer"])
             start_epoch = int(state["epoch"]) + 1
             best = float(state["best_dice"])
-            history = [dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]]
+            history = [
+                dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
+            ]
             seconds = float(state["seconds"])
         self.out.mkdir(parents=True, exist_ok=True)
-        write_config(self.out / CONFIG_NAME, self._config_json(len(train_records), len(val_records)))
+        write_config(
+            self.out / CONFIG_NAME, self._config_json(len(train_records), len(val_records))
+        )
 
         size = tuple(self.config.image_size)
         train = CachedSet(train_records, size, desc="decode train")
@@ -213,8 +221,11 @@ class Trainer:
         frozen = encoder_frozen(model)
         steps = math.ceil(len(train) / self.config.batch_size)
         bar = tqdm(
-            total=steps * self.config.epochs, initial=steps * (start_epoch - 1),
-            desc=f"train {self.strategy.name}", unit="batch", dynamic_ncols=True,
+            total=steps * self.config.epochs,
+            initial=steps * (start_epoch - 1),
+            desc=f"train {self.strategy.name}",
+            unit="batch",
+            dynamic_ncols=True,
         )
         for epoch in range(start_epoch, self.config.epochs + 1):
             t0 = time.perf_counter()
@@ -225,8 +236,11 @@ class Trainer:
             for x, y in iterate_batches(train, self.config.batch_size, seed=seed, augment=True):
                 x = x.to(self.device).contiguous(memory_format=channels_last)
                 y = y.to(self.device)
-                with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                    enabled=self.amp_dtype is not None):
+                with torch.autocast(
+                    self.device.type,
+                    dtype=self.amp_dtype or torch.float32,
+                    enabled=self.amp_dtype is not None,
+                ):
                     logits = forward(model, x, frozen)
                 loss = loss_fn(self.config.loss, logits, y)
                 optimizer.zero_grad(set_to_none=True)
@@ -237,7 +251,9 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
             train_time = time.perf_counter() - t0
-            val_loss, val_dice = self.validate(model, val) if val is not None else (math.nan, math.nan)
+            val_loss, val_dice = (
+                self.validate(model, val) if val is not None else (math.nan, math.nan)
+            )
             seconds += time.perf_counter() - t0
             row = {
                 "epoch": epoch,
@@ -254,15 +270,18 @@ class Trainer:
                 best = score
                 save_weights(model, self.out / "best.safetensors", {"epoch": epoch})
             save_weights(model, self.out / "last.safetensors", {"epoch": epoch})
-            save_resume_state(self.out / "resume.pt", {
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "epoch": epoch,
-                "best_dice": best,
-                "history_keys": list(row),
-                "history": [[float(v) for v in r.values()] for r in history],
-                "seconds": seconds,
-            })
+            save_resume_state(
+                self.out / "resume.pt",
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "epoch": epoch,
+                    "best_dice": best,
+                    "history_keys": list(row),
+                    "history": [[float(v) for v in r.values()] for r in history],
+                    "seconds": seconds,
+                },
+            )
             self._write_history(history)
             tqdm.write(
                 f"epoch {epoch}/{self.config.epochs}  loss {row['train_loss']:.4f}  "
@@ -289,8 +308,11 @@ class Trainer:
         for x, y in iterate_batches(val, self.config.batch_size):
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             y = y.to(self.device)
-            with torch.autocast(self.device.type, dtype=self.amp_dtype or torch.float32,
-                                enabled=self.amp_dtype is not None):
+            with torch.autocast(
+                self.device.type,
+                dtype=self.amp_dtype or torch.float32,
+                enabled=self.amp_dtype is not None,
+            ):
                 logits = model(x)
             losses.append(float(loss_fn(self.config.loss, logits, y)) * len(x))
             dices.extend(dice_per_image(logits.cpu(), y.cpu()))

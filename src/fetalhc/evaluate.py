@@ -1,0 +1,289 @@
+"""`fetalhc evaluate`: per-image metrics at original resolution, HC in mm, paper metrics."""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from . import metrics
+from .data import Record, load_labelled, load_mask, reference_ellipse
+from .ellipse import hadlock_ga_weeks, hc_mm
+from .errors import FetalHCError
+from .fileio import atomic_path, read_gray, write_json, write_png, write_text
+from .inference import Segmenter, upsample_probability
+from .overlay import overlay
+from .postprocess import measure
+from .split import part_files, read_split
+
+HC_RANGES = ((0, 100, "< 100 mm"), (100, 250, "100–250 mm"), (250, math.inf, "> 250 mm"))
+SUMMARY_KEYS = (
+    "pixel_accuracy",
+    "dice",
+    "iou",
+    "hd_mm",
+    "assd_mm",
+    "hc_abs_diff_mm",
+    "hc_diff_mm",
+    "paper_pixel_accuracy",
+    "paper_dice",
+    "paper_iou",
+)
+
+
+@dataclass
+class EvalOptions:
+    part: str = "test"
+    worst: int = 10
+    threshold: float = 0.5
+
+
+def image_metrics(pred: np.ndarray, ref: np.ndarray, pixel_size_mm: float) -> dict[str, float]:
+    """Overlap and surface metrics of one image at original resolution (mm)."""
+    spacing = (pixel_size_mm, pixel_size_mm)
+    return {
+        "pixel_accuracy": metrics.pixel_accuracy(pred, ref),
+        "dice": metrics.dice(pred, ref),
+        "iou": metrics.iou(pred, ref),
+        "hd_mm": metrics.hausdorff(pred, ref, spacing),
+        "assd_mm": metrics.assd(pred, ref, spacing),
+    }
+
+
+def paper_metrics(logits_small: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """The paper's metrics at model resolution: thresholded output vs resized reference."""
+    h, w = logits_small.shape
+    ref_small = cv2.resize(ref.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA) >= 0.5
+    pred_small = logits_small > 0
+    return {
+        "paper_pixel_accuracy": metrics.pixel_accuracy(pred_small, ref_small),
+        "paper_dice": metrics.dice(pred_small, ref_small),
+        "paper_iou": metrics.iou(pred_small, ref_small),
+    }
+
+
+def evaluate_records(
+    segmenter: Segmenter, records: list[Record], out: Path, options: EvalOptions
+) -> dict:
+    rows: list[dict] = []
+    skipped: list[str] = []
+    network_seconds = 0.0
+    cache: dict[str, tuple[np.ndarray, object]] = {}
+    for start in tqdm(range(0, len(records), segmenter.batch_size), desc="evaluate", unit="batch"):
+        batch, images = [], []
+        for rec in records[start : start + segmenter.batch_size]:
+            try:
+                images.append(read_gray(rec.image_path))
+                batch.append(rec)
+            except ValueError as exc:
+                skipped.append(f"{rec.filename}: {exc}")
+                tqdm.write(f"skipped {rec.filename}: {exc}")
+        if not batch:
+            continue
+        t0 = time.perf_counter()
+        logits = segmenter.logits_model_size(images)
+        network_seconds += time.perf_counter() - t0
+        for rec, image, lg in zip(batch, images, logits, strict=True):
+            prob = upsample_probability(lg, image.shape[:2])
+            m = measure(prob, options.threshold)
+            ref = load_mask(rec)
+            ref_ellipse = reference_ellipse(read_gray(rec.annotation_path))
+            ref_hc = rec.hc_mm if rec.hc_mm else hc_mm(ref_ellipse, rec.pixel_size_mm)
+            pred_hc = m.hc_mm(rec.pixel_size_mm)
+            row = {
+                "filename": rec.filename,
+                "subject": rec.subject,
+                "pixel_size_mm": rec.pixel_size_mm,
+            }
+            row.update(image_metrics(m.mask, ref, rec.pixel_size_mm))
+            row.update(paper_metrics(lg, ref))
+            row.update(
+                {
+                    "hc_mm": pred_hc,
+                    "ref_hc_mm": ref_hc,
+                    "hc_diff_mm": pred_hc - ref_hc,
+                    "hc_abs_diff_mm": abs(pred_hc - ref_hc),
+                    "ga_weeks": m.ga_weeks(rec.pixel_size_mm),
+                    "ref_ga_weeks": hadlock_ga_weeks(ref_hc),
+                    "ellipse_iou": m.ellipse_iou,
+                    "confidence": m.confidence,
+                    "quality": m.quality,
+                    "status": m.status,
+                }
+            )
+            rows.append(row)
+            cache[rec.filename] = (image, m.ellipse, ref_ellipse)
+    if not rows:
+        raise FetalHCError("no image could be evaluated")
+    summary = _write_outputs(rows, cache, out, options, segmenter, skipped, network_seconds)
+    return summary
+
+
+def _write_outputs(
+    rows,
+    cache,
+    out: Path,
+    options: EvalOptions,
+    segmenter: Segmenter,
+    skipped: list[str],
+    network_seconds: float,
+) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "per_image.csv") as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    summary: dict = {
+        "checkpoint": str(segmenter.checkpoint),
+        "backend": segmenter.backend,
+        "images": len(rows),
+        "part": options.part,
+        "skipped": skipped,
+        "no_head": sum(r["status"] != "ok" for r in rows),
+        "network_seconds": network_seconds,
+        "metrics": {k: metrics.summarise(r[k] for r in rows) for k in SUMMARY_KEYS},
+    }
+    summary["by_hc_range"] = {
+        label: metrics.summarise(r["hc_abs_diff_mm"] for r in rows if lo <= r["ref_hc_mm"] < hi)
+        for lo, hi, label in HC_RANGES
+    }
+    summary["quality_flag"] = flag_report(rows)
+    worst = sorted(
+        (r for r in rows if np.isfinite(r["hc_abs_diff_mm"])), key=lambda r: -r["hc_abs_diff_mm"]
+    )[: options.worst]
+    worst += [r for r in rows if not np.isfinite(r["hc_abs_diff_mm"])]
+    for r in worst:
+        image, ellipse, ref_ellipse = cache[r["filename"]]
+        text = [
+            f"HC {r['hc_mm']:.1f} mm (ref {r['ref_hc_mm']:.1f})",
+            f"Dice {r['dice']:.3f}  quality {r['quality']}",
+        ]
+        write_png(
+            out / "worst" / f"{Path(r['filename']).stem}_overlay.png",
+            overlay(image, ellipse, text, reference=ref_ellipse, flagged=r["quality"] != "ok"),
+        )
+    summary["worst"] = [
+        {k: r[k] for k in ("filename", "hc_mm", "ref_hc_mm", "hc_abs_diff_mm", "dice", "quality")}
+        for r in worst
+    ]
+    write_json(out / "summary.json", summary)
+    write_text(out / "summary.md", summary_markdown(summary))
+    return summary
+
+
+def flag_report(rows: list[dict], worst_mm: float = 5.0) -> dict:
+    """How well the quality flag catches large HC errors (|diff| > worst_mm)."""
+    bad = [r for r in rows if not (r["hc_abs_diff_mm"] <= worst_mm)]
+    flagged = [r for r in rows if r["quality"] != "ok"]
+    caught = [r for r in bad if r["quality"] != "ok"]
+    ok_rows = [r for r in rows if r["quality"] == "ok"]
+    return {
+        "error_threshold_mm": worst_mm,
+        "images_over_threshold": len(bad),
+        "caught_by_flag": len(caught),
+        "flagged": len(flagged),
+        "hc_abs_diff_mm_unflagged": metrics.summarise(r["hc_abs_diff_mm"] for r in ok_rows),
+    }
+
+
+def _fmt(s: dict) -> str:
+    return f"{s['mean']:.3f} ± {s['sd']:.3f} (median {s['median']:.3f}, p95 {s['p95']:.3f})"
+
+
+def summary_markdown(summary: dict) -> str:
+    m = summary["metrics"]
+    lines = [
+        f"# Evaluation: {summary['images']} images ({summary['part']})",
+        "",
+        f"Checkpoint `{summary['checkpoint']}`, backend {summary['backend']}; "
+        f"no head found in {summary['no_head']} image(s).",
+        "",
+        "## At original resolution (mean ± SD, median, 95th percentile)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    names = {
+        "pixel_accuracy": "pixel accuracy",
+        "dice": "Dice",
+        "iou": "IoU",
+        "hd_mm": "Hausdorff (mm)",
+        "assd_mm": "ASSD (mm)",
+        "hc_abs_diff_mm": "HC absolute difference (mm)",
+        "hc_diff_mm": "HC difference (mm)",
+    }
+    lines += [f"| {label} | {_fmt(m[key])} |" for key, label in names.items()]
+    lines += [
+        "",
+        "## The paper's metrics (model resolution, as the paper computed them)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+    ]
+    for key, label in (
+        ("paper_pixel_accuracy", "pixel accuracy"),
+        ("paper_dice", "Dice"),
+        ("paper_iou", "foreground IoU (the paper's mIoU)"),
+    ):
+        lines.append(f"| {label} | {_fmt(m[key])} |")
+    lines += [
+        "",
+        "## HC absolute difference by reference HC",
+        "",
+        "| HC range | n | mean (mm) | median | p95 |",
+        "|---|---|---|---|---|",
+    ]
+    for label, s in summary["by_hc_range"].items():
+        lines.append(
+            f"| {label} | {s['n']} | {s['mean']:.2f} | {s['median']:.2f} | {s['p95']:.2f} |"
+        )
+    q = summary["quality_flag"]
+    lines += [
+        "",
+        "## Quality flag",
+        "",
+        f"{q['caught_by_flag']} of the {q['images_over_threshold']} images with an HC error "
+        f"over {q['error_threshold_mm']:.0f} mm are flagged `check` ({q['flagged']} flagged in "
+        f"all). HC absolute difference of unflagged images: "
+        f"{_fmt(q['hc_abs_diff_mm_unflagged'])} mm.",
+        "",
+        "## Worst images (overlays in `worst/`; green/orange: prediction, blue: reference)",
+        "",
+        "| image | HC (mm) | reference (mm) | |diff| (mm) | Dice | quality |",
+        "|---|---|---|---|---|---|",
+    ]
+    for r in summary["worst"]:
+        lines.append(
+            f"| {r['filename']} | {r['hc_mm']:.1f} | {r['ref_hc_mm']:.1f} | "
+            f"{r['hc_abs_diff_mm']:.1f} | {r['dice']:.3f} | {r['quality']} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def evaluate(
+    checkpoint: Path,
+    data: Path,
+    split: Path | None,
+    out: Path,
+    options: EvalOptions,
+    backend: str = "auto",
+    threads: int = 0,
+    batch_size: int = 8,
+    flip_tta: bool = False,
+) -> dict:
+    records = load_labelled(data)
+    if split is not None:
+        wanted = set(part_files(read_split(split), options.part))
+        records = [r for r in records if r.filename in wanted]
+    if not records:
+        raise FetalHCError(f"no labelled images to evaluate (part {options.part!r})")
+    segmenter = Segmenter(
+        checkpoint, backend=backend, threads=threads, batch_size=batch_size, flip_tta=flip_tta
+    )
+    return evaluate_records(segmenter, records, out, options)

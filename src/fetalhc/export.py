@@ -1,0 +1,69 @@
+"""ONNX export with a numerical check against PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import FetalHCError
+from .fileio import atomic_path
+
+OPSET = 17
+MAX_ABS_DIFF = 1e-3
+
+
+def export_onnx(
+    checkpoint: str | Path,
+    onnx_path: str | Path,
+    verify: bool = True,
+    check_images: list[np.ndarray] | None = None,
+) -> float | None:
+    """Export with a dynamic batch axis; with `verify`, return the largest |logit| difference
+    from PyTorch on `check_images` (or random input) and raise if it exceeds 1e-3."""
+    from .checkpoint import load_model
+
+    model, config = load_model(checkpoint)
+    w, h = config["model"]["image_size"]
+    dummy = torch.zeros(1, 3, h, w)
+    with atomic_path(onnx_path, suffix=".onnx") as tmp:
+        try:
+            torch.onnx.export(
+                model,
+                (dummy,),
+                str(tmp),
+                input_names=["image"],
+                output_names=["logits"],
+                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        except Exception as exc:  # noqa: BLE001 - exporter failures are many types
+            raise FetalHCError(f"ONNX export failed: {exc}") from None
+        diff = _max_difference(model, tmp, (w, h), check_images) if verify else None
+        if diff is not None and diff > MAX_ABS_DIFF:
+            raise FetalHCError(f"ONNX differs from PyTorch by {diff:.2e} (> {MAX_ABS_DIFF})")
+    return diff
+
+
+def _max_difference(
+    model: torch.nn.Module, onnx_file: Path, size: tuple[int, int], images: list[np.ndarray] | None
+) -> float:
+    import cv2
+    import onnxruntime as ort
+
+    from .model import preprocess
+
+    w, h = size
+    if images:
+        x = preprocess(
+            np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        )
+    else:
+        x = np.random.default_rng(0).normal(size=(2, 3, h, w)).astype(np.float32)
+    session = ort.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"image": x})[0]
+    with torch.inference_mode():
+        want = model(torch.from_numpy(x)).numpy()
+    return float(np.abs(got - want).max())

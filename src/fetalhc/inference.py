@@ -1,0 +1,159 @@
+"""Inference backends (PyTorch, ONNX Runtime) behind one `Segmenter`: grey images in,
+probability maps at each image's original size out."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .errors import FetalHCError
+from .model import preprocess
+
+BACKENDS = ("auto", "torch", "onnx")
+DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.safetensors"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("FETALHC_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fetalhc"
+    )
+    return Path(base)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Segmenter:
+    """Runs a trained model on batches of grey images.
+
+    The image is resized to the model size (area interpolation), the logits are resized
+    back to the original size (bilinear) before the sigmoid, so the thresholded mask has
+    a smooth boundary at full resolution. `flip_tta` averages with the mirrored image.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        backend: str = "auto",
+        threads: int = 0,
+        batch_size: int = 8,
+        flip_tta: bool = False,
+    ) -> None:
+        from .checkpoint import config_for_checkpoint
+
+        if backend not in BACKENDS:
+            raise FetalHCError(f"--backend must be one of {', '.join(BACKENDS)}")
+        self.checkpoint = Path(checkpoint)
+        if self.checkpoint.suffix == ".onnx":
+            if backend == "torch":
+                raise FetalHCError("--backend torch needs a .safetensors checkpoint, not ONNX")
+            backend = "onnx"
+        self.config = config_for_checkpoint(self.checkpoint)
+        w, h = self.config.get("model", {}).get("image_size", [320, 224])
+        self.size = (int(w), int(h))
+        self.batch_size = max(1, batch_size)
+        self.flip_tta = flip_tta
+        self.threads = threads
+        if backend == "auto":
+            backend = "onnx" if _has_onnxruntime() else "torch"
+        self.backend = backend
+        self._run = self._onnx_runner() if backend == "onnx" else self._torch_runner()
+
+    # ------------------------------------------------------------ backends
+    def _torch_runner(self):
+        import torch
+
+        from .checkpoint import load_model
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        model, _ = load_model(self.checkpoint)
+        model = model.to(memory_format=torch.channels_last)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+                return model(t).float().numpy()
+
+        return run
+
+    def _onnx_runner(self):
+        import onnxruntime as ort
+
+        path = self.checkpoint if self.checkpoint.suffix == ".onnx" else self._cached_onnx()
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise FetalHCError(f"{path}: cannot load ONNX model ({exc})") from None
+        name = session.get_inputs()[0].name
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return session.run(None, {name: x})[0]
+
+        return run
+
+    def _cached_onnx(self) -> Path:
+        """Export the checkpoint once and reuse it (keyed by the checkpoint's hash)."""
+        from .export import export_onnx
+
+        target = cache_dir() / f"{file_sha256(self.checkpoint)[:16]}.onnx"
+        if not target.is_file():
+            export_onnx(self.checkpoint, target, verify=False)
+        return target
+
+    # ------------------------------------------------------------ API
+    def logits_model_size(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, H, W) logits at the model's input size."""
+        w, h = self.size
+        small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        x = preprocess(small)
+        out = []
+        for start in range(0, len(x), self.batch_size):
+            chunk = x[start : start + self.batch_size]
+            logits = self._run(chunk)[:, 0]
+            if self.flip_tta:
+                flipped = self._run(np.ascontiguousarray(chunk[..., ::-1]))[:, 0, :, ::-1]
+                logits = (logits + flipped) / 2
+            out.append(logits)
+        return np.concatenate(out, axis=0)
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Probability maps at each image's own size."""
+        logits = self.logits_model_size(images)
+        return [
+            upsample_probability(lg, im.shape[:2]) for lg, im in zip(logits, images, strict=True)
+        ]
+
+
+def upsample_probability(logits: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+    h, w = shape_hw
+    big = cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+    return 1.0 / (1.0 + np.exp(-np.clip(big, -50, 50)))
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_checkpoint() -> Path:
+    if not DEFAULT_MODEL.is_file():
+        raise FetalHCError("no bundled model in this installation; pass --checkpoint or --run")
+    return DEFAULT_MODEL
