@@ -210,6 +210,8 @@ class Trainer:
                 dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
             ]
             seconds = float(state["seconds"])
+            for row in history:
+                row["epoch"] = int(row["epoch"])
         self.out.mkdir(parents=True, exist_ok=True)
         write_config(
             self.out / CONFIG_NAME, self._config_json(len(train_records), len(val_records))
