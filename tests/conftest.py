@@ -26,7 +26,10 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the real `fetalhc` entry point in a fresh process."""
     return subprocess.run(
         [sys.executable, "-m", "fetalhc.cli", *map(str, args)],
-        capture_output=True, text=True, cwd=cwd, timeout=600,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
     )
 
 
@@ -47,8 +50,15 @@ def tiny_run(tmp_path_factory, sample: Path, sample_split: Path) -> Path:
     from fetalhc.train import TrainConfig, Trainer
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
-    config = TrainConfig(data=str(sample), split=str(sample_split), strategy="decoder",
-                         encoder_weights="none", epochs=2, batch_size=4, lr=1e-3,
-                         image_size=[96, 64])
+    config = TrainConfig(
+        data=str(sample),
+        split=str(sample_split),
+        strategy="decoder",
+        encoder_weights="none",
+        epochs=2,
+        batch_size=4,
+        lr=1e-3,
+        image_size=[96, 64],
+    )
     Trainer(config, out).run()
     return out

@@ -41,8 +41,9 @@ def test_training_mask_boundary_is_the_reference_ellipse(sample):
         # the mask's own fitted HC is the reference HC (well under the +1 mm of a hull fill)
         assert hc_mm(fit_mask(mask), r.pixel_size_mm) == pytest.approx(r.hc_mm, abs=0.2)
         # ... and it is smaller than filling out to the line's outer edge
-        contours, _ = cv2.findContours((outline > 127).astype(np.uint8), cv2.RETR_EXTERNAL,
-                                       cv2.CHAIN_APPROX_NONE)
+        contours, _ = cv2.findContours(
+            (outline > 127).astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE
+        )
         hull = np.zeros_like(outline)
         cv2.fillPoly(hull, [cv2.convexHull(np.concatenate(contours))], 1)
         assert mask.sum() < hull.sum()

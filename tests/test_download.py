@@ -39,10 +39,19 @@ class Zenodo(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         host = f"http://127.0.0.1:{self.server.server_port}"
         if self.path == "/api/records/1327317":
-            body = json.dumps({"files": [
-                {"key": k, "size": len(v), "checksum": "md5:" + self.checksums[k],
-                 "links": {"self": f"{host}/files/{k}"}} for k, v in self.files.items()
-            ]}).encode()
+            body = json.dumps(
+                {
+                    "files": [
+                        {
+                            "key": k,
+                            "size": len(v),
+                            "checksum": "md5:" + self.checksums[k],
+                            "links": {"self": f"{host}/files/{k}"},
+                        }
+                        for k, v in self.files.items()
+                    ]
+                }
+            ).encode()
             self.send_response(200)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()

@@ -70,8 +70,13 @@ def test_head_cut_by_image_border_is_measured_by_visible_part():
 def test_mm_conversion_and_hc18_fields():
     e = Ellipse(100, 50, 20, 10, 0.5).scaled(0.2)
     assert e.as_hc18() == pytest.approx(
-        {"center_x_mm": 20, "center_y_mm": 10, "semi_axes_a_mm": 4, "semi_axes_b_mm": 2,
-         "angle_rad": 0.5}
+        {
+            "center_x_mm": 20,
+            "center_y_mm": 10,
+            "semi_axes_a_mm": 4,
+            "semi_axes_b_mm": 2,
+            "angle_rad": 0.5,
+        }
     )
     assert hc_mm(Ellipse(0, 0, 100, 100, 0), 0.1) == pytest.approx(2 * math.pi * 10)
 

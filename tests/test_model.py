@@ -11,8 +11,9 @@ def test_loads_torchvision_state_dict(tmp_path):
     path = tmp_path / "mnv2.pth"
     torch.save(tv.state_dict(), path)
     model = build_model(ModelConfig(), encoder_weights=str(path))
-    assert torch.equal(model.encoder.features[3].conv[0][0].weight,
-                       tv.features[3].conv[0][0].weight)
+    assert torch.equal(
+        model.encoder.features[3].conv[0][0].weight, tv.features[3].conv[0][0].weight
+    )
 
 
 def test_wrong_shape_and_missing_file_are_clear_errors(tmp_path, sample, sample_split):
@@ -25,8 +26,19 @@ def test_wrong_shape_and_missing_file_are_clear_errors(tmp_path, sample, sample_
     except Exception as exc:  # noqa: BLE001
         assert "does not match" in str(exc) or "wrong shape" in str(exc)
     for weights in (tmp_path / "bad.pth", tmp_path / "missing.pth"):
-        r = run_cli("train", "--data", sample, "--split", sample_split, "--out",
-                    tmp_path / "run", "--encoder-weights", weights, "--epochs", "1")
+        r = run_cli(
+            "train",
+            "--data",
+            sample,
+            "--split",
+            sample_split,
+            "--out",
+            tmp_path / "run",
+            "--encoder-weights",
+            weights,
+            "--epochs",
+            "1",
+        )
         assert r.returncode == 2
         assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr
 

@@ -55,7 +55,13 @@ def test_encoder_matches_torchvision_features(unet):
 
 def test_user_spec():
     assert parse_spec("encoder.0-2,decoder.3-4,head") == [
-        "encoder.0", "encoder.1", "encoder.2", "decoder.3", "decoder.4", "head"]
+        "encoder.0",
+        "encoder.1",
+        "encoder.2",
+        "decoder.3",
+        "decoder.4",
+        "head",
+    ]
     model = build_model(ModelConfig(), encoder_weights="none")
     assert apply_strategy(model, resolve("decoder.2-4")) == 164_032
     assert apply_strategy(model, resolve("decoder.4,head")) == 6_976 + 145

@@ -14,8 +14,18 @@ TINY = ["--image-size", "96x64", "--batch", "4", "--encoder-weights", "none", "-
 
 
 def train_args(sample, split, out, epochs=3):
-    return ["train", "--data", sample, "--split", split, "--out", out, "--epochs", str(epochs),
-            *TINY]
+    return [
+        "train",
+        "--data",
+        sample,
+        "--split",
+        split,
+        "--out",
+        out,
+        "--epochs",
+        str(epochs),
+        *TINY,
+    ]
 
 
 def same_weights(a, b):
@@ -24,8 +34,14 @@ def same_weights(a, b):
 
 
 def test_run_folder_has_everything(tiny_run):
-    for name in ("config.json", "best.safetensors", "last.safetensors", "history.csv",
-                 "learning_curve.png", "resume.pt"):
+    for name in (
+        "config.json",
+        "best.safetensors",
+        "last.safetensors",
+        "history.csv",
+        "learning_curve.png",
+        "resume.pt",
+    ):
         assert (tiny_run / name).is_file(), name
     rows = list(csv.DictReader(open(tiny_run / "history.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2]
@@ -87,7 +103,6 @@ def test_corrupted_checkpoint(tmp_path, sample, sample_split, tiny_run):
     shutil.copytree(tiny_run, broken)
     data = (broken / "best.safetensors").read_bytes()
     (broken / "best.safetensors").write_bytes(data[: len(data) // 3])
-    r = run_cli("evaluate", broken, "--data", sample, "--split", sample_split,
-                "--backend", "torch")
+    r = run_cli("evaluate", broken, "--data", sample, "--split", sample_split, "--backend", "torch")
     assert r.returncode == 2
     assert "corrupted" in r.stderr and "Traceback" not in r.stderr

@@ -53,10 +53,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     from .inference import Segmenter
-    from .predict import PredictOptions, collect_images, predict
+    from .predict import PredictOptions, collect_images, pixel_sizes, predict
 
     paths = collect_images(args.inputs)
     options = PredictOptions(pixel_size=args.pixel_size, pixel_csv=args.pixel_csv)
+    pixel_sizes(paths, options)  # a missing pixel size fails before the model loads
     segmenter = Segmenter(
         _checkpoint(args, allow_default=True),
         backend=args.backend,

@@ -10,7 +10,7 @@ import torch
 from .errors import FetalHCError
 from .fileio import atomic_path
 
-OPSET = 17
+OPSET = 18
 MAX_ABS_DIFF = 1e-3
 
 
@@ -29,16 +29,18 @@ def export_onnx(
     dummy = torch.zeros(1, 3, h, w)
     with atomic_path(onnx_path, suffix=".onnx") as tmp:
         try:
-            torch.onnx.export(
+            # torch.export-based exporter (the maintained one); batch is a dynamic axis.
+            program = torch.onnx.export(
                 model,
                 (dummy,),
-                str(tmp),
                 input_names=["image"],
                 output_names=["logits"],
-                dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}},
+                dynamic_shapes=({0: torch.export.Dim("batch")},),
                 opset_version=OPSET,
-                dynamo=False,
+                dynamo=True,
+                verbose=False,
             )
+            program.save(str(tmp))
         except Exception as exc:  # noqa: BLE001 - exporter failures are many types
             raise FetalHCError(f"ONNX export failed: {exc}") from None
         diff = _max_difference(model, tmp, (w, h), check_images) if verify else None

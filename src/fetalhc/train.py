@@ -129,6 +129,32 @@ def dice_per_image(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
     return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)).numpy()
 
 
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    batches,
+    loss_name: str,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    frozen_encoder: bool,
+):
+    """One optimisation step per batch; yields each step's loss. Shared with the benchmark."""
+    for x, y in batches:
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        y = y.to(device)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            logits = forward(model, x, frozen_encoder)
+        loss = loss_fn(loss_name, logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        yield loss.item()
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
         config.validate()
@@ -235,21 +261,18 @@ class Trainer:
             losses = []
             seed = epoch_seed(self.config.seed, epoch)
             torch.manual_seed(seed)
-            for x, y in iterate_batches(train, self.config.batch_size, seed=seed, augment=True):
-                x = x.to(self.device).contiguous(memory_format=channels_last)
-                y = y.to(self.device)
-                with torch.autocast(
-                    self.device.type,
-                    dtype=self.amp_dtype or torch.float32,
-                    enabled=self.amp_dtype is not None,
-                ):
-                    logits = forward(model, x, frozen)
-                loss = loss_fn(self.config.loss, logits, y)
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                losses.append(loss.item())
+            batches = iterate_batches(train, self.config.batch_size, seed=seed, augment=True)
+            for loss in train_steps(
+                model,
+                optimizer,
+                scaler,
+                batches,
+                self.config.loss,
+                self.device,
+                self.amp_dtype,
+                frozen,
+            ):
+                losses.append(loss)
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
             train_time = time.perf_counter() - t0

@@ -1,0 +1,82 @@
+"""End-to-end inference: read PNG -> mask -> ellipse -> HC in mm, PyTorch eager vs ONNX Runtime.
+
+    python benchmarks/inference.py [--checkpoint FILE] [--images DIR] [--n 40]
+
+Latency: one image at a time (batch 1), mean over `--n` images after two warm-up images.
+Throughput: batches of 8. The ONNX model is exported from the same checkpoint first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import tempfile
+import time
+from pathlib import Path
+
+import onnxruntime
+import torch
+
+from fetalhc.export import export_onnx
+from fetalhc.fileio import read_gray
+from fetalhc.inference import Segmenter, default_checkpoint
+from fetalhc.postprocess import measure
+from fetalhc.sample import sample_dir
+
+
+def end_to_end(segmenter: Segmenter, paths: list[Path], batch: int) -> float:
+    """Seconds per image for read -> HC over `paths`, in batches of `batch`."""
+    t0 = time.perf_counter()
+    for start in range(0, len(paths), batch):
+        images = [read_gray(p) for p in paths[start : start + batch]]
+        for prob in segmenter.probabilities(images):
+            measure(prob).hc_mm(0.15)
+    return (time.perf_counter() - t0) / len(paths)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", type=Path)
+    default = Path("../shared/hc18/test_set")
+    parser.add_argument(
+        "--images", type=Path, default=default if default.is_dir() else sample_dir() / "test_set"
+    )
+    parser.add_argument("--n", type=int, default=40)
+    parser.add_argument("--threads", type=int, default=0)
+    args = parser.parse_args()
+    checkpoint = args.checkpoint or default_checkpoint()
+    paths = sorted(args.images.glob("*.png"))
+    paths = [p for p in paths if not p.name.endswith("_Annotation.png")]
+    paths = (paths * (args.n // max(len(paths), 1) + 1))[: args.n]
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = Path(tmp) / "model.onnx"
+        export_onnx(checkpoint, onnx_path, verify=False)
+        backends = {
+            "torch": Segmenter(checkpoint, backend="torch", threads=args.threads, batch_size=8),
+            "onnx": Segmenter(onnx_path, backend="onnx", threads=args.threads, batch_size=8),
+        }
+        print(
+            f"machine: {platform.processor() or platform.machine()}, torch "
+            f"{torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "
+            f"{onnxruntime.__version__}; model input {backends['torch'].size[0]}x"
+            f"{backends['torch'].size[1]}; {len(paths)} images"
+        )
+        results = {}
+        for name, seg in backends.items():
+            end_to_end(seg, paths[:2], 1)  # warm-up
+            latency = end_to_end(seg, paths, 1)
+            throughput = 1 / end_to_end(seg, paths, 8)
+            results[name] = (latency, throughput)
+            print(
+                f"{name:<6} latency {1000 * latency:7.1f} ms/image   throughput "
+                f"{throughput:6.2f} images/s (batch 8)"
+            )
+        (lt, tt), (lo, to) = results["torch"], results["onnx"]
+        print(
+            f"ONNX Runtime vs PyTorch eager: latency {lt / lo:.2f}x faster, "
+            f"throughput {to / tt:.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

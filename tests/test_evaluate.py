@@ -1,0 +1,82 @@
+import csv
+import json
+
+import numpy as np
+import pytest
+
+from fetalhc.data import load_labelled, load_mask
+from fetalhc.evaluate import EvalOptions, evaluate_records
+
+from .conftest import run_cli
+
+
+class ReferenceSegmenter:
+    """Stands in for a network that outputs exactly the reference masks."""
+
+    batch_size = 1
+    backend = "reference"
+    checkpoint = "reference"
+
+    def __init__(self, records):
+        self.masks = iter([load_mask(r) for r in records])
+
+    def logits_model_size(self, images):
+        return np.stack([np.where(next(self.masks) > 0, 30.0, -30.0)])
+
+
+def test_reference_masks_score_perfectly(tmp_path, sample):
+    records = load_labelled(sample)
+    summary = evaluate_records(ReferenceSegmenter(records), records, tmp_path, EvalOptions())
+    m = summary["metrics"]
+    assert m["dice"]["mean"] == 1.0 and m["paper_dice"]["mean"] == 1.0
+    assert m["hd_mm"]["mean"] == 0.0 and m["assd_mm"]["mean"] == 0.0
+    assert m["hc_abs_diff_mm"]["mean"] < 0.1
+    assert m["hc_abs_diff_mm"]["n"] == len(records)
+    assert summary["quality_flag"]["flagged"] == 0
+
+
+def test_evaluate_cli_outputs(tiny_run, sample, sample_split, tmp_path):
+    out = tmp_path / "ev"
+    r = run_cli(
+        "evaluate",
+        tiny_run,
+        "--data",
+        sample,
+        "--split",
+        sample_split,
+        "--part",
+        "test",
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    for col in (
+        "dice",
+        "iou",
+        "pixel_accuracy",
+        "hd_mm",
+        "assd_mm",
+        "hc_mm",
+        "ref_hc_mm",
+        "hc_diff_mm",
+        "hc_abs_diff_mm",
+        "ga_weeks",
+        "ref_ga_weeks",
+        "quality",
+        "paper_dice",
+        "paper_iou",
+        "paper_pixel_accuracy",
+    ):
+        assert col in rows[0], col
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["metrics"]["dice"]) >= {"mean", "sd", "median", "p95"}
+    assert summary["images"] == len(rows)
+    assert "paper's metrics" in (out / "summary.md").read_text()
+    assert any((out / "worst").glob("*_overlay.png"))
+    for row in rows:
+        if row["status"] == "ok":
+            assert float(row["ref_hc_mm"]) > 0
+            assert float(row["hc_abs_diff_mm"]) == pytest.approx(
+                abs(float(row["hc_mm"]) - float(row["ref_hc_mm"]))
+            )

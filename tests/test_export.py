@@ -1,0 +1,36 @@
+import numpy as np
+
+from fetalhc.export import export_onnx
+from fetalhc.fileio import read_gray
+from fetalhc.inference import Segmenter
+
+from .conftest import run_cli
+
+
+def test_export_checked_against_pytorch(tiny_run, tmp_path, sample):
+    images = [read_gray(p) for p in sorted((sample / "training_set").glob("*HC.png"))[:3]]
+    diff = export_onnx(tiny_run / "best.safetensors", tmp_path / "m.onnx", check_images=images)
+    assert diff is not None and diff < 1e-3
+    import onnx
+
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    assert model.opset_import[0].version >= 17
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param  # dynamic batch
+
+
+def test_backends_agree(tiny_run, sample):
+    images = [read_gray(p) for p in sorted((sample / "test_set").glob("*.png"))]
+    torch_probs = Segmenter(tiny_run / "best.safetensors", backend="torch").probabilities(images)
+    onnx_probs = Segmenter(
+        tiny_run / "best.safetensors", backend="onnx", batch_size=3
+    ).probabilities(images)
+    for a, b, im in zip(torch_probs, onnx_probs, images, strict=True):
+        assert a.shape == im.shape
+        assert np.abs(a - b).max() < 1e-3
+
+
+def test_export_cli(tiny_run, tmp_path):
+    r = run_cli("export", "--run", tiny_run, "--onnx", tmp_path / "x.onnx")
+    assert r.returncode == 0, r.stderr
+    assert "largest |logit| difference" in r.stdout
+    assert (tmp_path / "x.onnx").stat().st_size > 1_000_000
