@@ -113,6 +113,7 @@ def evaluate_records(
                     "ref_ga_weeks": hadlock_ga_weeks(ref_hc),
                     "ellipse_iou": m.ellipse_iou,
                     "confidence": m.confidence,
+                    "edge_probability": m.edge_probability,
                     "quality": m.quality,
                     "status": m.status,
                 }

@@ -28,6 +28,7 @@ COLUMNS = [
     "quality",
     "ellipse_iou",
     "confidence",
+    "edge_probability",
     "status",
 ]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
@@ -131,12 +132,13 @@ def _measure_one(
         quality=m.quality,
         ellipse_iou=m.ellipse_iou,
         confidence=m.confidence,
+        edge_probability=m.edge_probability,
         status="ok",
     )
     if options.overlays:
         lines = [f"HC {hc:.1f} mm", f"GA {ga:.1f} weeks (Hadlock)"]
         if m.quality != "ok":
-            lines.append("check: low-confidence measurement")
+            lines.append("check: measurement may be unreliable")
         write_png(
             out / "overlays" / f"{path.stem}_overlay.png",
             overlay(image, m.ellipse, lines, flagged=m.quality != "ok"),
