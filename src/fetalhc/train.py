@@ -97,6 +97,8 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type == "cuda":
             return torch.float16
         return torch.bfloat16 if cpu_supports_bf16() else None
+    if precision == "fp16" and device.type != "cuda":
+        raise FetalHCError("--precision fp16 needs a CUDA device (use bf16 or fp32 on a CPU)")
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
