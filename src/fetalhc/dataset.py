@@ -11,6 +11,7 @@ import torch
 from tqdm import tqdm
 
 from .data import Record, load_mask
+from .errors import FetalHCError
 from .fileio import read_gray
 from .model import preprocess
 
@@ -24,17 +25,25 @@ class CachedSet:
 
     def __init__(self, records: Sequence[Record], size_wh: tuple[int, int], desc: str = "cache"):
         w, h = size_wh
-        self.records = list(records)
-        self.images = np.zeros((len(records), h, w), np.uint8)
-        self.masks = np.zeros((len(records), h, w), np.uint8)
-        for i, rec in enumerate(tqdm(self.records, desc=desc, leave=False, unit="img")):
-            self.images[i] = cv2.resize(
-                read_gray(rec.image_path), (w, h), interpolation=cv2.INTER_AREA
-            )
-            mask = load_mask(rec).astype(np.float32)
-            self.masks[i] = np.round(
-                cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA) * 255
-            ).astype(np.uint8)
+        images, masks, kept = [], [], []
+        self.skipped: list[str] = []
+        for rec in tqdm(list(records), desc=desc, leave=False, unit="img"):
+            try:
+                image = read_gray(rec.image_path)
+                mask = load_mask(rec).astype(np.float32)
+            except ValueError as exc:  # one bad file is reported and skipped
+                self.skipped.append(f"{rec.filename}: {exc}")
+                tqdm.write(f"skipped {rec.filename}: {exc}")
+                continue
+            images.append(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA))
+            soft = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)
+            masks.append(np.round(soft * 255).astype(np.uint8))
+            kept.append(rec)
+        if not kept:
+            raise FetalHCError(f"{desc}: no readable image")
+        self.records = kept
+        self.images = np.stack(images)
+        self.masks = np.stack(masks)
 
     def __len__(self) -> int:
         return len(self.records)
