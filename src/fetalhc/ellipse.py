@@ -114,12 +114,19 @@ def fit_mask(mask: np.ndarray, exclude_border: bool = True) -> Ellipse | None:
 def draw_filled(ellipse: Ellipse, shape: tuple[int, int]) -> np.ndarray:
     """Filled 0/1 mask of the pixels whose centres lie inside the ellipse."""
     h, w = shape
-    ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
+    out = np.zeros((h, w), np.uint8)
+    r = max(ellipse.a, ellipse.b) + 1  # only the ellipse's bounding box is evaluated
+    x0, x1 = max(int(ellipse.cx - r), 0), min(int(ellipse.cx + r) + 2, w)
+    y0, y1 = max(int(ellipse.cy - r), 0), min(int(ellipse.cy + r) + 2, h)
+    if x0 >= x1 or y0 >= y1:
+        return out
+    ys, xs = np.mgrid[y0:y1, x0:x1]
     c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
     dx, dy = xs - ellipse.cx, ys - ellipse.cy
     u = (dx * c + dy * s) / max(ellipse.a, 1e-9)
     v = (-dx * s + dy * c) / max(ellipse.b, 1e-9)
-    return (u * u + v * v <= 1.0).astype(np.uint8)
+    out[y0:y1, x0:x1] = u * u + v * v <= 1.0
+    return out
 
 
 def hc_mm(ellipse: Ellipse, pixel_size_mm: float) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +12,7 @@ from .errors import FetalHCError
 from .fileio import atomic_path
 
 OPSET = 18
+CONFIG_KEY = "fetalhc_config"
 MAX_ABS_DIFF = 1e-3
 
 
@@ -41,12 +43,23 @@ def export_onnx(
                 verbose=False,
             )
             program.save(str(tmp))
+            _embed_config(tmp, config)
         except Exception as exc:  # noqa: BLE001 - exporter failures are many types
             raise FetalHCError(f"ONNX export failed: {exc}") from None
         diff = _max_difference(model, tmp, (w, h), check_images) if verify else None
         if diff is not None and diff > MAX_ABS_DIFF:
             raise FetalHCError(f"ONNX differs from PyTorch by {diff:.2e} (> {MAX_ABS_DIFF})")
     return diff
+
+
+def _embed_config(path: Path, config: dict) -> None:
+    """Store the model config in the ONNX metadata, so the .onnx file is self-contained."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = CONFIG_KEY, json.dumps({"model": config["model"]})
+    onnx.save(proto, str(path))
 
 
 def _max_difference(

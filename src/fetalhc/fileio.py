@@ -33,9 +33,9 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp"
     )
     os.close(fd)
-    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
     try:
         yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):

@@ -58,7 +58,12 @@ class Segmenter:
             if backend == "torch":
                 raise FetalHCError("--backend torch needs a .safetensors checkpoint, not ONNX")
             backend = "onnx"
-        self.config = config_for_checkpoint(self.checkpoint)
+        if not self.checkpoint.is_file():
+            raise FetalHCError(f"{self.checkpoint}: checkpoint not found")
+        if self.checkpoint.suffix == ".onnx":
+            self.config = onnx_config(self.checkpoint)
+        else:
+            self.config = config_for_checkpoint(self.checkpoint)
         w, h = self.config.get("model", {}).get("image_size", [320, 224])
         self.size = (int(w), int(h))
         self.batch_size = max(1, batch_size)
@@ -143,6 +148,30 @@ def upsample_probability(logits: np.ndarray, shape_hw: tuple[int, int]) -> np.nd
     h, w = shape_hw
     big = cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
     return 1.0 / (1.0 + np.exp(-np.clip(big, -50, 50)))
+
+
+def onnx_config(path: Path) -> dict:
+    """The model config that `fetalhc export` stored in the ONNX metadata (or a
+    config.json beside the file)."""
+    import json
+
+    import onnx
+
+    from .export import CONFIG_KEY
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
+        raise FetalHCError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    for entry in proto.metadata_props:
+        if entry.key == CONFIG_KEY:
+            return json.loads(entry.value)
+    sidecar = path.parent / "config.json"
+    if sidecar.is_file():
+        from .checkpoint import read_config
+
+        return read_config(sidecar)
+    raise FetalHCError(f"{path}: no fetalhc config in the ONNX metadata (export with fetalhc)")
 
 
 def _has_onnxruntime() -> bool:

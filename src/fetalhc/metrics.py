@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable
 
+import cv2
 import numpy as np
 from scipy import ndimage
 
@@ -38,12 +39,15 @@ def iou(pred: np.ndarray, ref: np.ndarray) -> float:
     return 1.0 if union == 0 else int((p & r).sum()) / union
 
 
+_CROSS = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], np.uint8)
+
+
 def boundary(mask: np.ndarray) -> np.ndarray:
     """Pixels of the mask that touch the background (4-neighbourhood), image edge excluded."""
-    m = _bool(mask)
-    return m & ~ndimage.binary_erosion(
-        m, structure=ndimage.generate_binary_structure(2, 1), border_value=1
-    )
+    m = (np.asarray(mask) > 0).astype(np.uint8)
+    # OpenCV's default erosion border counts outside pixels as foreground, like
+    # scipy's border_value=1: a mask running off the image has no boundary on the edge.
+    return (m - cv2.erode(m, _CROSS)).astype(bool)
 
 
 def _crop(*masks: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
@@ -71,6 +75,16 @@ def surface_distances(
     to_ref = ndimage.distance_transform_edt(~br, sampling=spacing)
     to_pred = ndimage.distance_transform_edt(~bp, sampling=spacing)
     return to_ref[bp], to_pred[br]
+
+
+def hausdorff_and_assd(
+    pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)
+) -> tuple[float, float]:
+    """Both surface metrics from one pair of distance transforms; NaN if a mask is empty."""
+    a, b = surface_distances(pred, ref, spacing)
+    if a.size == 0:
+        return math.nan, math.nan
+    return float(max(a.max(), b.max())), float((a.sum() + b.sum()) / (a.size + b.size))
 
 
 def hausdorff(

@@ -6,7 +6,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-from scipy import ndimage
 
 from .ellipse import Ellipse, draw_filled, fit_mask, hadlock_ga_weeks, hc_mm
 from .metrics import iou
@@ -14,8 +13,8 @@ from .metrics import iou
 # Thresholds of the quality flag, chosen on the validation part of the bundled model's
 # split (see MODEL_CARD.md): a measurement is flagged `check` when the mask departs from
 # its own ellipse, or when the network still sees head just outside the fitted edge.
-MIN_ELLIPSE_IOU = 0.965
-MAX_EDGE_PROBABILITY = 0.30
+MIN_ELLIPSE_IOU = 0.96
+MAX_EDGE_PROBABILITY = 0.25
 EDGE_RING = 0.06  # the ring outside the ellipse: up to 6 % beyond each semi-axis
 
 
@@ -40,11 +39,14 @@ class Measurement:
 def clean_mask(binary: np.ndarray) -> np.ndarray:
     """Largest connected component with its holes filled (0/1 uint8)."""
     m = (np.asarray(binary) > 0).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(m, connectivity=8)
-    if n <= 1:
-        return np.zeros_like(m)
-    largest = 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
-    return ndimage.binary_fill_holes(labels == largest).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.zeros_like(m)
+    if not contours:
+        return out
+    # Filling the outer contour of the largest component keeps it and fills its holes.
+    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+    cv2.drawContours(out, [largest], -1, 1, thickness=cv2.FILLED)
+    return out
 
 
 def measure(prob: np.ndarray, threshold: float = 0.5, min_area_px: int = 100) -> Measurement:
