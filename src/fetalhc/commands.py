@@ -83,6 +83,23 @@ def cmd_export(args: argparse.Namespace) -> int:
         f"{args.onnx}: largest |logit| difference from PyTorch on {len(images)} real "
         f"images: {diff:.2e} (limit 1e-3)"
     )
+    if args.int8:
+        from .export import quantize_int8
+        from .predict import collect_images
+
+        folders = [args.calibration] if args.calibration else [folder, sample_dir() / "test_set"]
+        calibration = []
+        for p in collect_images(folders)[: args.calibration_images]:
+            try:
+                calibration.append(read_gray(p))
+            except ValueError as exc:
+                print(f"skipped {p.name}: {exc}")
+        target = args.onnx.with_name(args.onnx.stem + "_int8.onnx")
+        quantize_int8(args.onnx, target, calibration)
+        print(
+            f"{target}: int8, calibrated on {len(calibration)} images; check its accuracy "
+            "with `fetalhc evaluate --checkpoint` before use"
+        )
     return 0
 
 
@@ -107,6 +124,9 @@ def register(sub, add) -> None:
     p.add_argument("--onnx", type=Path, required=True)
     p.add_argument("--run", type=Path)
     p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--int8", action="store_true", help="also write MODEL_int8.onnx (static)")
+    p.add_argument("--calibration", type=Path, help="images to calibrate int8 on")
+    p.add_argument("--calibration-images", type=int, default=64)
 
     from .study import register as register_study
 

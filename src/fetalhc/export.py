@@ -82,3 +82,55 @@ def _max_difference(
     with torch.inference_mode():
         want = model(torch.from_numpy(x)).numpy()
     return float(np.abs(got - want).max())
+
+
+def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, images: list[np.ndarray]) -> None:
+    """Static int8 quantisation (QDQ, per-channel weights) calibrated on `images`.
+
+    ONNX Runtime's own quantiser; the fetalhc config stays in the metadata."""
+    import cv2
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    from .model import preprocess
+
+    onnx_in = Path(onnx_in)
+    source = onnx.load(str(onnx_in))
+    meta = {e.key: e.value for e in source.metadata_props}
+    w, h = json.loads(meta[CONFIG_KEY])["model"]["image_size"]
+    batches = [preprocess(cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)) for im in images]
+
+    class Reader(CalibrationDataReader):
+        def __init__(self) -> None:
+            self.items = iter(batches)
+
+        def get_next(self) -> dict | None:
+            x = next(self.items, None)
+            return None if x is None else {"image": x}
+
+    with atomic_path(onnx_out, suffix=".onnx") as tmp:
+        prepared = tmp.with_name(tmp.name + ".pre.onnx")
+        try:
+            quant_pre_process(str(onnx_in), str(prepared))
+            quantize_static(
+                str(prepared),
+                str(tmp),
+                Reader(),
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=QuantType.QUInt8,
+                weight_type=QuantType.QInt8,
+            )
+        finally:
+            prepared.unlink(missing_ok=True)
+        proto = onnx.load(str(tmp))
+        if CONFIG_KEY not in {e.key for e in proto.metadata_props}:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = CONFIG_KEY, meta[CONFIG_KEY]
+            onnx.save(proto, str(tmp))
