@@ -29,8 +29,25 @@ def test_backends_agree(tiny_run, sample):
         assert np.abs(a - b).max() < 1e-3
 
 
-def test_export_cli(tiny_run, tmp_path):
-    r = run_cli("export", "--run", tiny_run, "--onnx", tmp_path / "x.onnx")
+def test_export_cli_with_int8(tiny_run, tmp_path, sample):
+    r = run_cli("export", "--run", tiny_run, "--onnx", tmp_path / "x.onnx", "--int8")
     assert r.returncode == 0, r.stderr
     assert "largest |logit| difference" in r.stdout
     assert (tmp_path / "x.onnx").stat().st_size > 1_000_000
+    int8 = tmp_path / "x_int8.onnx"
+    assert 0 < int8.stat().st_size < 0.5 * (tmp_path / "x.onnx").stat().st_size
+    # the .onnx files are self-contained: predict needs no config.json beside them
+    for model in (tmp_path / "x.onnx", int8):
+        out = tmp_path / model.stem
+        r = run_cli(
+            "predict",
+            sample / "test_set",
+            "--pixel-size",
+            "0.1",
+            "--checkpoint",
+            model,
+            "--out",
+            out,
+        )
+        assert r.returncode in (0, 1), r.stderr  # an untrained model may find no head
+        assert len((out / "predictions.csv").read_text().splitlines()) == 5

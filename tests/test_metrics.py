@@ -74,3 +74,14 @@ def test_summary():
     s = metrics.summarise([1.0, 2.0, 3.0, float("nan")])
     assert s["n"] == 3 and s["n_missing"] == 1
     assert s["mean"] == 2 and s["median"] == 2 and s["sd"] == pytest.approx(1.0)
+
+
+def test_clean_mask_keeps_largest_component_and_fills_holes():
+    from fetalhc.postprocess import clean_mask
+
+    m = draw_filled(Ellipse(40, 30, 20, 15, 0), (60, 100))
+    m[28:32, 38:42] = 0  # a hole
+    m[5:8, 90:95] = 1  # a small separate blob
+    cleaned = clean_mask(m)
+    assert cleaned[30, 40] == 1 and cleaned[6, 92] == 0
+    assert cleaned.sum() == draw_filled(Ellipse(40, 30, 20, 15, 0), (60, 100)).sum()

@@ -23,17 +23,29 @@ def write_config(tmp_path, sample, grids, workers=1):
 
 
 def test_grid_runs_resumes_and_reports(tmp_path, sample):
-    grids = [{"strategies": ["decoder", "d4"], "seeds": [0]},
-             {"strategies": ["decoder"], "seeds": [0], "fractions": [0.5]}]
+    grids = [
+        {"strategies": ["decoder", "d4"], "seeds": [0]},
+        {"strategies": ["decoder"], "seeds": [0], "fractions": [0.5]},
+    ]
     config = write_config(tmp_path, sample, grids)
     assert [c.name for c in load_study(config).cells()] == [
-        "decoder_f100_s0_64x64", "d4_f100_s0_64x64", "decoder_f050_s0_64x64"]
+        "decoder_f100_s0_64x64",
+        "d4_f100_s0_64x64",
+        "decoder_f050_s0_64x64",
+    ]
     out = tmp_path / "study"
     results = run_study(config, out)
     assert len(results) == 3 and not any("error" in r for r in results)
-    for name in ("report.md", "main_table.csv", "low_data_table.csv", "cells.csv",
-                 "figures/dice_vs_params.png", "figures/hc_diff_by_strategy.png",
-                 "figures/learning_curves.png", "figures/dice_vs_fraction.png"):
+    for name in (
+        "report.md",
+        "main_table.csv",
+        "low_data_table.csv",
+        "cells.csv",
+        "figures/dice_vs_params.png",
+        "figures/hc_diff_by_strategy.png",
+        "figures/learning_curves.png",
+        "figures/dice_vs_fraction.png",
+    ):
         assert (out / name).is_file(), name
     rows = {r["strategy"]: r for r in csv.DictReader(open(out / "main_table.csv"))}
     assert float(rows["decoder"]["trainable_params_M"]) == pytest.approx(4.405073)

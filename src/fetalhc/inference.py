@@ -71,6 +71,14 @@ class Segmenter:
         self.threads = threads
         if backend == "auto":
             backend = "onnx" if _has_onnxruntime() else "torch"
+            if backend == "onnx" and self.checkpoint.suffix != ".onnx":
+                try:
+                    self._run = self._onnx_runner()
+                    self.backend = "onnx"
+                    return
+                except FetalHCError as exc:  # export not possible here: PyTorch still works
+                    print(f"fetalhc: ONNX Runtime unavailable ({exc}); using PyTorch")
+                    backend = "torch"
         self.backend = backend
         self._run = self._onnx_runner() if backend == "onnx" else self._torch_runner()
 

@@ -112,7 +112,7 @@ def _markdown(rows: list[dict], columns: list[str]) -> list[str]:
     return out
 
 
-def _figures(study: Path, cells: list[dict]) -> list[str]:
+def _figures(study: Path, cells: list[dict], part: str = "test") -> list[str]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -150,7 +150,7 @@ def _figures(study: Path, cells: list[dict]) -> list[str]:
         for strategy, group in groups.items():
             diffs = []
             for c in group:
-                per_image = Path(c["folder"]) / "eval-test" / "per_image.csv"
+                per_image = Path(c["folder"]) / f"eval-{part}" / "per_image.csv"
                 if per_image.exists():
                     with open(per_image) as f:
                         diffs += [float(r["hc_abs_diff_mm"]) for r in csv.DictReader(f)]
@@ -226,8 +226,8 @@ def write_report(study: str | Path) -> Path:
         for c in cells
     ]
     _write_csv(study / "cells.csv", summaries)
-    figures = _figures(study, cells) if cells else []
     meta = json.loads((study / "study.json").read_text()) if (study / "study.json").exists() else {}
+    figures = _figures(study, cells, meta.get("evaluate_part", "test")) if cells else []
     train = meta.get("train", {})
     lines = [
         "# Fine-tuning study",
