@@ -36,6 +36,7 @@ def same_weights(a, b):
 def test_run_folder_has_everything(tiny_run):
     for name in (
         "config.json",
+        "split.csv",
         "best.safetensors",
         "last.safetensors",
         "history.csv",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -125,6 +126,10 @@ class Segmenter:
 
         target = cache_dir() / f"{file_sha256(self.checkpoint)[:16]}.onnx"
         if not target.is_file():
+            print(
+                f"fetalhc: exporting the model to ONNX once (cached in {target.parent})",
+                file=sys.stderr,
+            )
             export_onnx(self.checkpoint, target, verify=False)
         return target
 

@@ -45,6 +45,11 @@ def _group(cells: list[dict], fraction: float | None = 1.0) -> dict[str, list[di
     return dict(sorted(groups.items(), key=lambda kv: ORDER.index(kv[0]) if kv[0] in ORDER else 99))
 
 
+def _paper(strategy: str, key: str) -> str:
+    value = PAPER.get(strategy, {}).get(key)
+    return f"{value:.2f}" if value is not None else ""
+
+
 def main_table(cells: list[dict]) -> list[dict]:
     rows = []
     for strategy, group in _group(cells).items():
@@ -237,8 +242,11 @@ def write_report(study: str | Path) -> Path:
         f"lr {train.get('lr', 1e-4)}, loss {train.get('loss', 'bce')}; encoder weights "
         f"`{meta.get('encoder_weights', '?')}`; evaluated on the split's "
         f"`{meta.get('evaluate_part', 'test')}` part. PA, Dice and mIoU (foreground IoU, the "
-        "paper's name) are computed as the paper did, at model resolution; Dice (orig.), HD and "
-        "HC at each image's original resolution in mm. Mean (SD) over seeds.",
+        "paper's name) are computed as the paper did, at model resolution on the raw thresholded "
+        "output; Dice (orig.), HD and HC at each image's original resolution in mm, after "
+        "fetalhc's post-processing (largest component, holes filled), which lifts weak models "
+        "most. Mean (SD) over seeds. `paper_*`: the published figures we could verify (the "
+        "decoder row); trainable parameter counts equal the paper's for every row.",
         "",
         "## Strategies (100 % of the training part)",
         "",

@@ -26,7 +26,7 @@ from .checkpoint import (
 from .data import load_labelled
 from .dataset import CachedSet, epoch_seed, iterate_batches
 from .errors import FetalHCError
-from .fileio import atomic_path
+from .fileio import atomic_path, write_text
 from .model import ModelConfig, build_model, count_parameters
 from .split import nested_subset, part_files, read_split
 from .strategies import apply_strategy, encoder_frozen, resolve, set_train_mode
@@ -241,6 +241,9 @@ class Trainer:
             for row in history:
                 row["epoch"] = int(row["epoch"])
         self.out.mkdir(parents=True, exist_ok=True)
+        split_copy = self.out / "split.csv"
+        if Path(self.config.split).resolve() != split_copy.resolve():
+            write_text(split_copy, Path(self.config.split).read_text())  # the run is self-contained
         write_config(
             self.out / CONFIG_NAME, self._config_json(len(train_records), len(val_records))
         )
