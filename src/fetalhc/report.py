@@ -65,14 +65,14 @@ def main_table(cells: list[dict]) -> list[dict]:
                 "PA": _mean_sd([x["paper_pixel_accuracy"] for x in m], 100),
                 "Dice": _mean_sd([x["paper_dice"] for x in m], 100),
                 "mIoU": _mean_sd([x["paper_iou"] for x in m], 100),
-                "Dice_orig": _mean_sd([x["dice"] for x in m], 100),
+                "Dice_orig_pct": _mean_sd([x["dice"] for x in m], 100),
                 "HD_mm": _mean_sd([x["hd_mm"] for x in m]),
                 "HC_abs_diff_mm": _mean_sd([x["hc_abs_diff_mm"] for x in m]),
                 "train_min": _mean_sd([c["train"]["train_seconds"] / 60 for c in group], digits=1),
                 "infer_ms": _mean_sd([c["inference_ms_per_image"] for c in group], digits=0),
-                "paper_PA": PAPER.get(strategy, {}).get("pixel_accuracy", ""),
-                "paper_Dice": PAPER.get(strategy, {}).get("dice", ""),
-                "paper_mIoU": PAPER.get(strategy, {}).get("miou", ""),
+                "paper_PA": _paper(strategy, "pixel_accuracy"),
+                "paper_Dice": _paper(strategy, "dice"),
+                "paper_mIoU": _paper(strategy, "miou"),
             }
         )
     return rows
@@ -269,7 +269,7 @@ def write_report(study: str | Path) -> Path:
     )
     lines += ["", "### Clinical columns", ""]
     lines += _markdown(
-        main, ["strategy", "Dice_orig", "HD_mm", "HC_abs_diff_mm", "train_min", "infer_ms"]
+        main, ["strategy", "Dice_orig_pct", "HD_mm", "HC_abs_diff_mm", "train_min", "infer_ms"]
     )
     if low:
         lines += ["", "## Low-data table (nested subsets of the training part; Dice %)", ""]
