@@ -80,3 +80,13 @@ def test_evaluate_cli_outputs(tiny_run, sample, sample_split, tmp_path):
             assert float(row["hc_abs_diff_mm"]) == pytest.approx(
                 abs(float(row["hc_mm"]) - float(row["ref_hc_mm"]))
             )
+
+
+def test_bad_annotation_is_reported_and_skipped(tiny_run, sample_copy, tmp_path):
+    (sample_copy / "training_set" / "078_HC_Annotation.png").write_bytes(b"broken")
+    out = tmp_path / "ev"
+    r = run_cli("evaluate", tiny_run, "--data", sample_copy, "--out", out, "--backend", "torch")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    rows = list(csv.DictReader(open(out / "per_image.csv")))
+    assert len(rows) == 14 and "078_HC.png" not in {row["filename"] for row in rows}
+    assert "078_HC.png" in json.loads((out / "summary.json").read_text())["skipped"][0]

@@ -75,7 +75,7 @@ def evaluate_records(
     rows: list[dict] = []
     skipped: list[str] = []
     network_seconds = 0.0
-    cache: dict[str, tuple[np.ndarray, object]] = {}
+    cache: dict[str, tuple[Path, object, object]] = {}
     for start in tqdm(range(0, len(records), segmenter.batch_size), desc="evaluate", unit="batch"):
         batch, images = [], []
         for rec in records[start : start + segmenter.batch_size]:
@@ -91,10 +91,15 @@ def evaluate_records(
         logits = segmenter.logits_model_size(images)
         network_seconds += time.perf_counter() - t0
         for rec, image, lg in zip(batch, images, logits, strict=True):
+            try:
+                ref = load_mask(rec)
+                ref_ellipse = reference_ellipse(read_gray(rec.annotation_path))
+            except ValueError as exc:  # a bad annotation: report it, go on with the rest
+                skipped.append(f"{rec.filename}: annotation: {exc}")
+                tqdm.write(f"skipped {rec.filename}: annotation: {exc}")
+                continue
             prob = upsample_probability(lg, image.shape[:2])
             m = measure(prob, options.threshold)
-            ref = load_mask(rec)
-            ref_ellipse = reference_ellipse(read_gray(rec.annotation_path))
             ref_hc = rec.hc_mm if rec.hc_mm else hc_mm(ref_ellipse, rec.pixel_size_mm)
             pred_hc = m.hc_mm(rec.pixel_size_mm)
             row = {
@@ -120,7 +125,7 @@ def evaluate_records(
                 }
             )
             rows.append(row)
-            cache[rec.filename] = (image, m.ellipse, ref_ellipse)
+            cache[rec.filename] = (rec.image_path, m.ellipse, ref_ellipse)
     if not rows:
         raise FetalHCError("no image could be evaluated")
     summary = _write_outputs(rows, cache, out, options, segmenter, skipped, network_seconds)
@@ -161,7 +166,8 @@ def _write_outputs(
     )[: options.worst]
     worst += [r for r in rows if not np.isfinite(r["hc_abs_diff_mm"])]
     for r in worst:
-        image, ellipse, ref_ellipse = cache[r["filename"]]
+        image_path, ellipse, ref_ellipse = cache[r["filename"]]
+        image = read_gray(image_path)  # re-read: only the worst images are kept for overlays
         text = [
             f"HC {r['hc_mm']:.1f} mm (ref {r['ref_hc_mm']:.1f})",
             f"Dice {r['dice']:.3f}  quality {r['quality']}",
