@@ -1,6 +1,6 @@
 """Copy what a study or run folder needs for results/ — no checkpoints, no images.
 
-    python scripts/collect_results.py STUDY_DIR results/study-cpu
+python scripts/collect_results.py STUDY_DIR results/study-cpu
 """
 
 from __future__ import annotations
