@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -49,12 +49,6 @@ def write_text(path: str | os.PathLike, text: str) -> None:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
-
-
-def write_with(path: str | os.PathLike, writer: Callable[[Path], Any]) -> None:
-    """Atomically write `path` with a function that writes to the path it is given."""
-    with atomic_path(path) as tmp:
-        writer(tmp)
 
 
 def write_png(path: str | os.PathLike, image: np.ndarray) -> None:

@@ -91,18 +91,12 @@ def hausdorff(
     pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)
 ) -> float:
     """Symmetric Hausdorff distance; NaN when either mask is empty."""
-    a, b = surface_distances(pred, ref, spacing)
-    if a.size == 0:
-        return math.nan
-    return float(max(a.max(), b.max()))
+    return hausdorff_and_assd(pred, ref, spacing)[0]
 
 
 def assd(pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)) -> float:
     """Average symmetric surface distance; NaN when either mask is empty."""
-    a, b = surface_distances(pred, ref, spacing)
-    if a.size == 0:
-        return math.nan
-    return float((a.sum() + b.sum()) / (a.size + b.size))
+    return hausdorff_and_assd(pred, ref, spacing)[1]
 
 
 def summarise(values: Iterable[float]) -> dict[str, float | int]:
