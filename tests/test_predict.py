@@ -24,19 +24,17 @@ def read_rows(path):
     return list(csv.DictReader(open(path)))
 
 
+def predict_folder(folder, pixel_csv, out):
+    """Run `fetalhc predict` with the bundled model; it must succeed; return its rows."""
+    r = run_cli("predict", folder, "--pixel-csv", pixel_csv, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return read_rows(out / "predictions.csv")
+
+
 @needs_model
 def test_bundled_model_on_sample_test_set(tmp_path, sample):
     out = tmp_path / "pred"
-    r = run_cli(
-        "predict",
-        sample / "test_set",
-        "--pixel-csv",
-        sample / "test_set_pixel_size.csv",
-        "--out",
-        out,
-    )
-    assert r.returncode == 0, r.stderr
-    rows = read_rows(out / "predictions.csv")
+    rows = predict_folder(sample / "test_set", sample / "test_set_pixel_size.csv", out)
     assert list(rows[0])[:6] == HC18_COLUMNS
     assert {"hc_mm", "ga_weeks", "status", "quality"} <= set(rows[0])
     assert len(rows) == 4 and all(row["status"] == "ok" for row in rows)
@@ -53,17 +51,10 @@ def test_bundled_model_on_sample_test_set(tmp_path, sample):
 def test_bundled_model_measures_labelled_sample(tmp_path, sample):
     """The training CSV works as a pixel CSV; HC close to the sonographer's on most images."""
     out = tmp_path / "pred"
-    r = run_cli(
-        "predict",
-        sample / "training_set",
-        "--pixel-csv",
-        sample / "training_set_pixel_size_and_HC.csv",
-        "--out",
-        out,
+    rows = predict_folder(
+        sample / "training_set", sample / "training_set_pixel_size_and_HC.csv", out
     )
-    assert r.returncode == 0, r.stderr
     ref = {rec.filename: rec.hc_mm for rec in load_labelled(sample)}
-    rows = read_rows(out / "predictions.csv")
     assert len(rows) == len(ref)  # annotations are not measured as images
     errors = sorted(abs(float(row["hc_mm"]) - ref[row["filename"]]) for row in rows)
     assert errors[len(errors) // 2] < 5.0  # median within 5 mm
