@@ -57,7 +57,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     paths = collect_images(args.inputs)
     options = PredictOptions(pixel_size=args.pixel_size, pixel_csv=args.pixel_csv)
-    pixel_sizes(paths, options)  # a missing pixel size fails before the model loads
+    sizes = pixel_sizes(paths, options)  # a missing pixel size fails before the model loads
     segmenter = Segmenter(
         _checkpoint(args, allow_default=True),
         backend=args.backend,
@@ -65,7 +65,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         batch_size=args.batch,
         flip_tta=args.tta,
     )
-    failed = predict(paths, segmenter, args.out, options)
+    failed = predict(paths, sizes, segmenter, args.out, options)
     print(f"{args.out / 'predictions.csv'}: {len(paths) - failed} measured, {failed} failed")
     return 1 if failed else 0
 

@@ -82,9 +82,14 @@ def _empty_row(name: str, status: str) -> dict:
     return row
 
 
-def predict(paths: list[Path], segmenter: Segmenter, out: Path, options: PredictOptions) -> int:
+def predict(
+    paths: list[Path],
+    sizes: dict[str, float | None],
+    segmenter: Segmenter,
+    out: Path,
+    options: PredictOptions,
+) -> int:
     """Write OUT/predictions.csv (+ masks, overlays); return how many images failed."""
-    sizes = pixel_sizes(paths, options)
     out.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
     for start in tqdm(range(0, len(paths), segmenter.batch_size), desc="predict", unit="batch"):
