@@ -71,21 +71,63 @@ def test_user_spec():
         resolve("nonsense")
 
 
-def test_frozen_batchnorm_statistics_do_not_change():
+def _one_training_step(bn_mode: str, strategy: str) -> tuple[dict, dict, dict, dict]:
+    """Frozen-block running statistics and weights before and after one real step."""
+    from fetalhc.train import encoder_frozen, train_steps
+
     torch.manual_seed(0)
     model = build_model(ModelConfig(), encoder_weights="none")
-    apply_strategy(model, PRESETS["decoder"])
-    before = {k: v.clone() for k, v in model.encoder.state_dict().items() if "running" in k}
-    dec_before = model.decoder.blocks[0].conv1[1].running_mean.clone()
-    set_train_mode(model)
-    assert not model.encoder.features[0][1].training
-    assert model.decoder.blocks[0].conv1[1].training
+    apply_strategy(model, PRESETS[strategy])
+    frozen = model.encoder if strategy == "decoder" else model.decoder
+
+    def snapshot(kind: str) -> dict:
+        return {
+            k: v.clone()
+            for k, v in frozen.state_dict().items()
+            if ("running" in k) == (kind == "stats") and "num_batches" not in k
+        }
+
+    stats, weights = snapshot("stats"), snapshot("weights")
+    set_train_mode(model, bn_mode)
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], 1e-3)
     x = torch.randn(2, 3, 64, 96) * 3 + 1
-    loss = model(x).mean()
-    loss.backward()
-    opt.step()
-    after = {k: v for k, v in model.encoder.state_dict().items() if "running" in k}
-    assert all(torch.equal(before[k], after[k]) for k in before)
-    # the trained decoder's BatchNorm does update
-    assert not torch.equal(dec_before, model.decoder.blocks[0].conv1[1].running_mean)
+    y = (torch.rand(2, 1, 64, 96) > 0.5).float()
+    batches = [(x, y)]
+    steps = train_steps(
+        model,
+        opt,
+        torch.amp.GradScaler("cuda", enabled=False),
+        batches,
+        "bce",
+        torch.device("cpu"),
+        None,
+        encoder_frozen(model),
+    )
+    assert len(list(steps)) == 1
+    return stats, snapshot("stats"), weights, snapshot("weights")
+
+
+@pytest.mark.parametrize("strategy", ["decoder", "encoder"])
+def test_paper_batchnorm_mode_updates_frozen_statistics_not_weights(strategy):
+    stats, stats_after, weights, weights_after = _one_training_step("paper", strategy)
+    assert stats and weights
+    assert all(not torch.equal(stats[k], stats_after[k]) for k in stats)
+    assert all(torch.equal(weights[k], weights_after[k]) for k in weights)
+
+
+@pytest.mark.parametrize("strategy", ["decoder", "encoder"])
+def test_frozen_eval_batchnorm_mode_keeps_frozen_statistics_and_weights(strategy):
+    stats, stats_after, weights, weights_after = _one_training_step("frozen-eval", strategy)
+    assert all(torch.equal(stats[k], stats_after[k]) for k in stats)
+    assert all(torch.equal(weights[k], weights_after[k]) for k in weights)
+
+
+def test_trained_batchnorm_updates_in_both_modes():
+    for mode in ("paper", "frozen-eval"):
+        model = build_model(ModelConfig(), encoder_weights="none")
+        apply_strategy(model, PRESETS["decoder"])
+        set_train_mode(model, mode)
+        assert model.decoder.blocks[0].conv1[1].training
+        assert model.encoder.features[0][1].training == (mode == "paper")
+    with pytest.raises(FetalHCError):
+        set_train_mode(model, "sometimes")

@@ -56,7 +56,8 @@ def cmd_strategies(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .train import TrainConfig, Trainer, parse_size
+    from .config import TrainConfig, parse_size
+    from .train import Trainer
 
     if args.threads:
         import torch
@@ -79,10 +80,88 @@ def cmd_train(args: argparse.Namespace) -> int:
         val_part=args.val_part,
         precision=args.precision,
         device=args.device,
+        bn_mode=args.bn_mode,
+        normalization=args.normalization,
+        train_images=args.train_images,
     )
     summary = Trainer(config, args.out, resume=args.resume).run()
     print(f"{args.out}: best val Dice {summary['best_val_dice']}, {summary['train_seconds']:.0f} s")
     return 0
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """`fetalhc train`'s options; every default comes from TrainConfig."""
+    from .config import (
+        BN_MODES,
+        DEVICES,
+        LOSSES,
+        NORMALIZATIONS,
+        PRECISIONS,
+        defaults,
+        format_size,
+    )
+
+    d = defaults()
+    p.add_argument("--data", type=Path, required=True, help="HC18 folder")
+    p.add_argument("--split", type=Path, required=True, help="split CSV")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--strategy", default=d["strategy"], help="preset or spec (decoder.3-4,head)")
+    p.add_argument("--encoder", default=d["encoder"])
+    p.add_argument("--encoder-weights", default=d["encoder_weights"], help="imagenet | none | PATH")
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"])
+    p.add_argument("--batch", type=positive_int, default=d["batch_size"])
+    p.add_argument("--lr", type=finite_float, default=d["lr"])
+    p.add_argument("--loss", default=d["loss"], choices=LOSSES)
+    p.add_argument("--fraction", type=finite_float, default=d["fraction"], help="nested subset")
+    p.add_argument(
+        "--train-images", type=int, default=d["train_images"], help="first N of the nested subset"
+    )
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument(
+        "--image-size", default=format_size(d["image_size"]), help="WxH, multiples of 32"
+    )
+    p.add_argument("--train-parts", default=",".join(d["train_parts"]), help="split parts")
+    p.add_argument("--val-part", default=d["val_part"], help="validation part ('' for none)")
+    p.add_argument("--precision", default=d["precision"], choices=PRECISIONS)
+    p.add_argument("--device", default=d["device"], choices=DEVICES)
+    p.add_argument(
+        "--bn-mode",
+        default=d["bn_mode"],
+        choices=BN_MODES,
+        help="paper: every BatchNorm in train mode (as the paper); frozen-eval: frozen "
+        "blocks' BatchNorm in eval mode",
+    )
+    p.add_argument(
+        "--normalization",
+        default=d["normalization"],
+        choices=NORMALIZATIONS,
+        help="input: ImageNet mean/std, or unit = [0, 1] as the paper",
+    )
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads (0: default)")
+    p.add_argument("--resume", action="store_true", help="continue from the last epoch")
+
+
+def positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def nonnegative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def finite_float(text: str) -> float:
+    import math
+
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+    return value
 
 
 # ---------------------------------------------------------------- parser
@@ -119,25 +198,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--encoder", default="mobilenet_v2")
 
     p = add("train", cmd_train, "train a model with a fine-tuning strategy")
-    p.add_argument("--data", type=Path, required=True, help="HC18 folder")
-    p.add_argument("--split", type=Path, required=True, help="split CSV")
-    p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--strategy", default="decoder", help="preset or spec (decoder.3-4,head)")
-    p.add_argument("--encoder", default="mobilenet_v2")
-    p.add_argument("--encoder-weights", default="imagenet", help="imagenet | none | PATH")
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch", type=int, default=10)
-    p.add_argument("--lr", type=float, default=1e-4)
-    p.add_argument("--loss", default="bce", help="bce | dice | bce+dice")
-    p.add_argument("--fraction", type=float, default=1.0, help="nested low-data subset")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-size", default="320x224", help="WxH, multiples of 32")
-    p.add_argument("--train-parts", default="train", help="split parts to train on")
-    p.add_argument("--val-part", default="val", help="split part for validation ('' for none)")
-    p.add_argument("--precision", default="auto", help="auto | fp32 | bf16 | fp16")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: PyTorch default)")
-    p.add_argument("--resume", action="store_true", help="continue from the last epoch")
+    _add_train_arguments(p)
 
     from . import commands
 

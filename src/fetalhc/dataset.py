@@ -72,6 +72,7 @@ def iterate_batches(
     seed: int | None = None,
     augment: bool = False,
     indices: Sequence[int] | None = None,
+    normalization: str = "imagenet",
 ):
     """Yield (input, target) tensors; shuffled and augmented when a seed is given."""
     idx = np.arange(len(data)) if indices is None else np.asarray(indices)
@@ -87,6 +88,6 @@ def iterate_batches(
             pairs = [aug(image=im, mask=mk) for im, mk in zip(images, masks, strict=True)]
             images = np.stack([p["image"] for p in pairs])
             masks = np.stack([p["mask"] for p in pairs])
-        x = torch.from_numpy(preprocess(images))
+        x = torch.from_numpy(preprocess(images, normalization))
         y = torch.from_numpy(masks.astype(np.float32)[:, None] / 255.0)
         yield x, y

@@ -46,7 +46,8 @@ def export_onnx(
             _embed_config(tmp, config)
         except Exception as exc:  # noqa: BLE001 - exporter failures are many types
             raise FetalHCError(f"ONNX export failed: {exc}") from None
-        diff = _max_difference(model, tmp, (w, h), check_images) if verify else None
+        norm = config["model"].get("normalization", "imagenet")
+        diff = _max_difference(model, tmp, (w, h), check_images, norm) if verify else None
         if diff is not None and diff > MAX_ABS_DIFF:
             raise FetalHCError(f"ONNX differs from PyTorch by {diff:.2e} (> {MAX_ABS_DIFF})")
     return diff
@@ -63,7 +64,11 @@ def _embed_config(path: Path, config: dict) -> None:
 
 
 def _max_difference(
-    model: torch.nn.Module, onnx_file: Path, size: tuple[int, int], images: list[np.ndarray] | None
+    model: torch.nn.Module,
+    onnx_file: Path,
+    size: tuple[int, int],
+    images: list[np.ndarray] | None,
+    normalization: str = "imagenet",
 ) -> float:
     import cv2
     import onnxruntime as ort
@@ -73,7 +78,8 @@ def _max_difference(
     w, h = size
     if images:
         x = preprocess(
-            np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+            np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images]),
+            normalization,
         )
     else:
         x = np.random.default_rng(0).normal(size=(2, 3, h, w)).astype(np.float32)
@@ -103,8 +109,12 @@ def quantize_int8(onnx_in: str | Path, onnx_out: str | Path, images: list[np.nda
     onnx_in = Path(onnx_in)
     source = onnx.load(str(onnx_in))
     meta = {e.key: e.value for e in source.metadata_props}
-    w, h = json.loads(meta[CONFIG_KEY])["model"]["image_size"]
-    batches = [preprocess(cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA)) for im in images]
+    model_config = json.loads(meta[CONFIG_KEY])["model"]
+    w, h = model_config["image_size"]
+    norm = model_config.get("normalization", "imagenet")
+    batches = [
+        preprocess(cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA), norm) for im in images
+    ]
 
     class Reader(CalibrationDataReader):
         def __init__(self) -> None:

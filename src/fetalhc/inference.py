@@ -12,6 +12,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .config import DEFAULT_IMAGE_SIZE
 from .errors import FetalHCError
 from .model import preprocess
 
@@ -65,8 +66,9 @@ class Segmenter:
             self.config = onnx_config(self.checkpoint)
         else:
             self.config = config_for_checkpoint(self.checkpoint)
-        w, h = self.config.get("model", {}).get("image_size", [320, 224])
+        w, h = self.config.get("model", {}).get("image_size", DEFAULT_IMAGE_SIZE)
         self.size = (int(w), int(h))
+        self.normalization = str(self.config.get("model", {}).get("normalization", "imagenet"))
         self.batch_size = max(1, batch_size)
         self.flip_tta = flip_tta
         self.threads = threads
@@ -138,7 +140,7 @@ class Segmenter:
         """(N, H, W) logits at the model's input size."""
         w, h = self.size
         small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
-        x = preprocess(small)
+        x = preprocess(small, self.normalization)
         out = []
         for start in range(0, len(x), self.batch_size):
             chunk = x[start : start + self.batch_size]

@@ -1,8 +1,9 @@
 """Models: smp U-Net with a configurable encoder, and the paper's 31 M from-scratch U-Net.
 
-Input normalisation (every model): the 8-bit grey image is scaled to [0, 1], repeated to
-3 channels and normalised with the ImageNet mean (0.485, 0.456, 0.406) and std
-(0.229, 0.224, 0.225), as the ImageNet encoder weights expect. Output: one channel of logits.
+Input normalisation: the 8-bit grey image is scaled to [0, 1] and repeated to 3 channels;
+``imagenet`` (default) then normalises with the ImageNet mean (0.485, 0.456, 0.406) and std
+(0.229, 0.224, 0.225), as the ImageNet encoder weights expect; ``unit`` keeps [0, 1], as the
+paper's notebooks do (``A.Normalize(mean=0, std=1)``). Output: one channel of logits.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .config import DEFAULT_IMAGE_SIZE, NORMALIZATIONS
 from .errors import FetalHCError
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
@@ -30,23 +32,30 @@ class ModelConfig:
     arch: str = SMP_ARCH
     encoder: str = "mobilenet_v2"
     decoder_channels: list[int] = field(default_factory=lambda: list(PAPER_DECODER_CHANNELS))
-    image_size: list[int] = field(default_factory=lambda: [320, 224])  # W, H
+    image_size: list[int] = field(default_factory=lambda: list(DEFAULT_IMAGE_SIZE))  # W, H
+    normalization: str = "imagenet"
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
-        known = {k: d[k] for k in ("arch", "encoder", "decoder_channels", "image_size") if k in d}
-        return cls(**known)
+        names = ("arch", "encoder", "decoder_channels", "image_size", "normalization")
+        known = {k: d[k] for k in names if k in d}
+        config = cls(**known)
+        if config.normalization not in NORMALIZATIONS:
+            raise FetalHCError(f"unknown input normalization {config.normalization!r}")
+        return config
 
 
-def preprocess(gray: np.ndarray) -> np.ndarray:
+def preprocess(gray: np.ndarray, normalization: str = "imagenet") -> np.ndarray:
     """(N, H, W) or (H, W) uint8 grey -> (N, 3, H, W) float32 normalised network input."""
     x = np.asarray(gray, dtype=np.float32)
     if x.ndim == 2:
         x = x[None]
     x = x[:, None] / 255.0
+    if normalization == "unit":
+        return np.repeat(x, 3, axis=1).astype(np.float32)
     return ((x - IMAGENET_MEAN[None, :, None, None]) / IMAGENET_STD[None, :, None, None]).astype(
         np.float32
     )

@@ -9,11 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .config import SPLIT_PARTS
 from .data import subject_of
 from .errors import FetalHCError
 from .fileio import atomic_path
-
-SPLIT_PARTS = ("train", "val", "test")
 
 
 def _subject_groups(filenames: Sequence[str]) -> dict[str, list[str]]:
@@ -71,6 +70,15 @@ def nested_subset(filenames: Sequence[str], fraction: float, seed: int = 0) -> l
             break
         chosen.extend(groups[subjects[idx]])
     return sorted(chosen)
+
+
+def nested_order(filenames: Sequence[str], seed: int = 0) -> list[str]:
+    """All images in the seeded subject order of `nested_subset`: its first N images are a
+    nested subset of N images (whole subjects except perhaps the last one)."""
+    groups = _subject_groups(filenames)
+    subjects = list(groups)
+    order = np.random.default_rng(seed + 7919).permutation(len(subjects))
+    return [name for idx in order for name in sorted(groups[subjects[idx]])]
 
 
 def write_split(path: str | Path, assignment: dict[str, str]) -> None:

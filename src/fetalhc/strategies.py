@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
+from .config import BN_MODES
 from .errors import FetalHCError
 from .model import SCRATCH_ARCH, SMP_ARCH, ScratchUNet, count_parameters
 
@@ -134,10 +135,20 @@ def apply_strategy(model: nn.Module, strategy: Strategy) -> int:
     return trainable
 
 
-def set_train_mode(model: nn.Module) -> None:
-    """model.train(), but BatchNorm layers whose parameters are frozen stay in eval mode so
-    that their running statistics do not drift during fine-tuning."""
+def set_train_mode(model: nn.Module, bn_mode: str = "paper") -> None:
+    """Put the model in training mode, with BatchNorm handled as `bn_mode` says.
+
+    ``paper``: ``model.train()`` on the whole model, as the paper's notebooks do: every
+    BatchNorm layer, frozen ones included, normalises with batch statistics and updates its
+    running statistics (its weight and bias stay frozen).
+    ``frozen-eval``: BatchNorm layers whose parameters are frozen stay in eval mode, so their
+    running statistics do not drift during fine-tuning.
+    """
+    if bn_mode not in BN_MODES:
+        raise FetalHCError(f"BatchNorm mode must be one of {', '.join(BN_MODES)}, got {bn_mode!r}")
     model.train()
+    if bn_mode == "paper":
+        return
     for module in model.modules():
         if isinstance(module, nn.modules.batchnorm._BatchNorm):
             params = list(module.parameters(recurse=False))

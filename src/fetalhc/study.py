@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import hashlib
 import itertools
 import json
 import os
+import shutil
 import time
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -15,10 +18,29 @@ from pathlib import Path
 
 import yaml
 
+from .config import (
+    DEFAULT_IMAGE_SIZE,
+    SPLIT_PARTS,
+    TrainConfig,
+    config_from_mapping,
+    format_size,
+    parse_size,
+)
 from .errors import FetalHCError
 from .fileio import write_json
 
 CELL_DONE = "cell.json"
+
+
+GRID_KEYS = (
+    "strategies",
+    "seeds",
+    "fractions",
+    "train_images",
+    "encoders",
+    "image_sizes",
+    "bn_modes",
+)
 
 
 @dataclass(frozen=True)
@@ -27,14 +49,23 @@ class Cell:
     seed: int
     fraction: float = 1.0
     encoder: str = "mobilenet_v2"
-    image_size: str = "320x224"
+    image_size: str = format_size(DEFAULT_IMAGE_SIZE)
+    train_images: int = 0  # 0: all (or `fraction`) of the training part
+    bn_mode: str = ""  # "": the study's train.bn_mode
 
     @property
     def name(self) -> str:
-        parts = [self.strategy, f"f{int(round(self.fraction * 100)):03d}", f"s{self.seed}"]
+        size = (
+            f"n{self.train_images:03d}"
+            if self.train_images
+            else (f"f{int(round(self.fraction * 100)):03d}")
+        )
+        parts = [self.strategy, size, f"s{self.seed}"]
         if self.encoder != "mobilenet_v2":
             parts.append(self.encoder)
         parts.append(self.image_size)
+        if self.bn_mode:
+            parts.append(f"bn-{self.bn_mode}")
         return "_".join(parts)
 
 
@@ -51,16 +82,27 @@ class StudyConfig:
 
     def cells(self) -> list[Cell]:
         cells: list[Cell] = []
-        default_size = str(self.train.get("image_size", "320x224"))
+        size = self.train.get("image_size", DEFAULT_IMAGE_SIZE)
+        default_size = size if isinstance(size, str) else format_size(size)
         for grid in self.grids:
-            for strategy, seed, fraction, encoder, size in itertools.product(
+            for strategy, seed, fraction, n, encoder, size, bn in itertools.product(
                 grid["strategies"],
                 grid.get("seeds", [0]),
                 grid.get("fractions", [1.0]),
-                grid.get("encoders", ["mobilenet_v2"]),
+                grid.get("train_images", [0]),
+                grid.get("encoders", [self.train.get("encoder", "mobilenet_v2")]),
                 grid.get("image_sizes", [default_size]),
+                grid.get("bn_modes", [""]),
             ):
-                cell = Cell(str(strategy), int(seed), float(fraction), str(encoder), str(size))
+                cell = Cell(
+                    str(strategy),
+                    int(seed),
+                    float(fraction),
+                    str(encoder),
+                    str(size),
+                    int(n),
+                    "" if bn == self.train.get("bn_mode", "paper") else str(bn),
+                )
                 if cell not in cells:
                     cells.append(cell)
         return cells
@@ -72,28 +114,119 @@ class StudyConfig:
 
 
 def load_study(path: str | Path) -> StudyConfig:
+    """Read and validate a study YAML: unknown keys, wrong types and bad values are refused
+    with the key's name before anything runs."""
     path = Path(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:
         raise FetalHCError(f"{path}: study file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FetalHCError(f"{path}: cannot read ({exc})") from None
     except yaml.YAMLError as exc:
-        raise FetalHCError(f"{path}: not valid YAML ({exc})") from None
+        raise FetalHCError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(raw, dict) or "data" not in raw or "grids" not in raw:
         raise FetalHCError(f"{path}: a study needs 'data' and 'grids'")
     known = {k: raw[k] for k in StudyConfig.__dataclass_fields__ if k in raw and k != "base"}
     unknown = set(raw) - set(known)
     if unknown:
         raise FetalHCError(f"{path}: unknown key(s) {', '.join(sorted(unknown))}")
+    for key, kind in (("data", str), ("encoder_weights", str), ("evaluate_part", str)):
+        if key in raw and not isinstance(raw[key], kind):
+            raise FetalHCError(f"{path}: {key!r} must be a string")
+    if not isinstance(raw.get("split", {}), str | dict):
+        raise FetalHCError(f"{path}: 'split' must be a CSV path or {{val, test, seed}}")
+    if isinstance(raw.get("workers", 1), bool) or not isinstance(raw.get("workers", 1), int):
+        raise FetalHCError(f"{path}: 'workers' must be an integer")
+    if raw.get("evaluate_part", "test") not in SPLIT_PARTS:
+        raise FetalHCError(f"{path}: 'evaluate_part' must be one of {', '.join(SPLIT_PARTS)}")
+    train = raw.get("train") or {}
+    fixed = {k: v for k, v in (("data", "x"), ("split", "x")) if k not in train}
+    try:
+        config_from_mapping(train, **fixed)  # every key and type, with the key's name
+    except FetalHCError as exc:
+        raise FetalHCError(f"{path}: {exc}") from None
+    known["train"] = train
+    if not isinstance(raw["grids"], list) or not raw["grids"]:
+        raise FetalHCError(f"{path}: 'grids' must be a non-empty list")
+    for i, grid in enumerate(raw["grids"]):
+        _check_grid(path, i, grid)
     study = StudyConfig(**known, base=path.resolve().parent)
-    for grid in study.grids:
-        if not grid.get("strategies"):
-            raise FetalHCError(f"{path}: every grid needs a list of strategies")
     from .strategies import resolve
 
     for cell in study.cells():
         resolve(cell.strategy)
+        cell_config(study.train, cell, "x", "x", "imagenet").validate()
     return study
+
+
+def _check_grid(path: Path, index: int, grid: object) -> None:
+    where = f"{path}: grids[{index}]"
+    if not isinstance(grid, dict):
+        raise FetalHCError(f"{where} must be a mapping")
+    unknown = sorted(set(grid) - set(GRID_KEYS))
+    if unknown:
+        raise FetalHCError(
+            f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+            f"known: {', '.join(GRID_KEYS)}"
+        )
+    if not grid.get("strategies"):
+        raise FetalHCError(f"{where}: every grid needs a list of strategies")
+    types_ = {
+        "strategies": str,
+        "seeds": int,
+        "fractions": (int, float),
+        "train_images": int,
+        "encoders": str,
+        "image_sizes": str,
+        "bn_modes": str,
+    }
+    for key, value in grid.items():
+        if not isinstance(value, list) or not value:
+            raise FetalHCError(f"{where}: {key!r} must be a non-empty list")
+        bad = [v for v in value if isinstance(v, bool) or not isinstance(v, types_[key])]
+        if bad:
+            raise FetalHCError(f"{where}: {key!r} holds a value of the wrong type: {bad[0]!r}")
+
+
+def cell_config(train: dict, cell: Cell, data: str, split: str, weights: str) -> TrainConfig:
+    """The full, resolved training config of one cell (YAML `train:` + the cell's values)."""
+    fixed: dict = {
+        "data": data,
+        "split": split,
+        "strategy": cell.strategy,
+        "encoder": cell.encoder,
+        "encoder_weights": weights,
+        "fraction": cell.fraction,
+        "seed": cell.seed,
+        "image_size": parse_size(cell.image_size),
+        "train_images": cell.train_images,
+    }
+    if cell.bn_mode:
+        fixed["bn_mode"] = cell.bn_mode
+    mapping = {k: v for k, v in train.items() if k not in fixed}
+    return config_from_mapping(mapping, **fixed)
+
+
+def config_identity(config: TrainConfig, split_file: str | Path, evaluate_part: str) -> dict:
+    """What identifies a cell's result: the resolved recipe, the split's content and the
+    evaluated part — not where the data lie or which device ran it."""
+    identity = config.to_dict()
+    for key in ("data", "split", "device"):
+        identity.pop(key)
+    if identity["encoder_weights"] not in ("imagenet", "none"):
+        identity["encoder_weights"] = Path(identity["encoder_weights"]).name
+    identity["split_sha256"] = hashlib.sha256(Path(split_file).read_bytes()).hexdigest()
+    identity["evaluate_part"] = evaluate_part
+    return identity
+
+
+def identity_hash(identity: dict) -> str:
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _stale_keys(old: dict, new: dict) -> list[str]:
+    return sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
 
 
 def prepare_split(study: StudyConfig, out: Path) -> Path:
@@ -112,36 +245,37 @@ def prepare_split(study: StudyConfig, out: Path) -> Path:
     return target
 
 
-def run_cell(cell: dict, study: dict, split: str, out: str, threads: int) -> dict:
-    """Train and evaluate one cell in its own folder; resumable; returns its summary."""
+def run_cell(
+    cell: dict, study: dict, split: str, out: str, threads: int, rerun_stale: bool = False
+) -> dict:
+    """Train and evaluate one cell in its own folder; resumable; returns its summary.
+
+    A finished or half-trained cell whose recipe differs from the study's is never reused:
+    it is re-run with `rerun_stale`, otherwise the study stops with the differing keys."""
     import torch
 
     from .evaluate import EvalOptions, evaluate
-    from .train import TrainConfig, Trainer, parse_size
+    from .train import Trainer
 
     if threads:
         torch.set_num_threads(threads)
     c = Cell(**cell)
     folder = Path(out) / "runs" / c.name
+    config = cell_config(study["train"], c, study["data"], split, study["encoder_weights"])
+    identity = config_identity(config, split, study["evaluate_part"])
+    digest = identity_hash(identity)
+    previous = _previous_identity(folder)
+    if previous is not None and identity_hash(previous) != digest:
+        keys = ", ".join(_stale_keys(previous, identity))
+        if not rerun_stale:
+            raise FetalHCError(
+                f"cell {c.name} was run with other settings ({keys}); re-run it with "
+                "--rerun-stale or use a new --out"
+            )
+        shutil.rmtree(folder)
     done = folder / CELL_DONE
     if done.exists():
-        return json.loads(done.read_text())
-    t = study["train"]
-    config = TrainConfig(
-        data=study["data"],
-        split=split,
-        strategy=c.strategy,
-        encoder=c.encoder,
-        encoder_weights=study["encoder_weights"],
-        epochs=int(t.get("epochs", 20)),
-        batch_size=int(t.get("batch_size", 10)),
-        lr=float(t.get("lr", 1e-4)),
-        loss=str(t.get("loss", "bce")),
-        fraction=c.fraction,
-        seed=c.seed,
-        image_size=parse_size(c.image_size),
-        precision=str(t.get("precision", "auto")),
-    )
+        return _read_cell(done)
     trained = Trainer(config, folder, resume=True).run()
     t0 = time.perf_counter()
     summary = evaluate(
@@ -154,18 +288,79 @@ def run_cell(cell: dict, study: dict, split: str, out: str, threads: int) -> dic
         threads=threads,
     )
     seconds = time.perf_counter() - t0
+    metrics = {k: v["mean"] for k, v in summary["metrics"].items()}
     result = {
         "cell": asdict(c),
         "name": c.name,
+        "config_hash": digest,
+        "config": identity,
         "train": trained,
-        "metrics": {k: v["mean"] for k, v in summary["metrics"].items()},
+        "metrics": metrics,
         "eval_images": summary["images"],
+        "no_head": summary["no_head"],
+        "degenerate": degenerate_reason(
+            metrics, summary["no_head"], summary["images"], folder / "history.csv"
+        ),
         "inference_ms_per_image": 1000
         * summary.get("network_seconds", seconds)
         / max(summary["images"], 1),
     }
     write_json(done, result)
     return result
+
+
+def _previous_identity(folder: Path) -> dict | None:
+    """The identity a cell folder was made with (finished or half-trained), if any."""
+    done = folder / CELL_DONE
+    if done.exists():
+        return _read_cell(done).get("config") or {"unknown": "made by an older fetalhc"}
+    config = folder / "config.json"
+    if config.exists() and (folder / "split.csv").exists():
+        from .checkpoint import read_config
+
+        train = read_config(config).get("train")
+        if not isinstance(train, dict):
+            raise FetalHCError(f"{config}: no 'train' settings; delete the folder to re-run")
+        try:
+            old = config_from_mapping(
+                {k: v for k, v in train.items() if k in TrainConfig.__dataclass_fields__}
+            )
+        except FetalHCError as exc:
+            raise FetalHCError(f"{config}: {exc}") from None
+        evaluate_part = next((p.name[5:] for p in folder.glob("eval-*")), None)
+        identity = config_identity(old, folder / "split.csv", evaluate_part or "")
+        identity.pop("epochs")  # a half-trained cell may go on to more epochs
+        identity["evaluate_part"] = None
+        return identity
+    return None
+
+
+def _read_cell(path: Path) -> dict:
+    try:
+        result = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise FetalHCError(f"{path}: corrupt cell record ({exc}); delete it to re-run") from None
+    if not isinstance(result, dict) or not isinstance(result.get("metrics"), dict):
+        raise FetalHCError(f"{path}: not a cell record; delete it to re-run the cell")
+    return result
+
+
+def degenerate_reason(metrics: dict, no_head: int, images: int, history: Path) -> str:
+    """Why a cell's model is degenerate ('' if it is not): it predicts head everywhere or
+    nowhere, or its validation Dice never moved."""
+    if images and no_head > images / 2:
+        return f"no head found in {no_head} of {images} test images"
+    pa = metrics.get("paper_pixel_accuracy", 1.0)
+    if pa < 0.6:
+        return f"pixel accuracy {100 * pa:.1f} %: predicts head (almost) everywhere or nowhere"
+    try:
+        with open(history, newline="") as f:
+            dice = [float(r["val_dice"]) for r in csv.DictReader(f)]
+    except (OSError, KeyError, ValueError):
+        dice = []
+    if len(dice) >= 3 and max(dice) - min(dice) < 0.01 and max(dice) < 0.7:
+        return f"validation Dice flat at {max(dice):.3f} over {len(dice)} epochs"
+    return ""
 
 
 def _safe_run_cell(*args) -> dict:
@@ -177,11 +372,58 @@ def _safe_run_cell(*args) -> dict:
         return {"error": traceback.format_exc(limit=3), "cell": args[0]}
 
 
+def check_stale(cells: list[dict], payload: dict, split: str, out: Path, rerun: bool) -> None:
+    """Before any work: every existing cell folder must match the YAML's recipe. Stale ones
+    are deleted with `rerun`; otherwise the study stops, naming them and what changed."""
+    stale = []
+    for cell in cells:
+        c = Cell(**cell)
+        folder = out / "runs" / c.name
+        previous = _previous_identity(folder)
+        if previous is None:
+            continue
+        config = cell_config(
+            payload["train"], c, payload["data"], split, payload["encoder_weights"]
+        )
+        identity = config_identity(config, split, payload["evaluate_part"])
+        if (folder / CELL_DONE).exists():
+            differs = identity_hash(previous) != identity_hash(identity)
+        else:  # half-trained: any number of epochs may follow
+            mine = {**identity, "evaluate_part": None}
+            mine.pop("epochs")
+            differs = previous != mine
+            identity = mine
+        if differs:
+            if rerun:
+                shutil.rmtree(folder)
+            else:
+                stale.append(f"{c.name} ({', '.join(_stale_keys(previous, identity))})")
+    if stale:
+        more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
+        raise FetalHCError(
+            f"{len(stale)} cell(s) in {out} were run with other settings: "
+            f"{'; '.join(stale[:3])}{more}. Use --rerun-stale to re-run them, or a new --out"
+        )
+
+
+def _relative(path: str, start: Path) -> str:
+    return path if path in ("imagenet", "none") else os.path.relpath(path, start)
+
+
 def run_study(
-    config_path: Path, out: Path, workers: int | None = None, ray_address: str | None = None
+    config_path: Path,
+    out: Path,
+    workers: int | None = None,
+    ray_address: str | None = None,
+    rerun_stale: bool = False,
 ) -> list[dict]:
     study = load_study(config_path)
-    out.mkdir(parents=True, exist_ok=True)
+    if out.exists() and not out.is_dir():
+        raise FetalHCError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetalHCError(f"--out {out}: cannot create ({exc.strerror})") from None
     split = str(prepare_split(study, out))
     payload = {
         "data": study.path(study.data),
@@ -191,8 +433,14 @@ def run_study(
         "train": study.train,
         "evaluate_part": study.evaluate_part,
     }
-    write_json(out / "study.json", {"config": str(config_path), **payload, "split": split})
     cells = [asdict(c) for c in study.cells()]
+    check_stale(cells, payload, split, out, rerun_stale)
+    record = {
+        k: _relative(v, out) if k in ("data", "encoder_weights") else v for k, v in payload.items()
+    }
+    record["split"] = _relative(split, out)
+    record["config"] = _relative(str(config_path), out)
+    write_json(out / "study.json", record)
     pending = [c for c in cells if not (out / "runs" / Cell(**c).name / CELL_DONE).exists()]
     print(f"{len(cells)} cells, {len(cells) - len(pending)} already done")
     workers = max(1, workers or study.workers)
@@ -247,7 +495,7 @@ def _run_ray(pending: list[dict], payload: dict, split: str, out: Path, address:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    results = run_study(args.config, args.out, args.workers, args.ray)
+    results = run_study(args.config, args.out, args.workers, args.ray, args.rerun_stale)
     failed = [r for r in results if "error" in r]
     print(f"{args.out / 'report.md'}: {len(results) - len(failed)} cells run, {len(failed)} failed")
     return 1 if failed else 0
@@ -266,6 +514,11 @@ def register(add) -> None:
     p.add_argument("--config", type=Path, required=True, help="study YAML")
     p.add_argument("--out", type=Path, required=True, help="study folder")
     p.add_argument("--workers", type=int, help="parallel processes on this machine")
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="re-run cells whose recipe differs from the YAML (default: stop and name them)",
+    )
     p.add_argument(
         "--ray", metavar="ADDRESS", help="run cells on a Ray cluster ('local': start one)"
     )

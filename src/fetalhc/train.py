@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -23,55 +24,14 @@ from .checkpoint import (
     save_weights,
     write_config,
 )
+from .config import TrainConfig, parse_size  # noqa: F401 - parse_size re-exported
 from .data import load_labelled
 from .dataset import CachedSet, epoch_seed, iterate_batches
 from .errors import FetalHCError
 from .fileio import atomic_path, write_text
 from .model import ModelConfig, build_model, count_parameters
-from .split import nested_subset, part_files, read_split
+from .split import nested_order, nested_subset, part_files, read_split
 from .strategies import apply_strategy, encoder_frozen, resolve, set_train_mode
-
-LOSSES = ("bce", "dice", "bce+dice")
-PRECISIONS = ("auto", "fp32", "bf16", "fp16")
-
-
-@dataclass
-class TrainConfig:
-    data: str
-    split: str
-    strategy: str = "decoder"
-    encoder: str = "mobilenet_v2"
-    encoder_weights: str = "imagenet"
-    epochs: int = 20
-    batch_size: int = 10
-    lr: float = 1e-4
-    loss: str = "bce"
-    fraction: float = 1.0
-    seed: int = 0
-    image_size: list[int] = field(default_factory=lambda: [320, 224])  # W, H
-    train_parts: list[str] = field(default_factory=lambda: ["train"])
-    val_part: str = "val"
-    precision: str = "auto"
-    device: str = "auto"
-
-    def validate(self) -> None:
-        w, h = self.image_size
-        if w % 32 or h % 32 or w <= 0 or h <= 0:
-            raise FetalHCError(f"--image-size {w}x{h}: both sides must be positive multiples of 32")
-        if self.loss not in LOSSES:
-            raise FetalHCError(f"--loss must be one of {', '.join(LOSSES)}")
-        if self.precision not in PRECISIONS:
-            raise FetalHCError(f"--precision must be one of {', '.join(PRECISIONS)}")
-        if self.epochs < 1 or self.batch_size < 1 or not self.lr > 0:
-            raise FetalHCError("--epochs and --batch must be >= 1 and --lr > 0")
-
-
-def parse_size(text: str) -> list[int]:
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise FetalHCError(f"--image-size {text!r}: expected WxH, e.g. 320x224") from None
-    return [w, h]
 
 
 def pick_device(name: str) -> torch.device:
@@ -175,7 +135,9 @@ class Trainer:
                 raise FetalHCError(f"{self.out}: holds a run already; use --resume or a new --out")
         if self.resume and (self.out / "resume.pt").exists():
             previous = read_config(config_path).get("train", {})
-            mine = asdict(self.config)
+            if not isinstance(previous, dict):
+                raise FetalHCError(f"{config_path}: no 'train' settings; start a new --out")
+            mine = self._recorded_train()
             changed = [
                 k for k in mine if k not in ("epochs", "device") and previous.get(k) != mine[k]
             ]
@@ -201,7 +163,16 @@ class Trainer:
         train_names = sorted(n for p in self.config.train_parts for n in part_files(split, p))
         if not train_names:
             raise FetalHCError(f"split part(s) {'+'.join(self.config.train_parts)} are empty")
-        if self.config.fraction < 1:
+        if self.config.train_images:
+            if self.config.train_images > len(train_names):
+                raise FetalHCError(
+                    f"train_images {self.config.train_images}: the training part(s) hold only "
+                    f"{len(train_names)} images"
+                )
+            train_names = sorted(
+                nested_order(train_names, self.config.seed)[: self.config.train_images]
+            )
+        elif self.config.fraction < 1:
             train_names = nested_subset(train_names, self.config.fraction, self.config.seed)
         val_names = part_files(split, self.config.val_part) if self.config.val_part else []
         return part(train_names), part(val_names)
@@ -209,7 +180,10 @@ class Trainer:
     def _model(self) -> nn.Module:
         s = self.strategy
         mc = ModelConfig(
-            arch=s.arch, encoder=self.config.encoder, image_size=self.config.image_size
+            arch=s.arch,
+            encoder=self.config.encoder,
+            image_size=self.config.image_size,
+            normalization=self.config.normalization,
         )
         torch.manual_seed(self.config.seed)
         weights = "none" if s.random_encoder else self.config.encoder_weights
@@ -262,11 +236,17 @@ class Trainer:
         )
         for epoch in range(start_epoch, self.config.epochs + 1):
             t0 = time.perf_counter()
-            set_train_mode(model)
+            set_train_mode(model, self.config.bn_mode)
             losses = []
             seed = epoch_seed(self.config.seed, epoch)
             torch.manual_seed(seed)
-            batches = iterate_batches(train, self.config.batch_size, seed=seed, augment=True)
+            batches = iterate_batches(
+                train,
+                self.config.batch_size,
+                seed=seed,
+                augment=True,
+                normalization=self.config.normalization,
+            )
             for loss in train_steps(
                 model,
                 optimizer,
@@ -281,15 +261,18 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
             train_time = time.perf_counter() - t0
-            val_loss, val_dice = (
-                self.validate(model, val) if val is not None else (math.nan, math.nan)
-            )
+            nan = math.nan
+            val_row = self.validate(model, val) if val is not None else {"val_loss": nan}
+            val_dice = val_row.get("val_dice", nan)
             seconds += time.perf_counter() - t0
             row = {
                 "epoch": epoch,
                 "train_loss": float(np.mean(losses)),
-                "val_loss": val_loss,
+                "val_loss": val_row["val_loss"],
                 "val_dice": val_dice,
+                "val_paper_pa": val_row.get("val_paper_pa", nan),
+                "val_paper_dice": val_row.get("val_paper_dice", nan),
+                "val_paper_miou": val_row.get("val_paper_miou", nan),
                 "images_per_s": len(train) / train_time,
                 "seconds": time.perf_counter() - t0,
             }
@@ -332,10 +315,16 @@ class Trainer:
         return summary
 
     @torch.no_grad()
-    def validate(self, model: nn.Module, val: CachedSet) -> tuple[float, float]:
+    def validate(self, model: nn.Module, val: CachedSet) -> dict[str, float]:
+        """Validation loss, mean per-image Dice, and the paper's per-batch metrics
+        (pixel accuracy over all pixels; Dice and IoU of each batch of pixels, averaged over
+        batches), all at model resolution."""
         model.eval()
-        losses, dices = [], []
-        for x, y in iterate_batches(val, self.config.batch_size):
+        losses, dices, batch_dice, batch_iou = [], [], [], []
+        correct = pixels = 0
+        for x, y in iterate_batches(
+            val, self.config.batch_size, normalization=self.config.normalization
+        ):
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             y = y.to(self.device)
             with torch.autocast(
@@ -346,7 +335,20 @@ class Trainer:
                 logits = model(x)
             losses.append(float(loss_fn(self.config.loss, logits, y)) * len(x))
             dices.extend(dice_per_image(logits.cpu(), y.cpu()))
-        return sum(losses) / len(val), float(np.mean(dices))
+            pred, ref = logits.float() > 0, y > 0.5
+            inter = float((pred & ref).sum())
+            total = float(pred.sum() + ref.sum())
+            correct += int((pred == ref).sum())
+            pixels += pred.numel()
+            batch_dice.append(2 * inter / (total + 1e-8))
+            batch_iou.append(inter / (total - inter + 1e-8))
+        return {
+            "val_loss": sum(losses) / len(val),
+            "val_dice": float(np.mean(dices)),
+            "val_paper_pa": correct / pixels,
+            "val_paper_dice": float(np.mean(batch_dice)),
+            "val_paper_miou": float(np.mean(batch_iou)),
+        }
 
     # ------------------------------------------------------------ outputs
     def _config_json(self, n_train: int, n_val: int) -> dict:
@@ -360,19 +362,32 @@ class Trainer:
                 "random_encoder": self.strategy.random_encoder,
                 "trainable_params": self.trainable,
             },
-            "train": asdict(self.config),
+            "train": self._recorded_train(),
             "images": {"train": n_train, "val": n_val},
             "input": "grey uint8 -> [0,1] -> 3 channels -> ImageNet mean/std",
             "precision": str(self.amp_dtype or "fp32"),
             "device": str(self.device),
         }
 
+    def _recorded_train(self) -> dict:
+        """The config as recorded in config.json: paths relative to the run folder, so a
+        run folder holds no absolute path of the machine it ran on."""
+        train = asdict(self.config)
+        out = self.out.resolve()
+        train["data"] = os.path.relpath(Path(self.config.data).resolve(), out)
+        train["split"] = "split.csv"  # the copy inside the run folder
+        if self.config.encoder_weights not in ("imagenet", "none"):
+            weights = Path(self.config.encoder_weights).resolve()
+            train["encoder_weights"] = os.path.relpath(weights, out)
+        return train
+
     def _write_history(self, history: list[dict]) -> None:
         with atomic_path(self.out / "history.csv") as tmp, open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(history[0]))
             writer.writeheader()
             writer.writerows(history)
-        plot_learning_curve(history, self.out / "learning_curve.png", self.strategy.name)
+        title = f"{self.out.name} ({self.strategy.name})"
+        plot_learning_curve(history, self.out / "learning_curve.png", title)
 
 
 def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
@@ -388,8 +403,9 @@ def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
     ax.set_xlabel("epoch")
     ax.set_ylabel("loss")
     ax2 = ax.twinx()
-    ax2.plot(epochs, [r["val_dice"] for r in history], "g^-", label="val Dice")
-    ax2.set_ylabel("val Dice")
+    ax2.plot(epochs, [100 * r["val_dice"] for r in history], "g^-", label="val Dice")
+    ax2.set_ylim(0, 100)  # fixed axis: curves of different runs can be compared by eye
+    ax2.set_ylabel("val Dice (%)")
     fig.legend(loc="upper right", fontsize=8)
     ax.set_title(title)
     fig.tight_layout()

@@ -1,0 +1,150 @@
+"""The training recipe: every default defined once (no torch import, so the CLI stays fast).
+
+`TrainConfig` is the single source of truth: the CLI reads its defaults from it, a study
+YAML's `train:` block is validated against it, and `config.json` records it.
+"""
+
+from __future__ import annotations
+
+import math
+import types
+import typing
+from dataclasses import MISSING, asdict, dataclass, field, fields
+
+from .errors import FetalHCError
+
+LOSSES = ("bce", "dice", "bce+dice")
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+BN_MODES = ("paper", "frozen-eval")
+NORMALIZATIONS = ("imagenet", "unit")
+SPLIT_PARTS = ("train", "val", "test")
+DEFAULT_IMAGE_SIZE = (320, 224)  # W, H: keeps 800x540's aspect, divisible by 32
+
+
+@dataclass
+class TrainConfig:
+    """One training run. Defaults are the paper's recipe at fetalhc's CPU-friendly size."""
+
+    data: str = ""
+    split: str = ""
+    strategy: str = "decoder"
+    encoder: str = "mobilenet_v2"
+    encoder_weights: str = "imagenet"
+    epochs: int = 20
+    batch_size: int = 10
+    lr: float = 1e-4
+    loss: str = "bce"
+    fraction: float = 1.0
+    seed: int = 0
+    image_size: list[int] = field(default_factory=lambda: list(DEFAULT_IMAGE_SIZE))
+    train_parts: list[str] = field(default_factory=lambda: ["train"])
+    val_part: str = "val"
+    precision: str = "auto"
+    device: str = "auto"
+    # BatchNorm in training: "paper" (every layer in train mode, as the paper's notebooks)
+    # or "frozen-eval" (BatchNorm of frozen blocks in eval mode, running statistics kept).
+    bn_mode: str = "paper"
+    # Network input: "imagenet" mean/std, or "unit" ([0, 1], as the paper's notebooks).
+    normalization: str = "imagenet"
+    # Training images (0: all of the training parts; otherwise the first N of the nested
+    # subset order, as the paper's 79 / 239 / 399-image table). Overrides `fraction`.
+    train_images: int = 0
+
+    def validate(self) -> None:
+        w, h = self.image_size
+        if w % 32 or h % 32 or w <= 0 or h <= 0:
+            raise FetalHCError(f"--image-size {w}x{h}: both sides must be positive multiples of 32")
+        for name, allowed in (
+            ("loss", LOSSES),
+            ("precision", PRECISIONS),
+            ("device", DEVICES),
+            ("bn_mode", BN_MODES),
+            ("normalization", NORMALIZATIONS),
+        ):
+            if getattr(self, name) not in allowed:
+                raise FetalHCError(
+                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                )
+        if self.epochs < 1 or self.batch_size < 1:
+            raise FetalHCError("epochs and batch size must be >= 1")
+        if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
+            raise FetalHCError(f"lr must be a finite number in (0, 1], got {self.lr}")
+        if not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
+            raise FetalHCError(f"fraction must be in (0, 1], got {self.fraction}")
+        if self.train_images < 0:
+            raise FetalHCError(f"train_images must be >= 0, got {self.train_images}")
+        bad = [p for p in self.train_parts if p not in SPLIT_PARTS]
+        if bad or not self.train_parts:
+            raise FetalHCError(
+                f"train parts must be among {', '.join(SPLIT_PARTS)}, got {','.join(bad) or '-'}"
+            )
+        if self.val_part and self.val_part not in SPLIT_PARTS:
+            raise FetalHCError(f"val part must be one of {', '.join(SPLIT_PARTS)} or ''")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def defaults() -> dict[str, typing.Any]:
+    """Every field's default value (what the CLI shows and a YAML overrides)."""
+    out = {}
+    for f in fields(TrainConfig):
+        out[f.name] = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+    return out
+
+
+def format_size(size: typing.Sequence[int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
+def parse_size(text: str) -> list[int]:
+    try:
+        w, h = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise FetalHCError(f"image size {text!r}: expected WxH, e.g. 320x224") from None
+    return [w, h]
+
+
+def _coerce(name: str, value: typing.Any, hint: typing.Any) -> typing.Any:
+    """Check one YAML value against the field's type; ints are accepted for floats."""
+    origin = typing.get_origin(hint)
+    if name == "image_size" and isinstance(value, str):
+        return parse_size(value)
+    if origin in (list,) or hint is list:
+        (item,) = typing.get_args(hint) or (typing.Any,)
+        if isinstance(value, str) and item is str:
+            value = value.split(",")
+        if not isinstance(value, list) or (
+            item is not typing.Any
+            and not all(isinstance(v, item) and not isinstance(v, bool) for v in value)
+        ):
+            raise FetalHCError(f"train key {name!r}: expected a list of {item.__name__}")
+        return value
+    if origin in (typing.Union, types.UnionType):
+        hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, bool) or not isinstance(value, hint):
+        raise FetalHCError(
+            f"train key {name!r}: expected {hint.__name__}, got {type(value).__name__} {value!r}"
+        )
+    return value
+
+
+def config_from_mapping(mapping: dict, **fixed: typing.Any) -> TrainConfig:
+    """A TrainConfig from a YAML/JSON mapping: unknown keys and wrong types are refused
+    with the key's name; `fixed` values (set by the caller, e.g. a study cell) win."""
+    if not isinstance(mapping, dict):
+        raise FetalHCError("train settings must be a mapping of key: value")
+    hints = typing.get_type_hints(TrainConfig)
+    unknown = sorted(set(mapping) - set(hints))
+    if unknown:
+        raise FetalHCError(
+            f"unknown train key(s) {', '.join(map(repr, unknown))}; known: {', '.join(hints)}"
+        )
+    values = {k: _coerce(k, v, hints[k]) for k, v in mapping.items()}
+    values.update(fixed)
+    config = TrainConfig(**values)
+    config.validate()
+    return config
