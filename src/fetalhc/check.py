@@ -6,12 +6,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .data import (
+    CONFLICT,
     PARTS,
     annotation_path_for,
     find_csv,
     is_annotation,
     list_images,
     parse_positive,
+    plausible_hc,
+    plausible_pixel_size,
     read_pixel_csv,
     reference_ellipse,
     subject_of,
@@ -50,10 +53,14 @@ def _check_part(root: Path, part: str, report: CheckReport) -> None:
     if csv_path is None:
         report.problems.append(f"{PARTS[part]}: missing")
     else:
+        duplicates: list[str] = []
         try:
-            rows = read_pixel_csv(csv_path)
+            rows = read_pixel_csv(csv_path, need_hc=labelled, duplicates=duplicates)
         except FetalHCError as exc:
             report.problems.append(str(exc))
+        for name in sorted(set(duplicates)):
+            kind = "conflicting" if rows[name]["pixel_size"] == CONFLICT else "duplicated"
+            report.problems.append(f"{csv_path.name}: {kind} rows for {name}")
     images = list_images(folder)
     names = {p.name for p in images}
     for name in sorted(set(rows) - names):
@@ -76,16 +83,16 @@ def _check_part(root: Path, part: str, report: CheckReport) -> None:
                 report.problems.append(f"{where}: image without CSV row")
         else:
             pixel = parse_positive(row["pixel_size"])
-            if pixel is None:
-                report.problems.append(
-                    f"{where}: pixel size {row['pixel_size']!r} is not a positive number"
-                )
+            why = plausible_pixel_size(pixel)
+            if why:
+                report.problems.append(f"{where}: {why} ({row['pixel_size']!r})")
             else:
                 summary.pixel_sizes.append(pixel)
             if labelled:
                 hc = parse_positive(row["hc"])
-                if hc is None:
-                    report.problems.append(f"{where}: reference HC {row['hc']!r} is not valid")
+                why = plausible_hc(hc) if hc is not None else "not a positive number"
+                if why:
+                    report.problems.append(f"{where}: reference HC {row['hc']!r}: {why}")
                 else:
                     summary.hcs.append(hc)
         if not labelled:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from .cli_types import finite_float, nonnegative_int, positive_int
 from .errors import FetalHCError
 
 
@@ -141,29 +142,6 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last epoch")
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
-def nonnegative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
-
-
-def finite_float(text: str) -> float:
-    import math
-
-    value = float(text)
-    if not math.isfinite(value):
-        raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-    return value
-
-
 # ---------------------------------------------------------------- parser
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -207,8 +185,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+    import os
+
+    from .fileio import quiet_opencv
+
     parser = build_parser()
     args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    quiet_opencv()
     try:
         return int(args.func(args) or 0)
     except FetalHCError as exc:
@@ -217,6 +202,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fetalhc: interrupted", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("fetalhc: error: out of memory (smaller --batch or images?)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("FETALHC_DEBUG"):
+            raise
+        print(
+            f"fetalhc: internal error: {type(exc).__name__}: {exc} "
+            "(set FETALHC_DEBUG=1 for the traceback; please report it)",
+            file=sys.stderr,
+        )
+        return 3
 
 
 if __name__ == "__main__":

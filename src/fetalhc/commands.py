@@ -5,13 +5,18 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from .cli_types import finite_float, nonnegative_int, positive_int
+from .config import BACKENDS, SPLIT_PARTS
+
 
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--run", type=Path, help="run folder (uses RUN/best.safetensors)")
     p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
-    p.add_argument("--backend", default="auto", help="auto | torch | onnx")
-    p.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
-    p.add_argument("--batch", type=int, default=8)
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument(
+        "--threads", type=nonnegative_int, default=0, help="CPU threads (0: library default)"
+    )
+    p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--tta", action="store_true", help="average with the mirrored image")
 
 
@@ -52,21 +57,36 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from .inference import Segmenter
-    from .predict import PredictOptions, collect_images, pixel_sizes, predict
+    import sys
 
-    paths = collect_images(args.inputs)
+    from .data import plausible_pixel_size
+    from .errors import FetalHCError
+    from .measurer import HeadMeasurer
+    from .predict import (
+        PredictOptions,
+        check_output_folder,
+        collect_images,
+        pixel_sizes,
+        predict,
+    )
+
+    if args.pixel_size is not None and plausible_pixel_size(args.pixel_size):
+        raise FetalHCError(f"--pixel-size: {plausible_pixel_size(args.pixel_size)}")
+    images, notes = collect_images(args.inputs)
+    for note in notes:
+        print(f"fetalhc: {note}", file=sys.stderr)
     options = PredictOptions(pixel_size=args.pixel_size, pixel_csv=args.pixel_csv)
-    sizes = pixel_sizes(paths, options)  # a missing pixel size fails before the model loads
-    segmenter = Segmenter(
+    sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
+    check_output_folder(args.out)
+    measurer = HeadMeasurer(
         _checkpoint(args, allow_default=True),
         backend=args.backend,
         threads=args.threads,
         batch_size=args.batch,
         flip_tta=args.tta,
     )
-    failed = predict(paths, sizes, segmenter, args.out, options)
-    print(f"{args.out / 'predictions.csv'}: {len(paths) - failed} measured, {failed} failed")
+    failed = predict(images, sizes, measurer, args.out, options)
+    print(f"{args.out / 'predictions.csv'}: {len(images) - failed} measured, {failed} failed")
     return 1 if failed else 0
 
 
@@ -108,14 +128,16 @@ def register(sub, add) -> None:
     p.add_argument("run_pos", nargs="?", type=Path, metavar="RUN")
     p.add_argument("--data", type=Path, required=True)
     p.add_argument("--split", type=Path, help="split CSV (without it: every labelled image)")
-    p.add_argument("--part", default="test")
+    p.add_argument("--part", default="test", choices=SPLIT_PARTS)
     p.add_argument("--out", type=Path, help="output folder (default RUN/eval-PART)")
-    p.add_argument("--worst", type=int, default=10, help="overlays of the N worst images")
+    p.add_argument(
+        "--worst", type=nonnegative_int, default=10, help="overlays of the N worst images"
+    )
     _add_backend_flags(p)
 
     p = add("predict", cmd_predict, "measure HC on images or folders")
     p.add_argument("inputs", nargs="+", type=Path)
-    p.add_argument("--pixel-size", type=float, help="mm per pixel for every image")
+    p.add_argument("--pixel-size", type=finite_float, help="mm per pixel for every image")
     p.add_argument("--pixel-csv", type=Path, help="HC18 CSV with filename,pixel size(mm)")
     p.add_argument("--out", type=Path, default=Path("predictions"))
     _add_backend_flags(p)
@@ -126,7 +148,7 @@ def register(sub, add) -> None:
     p.add_argument("--checkpoint", type=Path)
     p.add_argument("--int8", action="store_true", help="also write MODEL_int8.onnx (static)")
     p.add_argument("--calibration", type=Path, help="images to calibrate int8 on")
-    p.add_argument("--calibration-images", type=int, default=64)
+    p.add_argument("--calibration-images", type=positive_int, default=64)
 
     from .study import register as register_study
 

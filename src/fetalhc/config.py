@@ -19,6 +19,7 @@ DEVICES = ("auto", "cpu", "cuda")
 BN_MODES = ("paper", "frozen-eval")
 NORMALIZATIONS = ("imagenet", "unit")
 SPLIT_PARTS = ("train", "val", "test")
+BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_IMAGE_SIZE = (320, 224)  # W, H: keeps 800x540's aspect, divisible by 32
 
 

@@ -75,25 +75,89 @@ def find_csv(root: Path, part: str) -> Path | None:
     return None
 
 
-def read_pixel_csv(path: Path) -> dict[str, dict[str, str]]:
-    """Rows of an HC18 CSV keyed by file name (values left as text; callers validate)."""
+CONFLICT = "conflicting rows"
+
+
+def _column_key(name: str) -> str:
+    """'pixel size(mm)', 'Pixel_Size (mm)' -> 'pixelsize': header names compared loosely."""
+    return re.sub(r"\(.*?\)|[^a-z]", "", name.lower())
+
+
+_COLUMNS = {"filename": "filename", "pixelsize": "pixel_size", "headcircumference": "hc"}
+
+
+def read_pixel_csv(
+    path: Path, need_hc: bool = False, duplicates: list[str] | None = None
+) -> dict[str, dict[str, str]]:
+    """Rows of an HC18 CSV keyed by file name, columns found by their header names
+    (`filename`, `pixel size(mm)`, `head circumference (mm)`, in any order). Values stay
+    text (callers validate). A file listed twice with different values is kept with the
+    value CONFLICT, so that no row silently wins."""
     try:
-        with open(path, newline="") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = next(reader, None)
             if header is None:
                 raise FetalHCError(f"{path}: empty CSV")
+            index = {}
+            for i, name in enumerate(header):
+                key = _COLUMNS.get(_column_key(name))
+                if key and key not in index:
+                    index[key] = i
+            wanted = ["filename", "pixel_size"] + (["hc"] if need_hc else [])
+            missing = [k for k in wanted if k not in index]
+            if missing:
+                names = {
+                    "filename": "filename",
+                    "pixel_size": "pixel size(mm)",
+                    "hc": "head circumference (mm)",
+                }
+                raise FetalHCError(
+                    f"{path}: no column {' or '.join(repr(names[k]) for k in missing)} in the "
+                    f"header ({', '.join(header)})"
+                )
             rows: dict[str, dict[str, str]] = {}
             for row in reader:
-                if not row or not row[0].strip():
+                if not row or not "".join(row).strip():
                     continue
-                rows[row[0].strip()] = {
-                    "pixel_size": row[1].strip() if len(row) > 1 else "",
-                    "hc": row[2].strip() if len(row) > 2 else "",
-                }
+                values = {k: (row[i].strip() if i < len(row) else "") for k, i in index.items()}
+                name = values.pop("filename")
+                if not name:
+                    continue
+                values.setdefault("hc", "")
+                if name in rows:
+                    if duplicates is not None:
+                        duplicates.append(name)
+                    if rows[name] != values:
+                        values = {k: CONFLICT for k in values}
+                rows[name] = values
             return rows
     except (OSError, UnicodeDecodeError, csv.Error) as exc:
         raise FetalHCError(f"{path}: cannot read CSV ({exc})") from None
+
+
+# Physically plausible ranges: a value outside them is a wrong unit or column, not a head.
+PIXEL_SIZE_RANGE_MM = (0.01, 2.0)  # HC18: 0.05-0.29 mm per pixel
+HC_RANGE_MM = (40.0, 450.0)  # about 10 weeks to beyond term, macrocephaly included
+
+
+def plausible_pixel_size(value: float | None) -> str:
+    """'' if `value` is a plausible pixel size in mm, else why not."""
+    low, high = PIXEL_SIZE_RANGE_MM
+    if value is None or not math.isfinite(value) or value <= 0:
+        return "pixel size is not a positive number"
+    if not low <= value <= high:
+        return f"pixel size {value:g} mm is outside the plausible {low:g}-{high:g} mm"
+    return ""
+
+
+def plausible_hc(value: float) -> str:
+    low, high = HC_RANGE_MM
+    if not math.isfinite(value):
+        return "HC is not a finite number"
+    if not low <= value <= high:
+        return f"HC {value:.1f} mm is outside the plausible {low:g}-{high:g} mm"
+    return ""
 
 
 def parse_positive(text: str) -> float | None:
@@ -119,14 +183,14 @@ def load_part(root: str | Path, part: str = "training_set") -> list[Record]:
     csv_path = find_csv(root, part)
     if csv_path is None:
         raise FetalHCError(f"{root}: missing {PARTS[part]}")
-    rows = read_pixel_csv(csv_path)
+    rows = read_pixel_csv(csv_path, need_hc=part == "training_set")
     records = []
     for image in list_images(folder):
         row = rows.get(image.name)
         if row is None:
             continue
         pixel = parse_positive(row["pixel_size"])
-        if pixel is None:
+        if plausible_pixel_size(pixel):  # `data check` names it
             continue
         ann = annotation_path_for(image)
         records.append(

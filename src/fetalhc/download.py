@@ -16,7 +16,7 @@ import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
@@ -43,16 +43,43 @@ def fetch_record(base_url: str, record: str, timeout: float = 30) -> list[Remote
             meta = json.load(resp)
     except (urllib.error.URLError, OSError, ValueError) as exc:
         raise FetalHCError(f"cannot read the Zenodo record {url}: {exc}") from None
+    entries = meta.get("files", []) if isinstance(meta, dict) else None
+    if not isinstance(entries, list):
+        raise FetalHCError(f"record {record}: malformed record (no list of files)")
     files = []
-    for entry in meta.get("files", []):
+    for entry in entries:
+        if not isinstance(entry, dict):
+            raise FetalHCError(f"record {record}: malformed file entry {entry!r:.80}")
         algorithm, _, digest = str(entry.get("checksum", "")).partition(":")
-        link = entry.get("links", {}).get("self") or entry.get("links", {}).get("download")
-        if not link or not digest:
-            raise FetalHCError(f"record {record}: file entry without link or checksum")
-        files.append(RemoteFile(entry["key"], link, int(entry.get("size", 0)), algorithm, digest))
+        links = entry.get("links") if isinstance(entry.get("links"), dict) else {}
+        link = links.get("self") or links.get("download")
+        key = entry.get("key")
+        if not link or not digest or not isinstance(key, str) or not key:
+            raise FetalHCError(f"record {record}: file entry without key, link or checksum")
+        check_file_name(key)
+        if algorithm.lower() not in hashlib.algorithms_available:
+            raise FetalHCError(f"record {record}: {key}: unknown checksum type {algorithm!r}")
+        try:
+            size = int(entry.get("size", 0))
+        except (TypeError, ValueError):
+            raise FetalHCError(f"record {record}: {key}: size is not a number") from None
+        files.append(RemoteFile(key, str(link), size, algorithm.lower(), digest))
     if not files:
         raise FetalHCError(f"record {record} lists no files")
     return files
+
+
+def check_file_name(key: str) -> None:
+    """Refuse a file name that is not a plain name inside the target folder."""
+    path = PurePosixPath(key.replace("\\", "/"))
+    if (
+        path.is_absolute()
+        or len(path.parts) != 1
+        or path.name in ("", ".", "..")
+        or ":" in key
+        or "\x00" in key
+    ):
+        raise FetalHCError(f"refusing file name {key!r} from the record: it would leave the folder")
 
 
 def file_digest(path: Path, algorithm: str) -> str:
@@ -89,6 +116,7 @@ def download_file(
     sleep: Callable[[float], None] = time.sleep,
 ) -> Path:
     """Download into dest_dir/remote.key, resuming a partial `.part` file; verify its checksum."""
+    check_file_name(remote.key)
     final = dest_dir / remote.key
     if final.exists() and file_digest(final, remote.algorithm) == remote.checksum:
         return final

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import time
 from dataclasses import dataclass
@@ -21,6 +22,8 @@ from .inference import Segmenter, upsample_probability
 from .overlay import overlay
 from .postprocess import measure
 from .split import part_files, read_split
+
+log = logging.getLogger(__name__)
 
 HC_RANGES = ((0, 100, "< 100 mm"), (100, 250, "100–250 mm"), (250, math.inf, "> 250 mm"))
 SUMMARY_KEYS = (
@@ -70,10 +73,14 @@ def paper_metrics(logits_small: np.ndarray, ref: np.ndarray) -> dict[str, float]
 
 
 def evaluate_records(
-    segmenter: Segmenter, records: list[Record], out: Path, options: EvalOptions
+    segmenter: Segmenter,
+    records: list[Record],
+    out: Path,
+    options: EvalOptions,
+    skipped: list[str] | None = None,
 ) -> dict:
     rows: list[dict] = []
-    skipped: list[str] = []
+    skipped = list(skipped or [])
     network_seconds = 0.0
     cache: dict[str, tuple[Path, object, object]] = {}
     for start in tqdm(range(0, len(records), segmenter.batch_size), desc="evaluate", unit="batch"):
@@ -286,12 +293,20 @@ def evaluate(
     flip_tta: bool = False,
 ) -> dict:
     records = load_labelled(data)
+    missing: list[str] = []
     if split is not None:
         wanted = set(part_files(read_split(split), options.part))
+        missing = sorted(wanted - {r.filename for r in records})
         records = [r for r in records if r.filename in wanted]
     if not records:
         raise FetalHCError(f"no labelled images to evaluate (part {options.part!r})")
+    for name in missing:  # every split entry is accounted for
+        log.warning("skipped %s: in the split but not a labelled image of %s", name, data)
     segmenter = Segmenter(
         checkpoint, backend=backend, threads=threads, batch_size=batch_size, flip_tta=flip_tta
     )
-    return evaluate_records(segmenter, records, out, options)
+    skipped = [
+        f"{name}: in the split but not in {data} (image, CSV row or annotation missing)"
+        for name in missing
+    ]
+    return evaluate_records(segmenter, records, out, options, skipped)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -13,15 +14,25 @@ from typing import Any
 import cv2
 import numpy as np
 
-# OpenCV prints libpng warnings for truncated files; we report those ourselves.
-try:
-    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-except AttributeError:  # older OpenCV builds without the logging module
-    pass
+# Largest image decoded (pixels): beyond it an image gets a clear status instead of an
+# out-of-memory death. 50 MP is 8x the largest ultrasound frames in common use.
+MAX_IMAGE_PIXELS = int(os.environ.get("FETALHC_MAX_PIXELS", 50_000_000))
 
 
-_UMASK = os.umask(0)
-os.umask(_UMASK)
+def _umask() -> int:
+    """The process umask, read without changing it for good (no import-time side effect)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def quiet_opencv() -> None:
+    """Silence OpenCV's own libpng/libjpeg warnings (fetalhc reports bad files itself).
+    Called by the CLI; a library user keeps their OpenCV settings."""
+    try:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    except AttributeError:  # older OpenCV builds without the logging module
+        pass
 
 
 @contextmanager
@@ -35,7 +46,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     os.close(fd)
     try:
         yield Path(tmp)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file normal permissions
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -63,8 +74,40 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
+def image_size(data: np.ndarray) -> tuple[int, int] | None:
+    """(width, height) from an encoded image's header without decoding it (None if the
+    format is not recognised)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        return None
+
+
+def to_gray_uint8(image: np.ndarray) -> np.ndarray:
+    """Any decoded image (grey, BGR, BGRA; 8/16-bit or float) -> 8-bit grey.
+
+    Images stored with more than 8 bits are scaled by their real value range (0 .. max),
+    so a 16-bit PNG whose values use 12 bits reads as the same picture as its 8-bit copy."""
+    if image.ndim == 3:
+        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+        image = cv2.cvtColor(image, code) if image.shape[2] in (3, 4) else image[..., 0]
+    if image.dtype == np.uint8:
+        return image
+    values = image.astype(np.float64)
+    if not np.isfinite(values).all():
+        raise ValueError("image holds non-finite values")
+    low, high = min(float(values.min()), 0.0), float(values.max())
+    if high <= low:
+        return np.zeros(image.shape, np.uint8)
+    return np.round((values - low) * (255.0 / (high - low))).astype(np.uint8)
+
+
 def read_gray(path: str | os.PathLike) -> np.ndarray:
-    """Read an 8-bit grey image; raise ValueError with a short reason if it cannot be decoded."""
+    """Read an image as 8-bit grey; raise ValueError with a short reason if it cannot be
+    decoded or is larger than MAX_IMAGE_PIXELS."""
     path = Path(path)
     try:
         data = np.fromfile(path, dtype=np.uint8)
@@ -72,12 +115,24 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"cannot read file ({exc.strerror})") from None
     if data.size == 0:
         raise ValueError("empty file")
+    return decode_gray(data)
+
+
+def decode_gray(data: np.ndarray) -> np.ndarray:
+    """Decode an encoded image (bytes as uint8 array) to 8-bit grey; see `read_gray`."""
     if data[:8].tobytes() == _PNG_SIGNATURE and b"IEND" not in data[-12:].tobytes():
         # Checked here because libpng would print its own error for a truncated file.
         raise ValueError("truncated PNG (no IEND chunk)")
-    image = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
-    if image is None:
+    size = image_size(data)
+    if size is not None and size[0] * size[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(
+            f"image too large ({size[0]}x{size[1]} pixels; limit {MAX_IMAGE_PIXELS:,})"
+        )
+    # ANYDEPTH keeps 16-bit values (IMREAD_GRAYSCALE would shift them to 8 bits); EXIF
+    # orientation is applied as with a plain read.
+    image = cv2.imdecode(data, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    if image is None or image.size == 0:
         raise ValueError("not a decodable image (corrupt or truncated)")
-    if image.dtype != np.uint8:
-        image = cv2.convertScaleAbs(image, alpha=255.0 / max(float(image.max()), 1.0))
-    return image
+    if image.shape[0] * image.shape[1] > MAX_IMAGE_PIXELS:
+        raise ValueError(f"image too large ({image.shape[1]}x{image.shape[0]} pixels)")
+    return to_gray_uint8(image)

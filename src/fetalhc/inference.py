@@ -4,19 +4,21 @@ probability maps at each image's original size out."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .config import DEFAULT_IMAGE_SIZE
+from .config import BACKENDS, DEFAULT_IMAGE_SIZE
 from .errors import FetalHCError
 from .model import preprocess
 
-BACKENDS = ("auto", "torch", "onnx")
+log = logging.getLogger(__name__)
+
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "default.safetensors"
 
 
@@ -79,8 +81,8 @@ class Segmenter:
                     self._run = self._onnx_runner()
                     self.backend = "onnx"
                     return
-                except FetalHCError as exc:  # export not possible here: PyTorch still works
-                    print(f"fetalhc: ONNX Runtime unavailable ({exc}); using PyTorch")
+                except (FetalHCError, OSError) as exc:  # no ONNX here: PyTorch still works
+                    log.info("fetalhc: ONNX Runtime unavailable (%s); using PyTorch", exc)
                     backend = "torch"
         self.backend = backend
         self._run = self._onnx_runner() if backend == "onnx" else self._torch_runner()
@@ -126,14 +128,27 @@ class Segmenter:
         """Export the checkpoint once and reuse it (keyed by the checkpoint's hash)."""
         from .export import export_onnx
 
-        target = cache_dir() / f"{file_sha256(self.checkpoint)[:16]}.onnx"
-        if not target.is_file():
-            print(
-                f"fetalhc: exporting the model to ONNX once (cached in {target.parent})",
-                file=sys.stderr,
-            )
+        name = f"{file_sha256(self.checkpoint)[:16]}.onnx"
+        target = cache_dir() / name
+        if target.is_file():
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            log.info("fetalhc: exporting the model to ONNX once (cached in %s)", target.parent)
             export_onnx(self.checkpoint, target, verify=False)
-        return target
+            return target
+        except OSError as exc:
+            # A read-only home or cache (clusters, containers): export to a private temporary
+            # folder for this process instead; nothing is kept.
+            self._tmp = tempfile.TemporaryDirectory(prefix="fetalhc-")
+            log.info(
+                "fetalhc: cache %s not writable (%s); using a temporary copy",
+                target.parent,
+                exc.strerror or exc,
+            )
+            target = Path(self._tmp.name) / name
+            export_onnx(self.checkpoint, target, verify=False)
+            return target
 
     # ------------------------------------------------------------ API
     def logits_model_size(self, images: Sequence[np.ndarray]) -> np.ndarray:

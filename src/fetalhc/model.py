@@ -40,8 +40,23 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> ModelConfig:
+        if not isinstance(d, dict):
+            raise FetalHCError("config.json: 'model' must be a mapping")
         names = ("arch", "encoder", "decoder_channels", "image_size", "normalization")
         known = {k: d[k] for k in names if k in d}
+        for key in ("arch", "encoder", "normalization"):
+            if key in known and not isinstance(known[key], str):
+                raise FetalHCError(f"config.json: model {key!r} must be a string")
+        for key, length in (("decoder_channels", 5), ("image_size", 2)):
+            value = known.get(key)
+            if value is not None and not (
+                isinstance(value, list)
+                and len(value) == length
+                and all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+            ):
+                raise FetalHCError(
+                    f"config.json: model {key!r} must be {length} positive integers, got {value!r}"
+                )
         config = cls(**known)
         if config.normalization not in NORMALIZATIONS:
             raise FetalHCError(f"unknown input normalization {config.normalization!r}")

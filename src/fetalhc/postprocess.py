@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
@@ -27,6 +27,7 @@ class Measurement:
     confidence: float = float("nan")  # mean probability inside the mask
     edge_probability: float = float("nan")  # mean probability in a ring just outside
     quality: str = "no_head"  # ok | check | no_head
+    reasons: list[str] = field(default_factory=list)  # plain-language reasons for `check`
 
     def hc_mm(self, pixel_size_mm: float) -> float:
         return hc_mm(self.ellipse, pixel_size_mm) if self.ellipse is not None else float("nan")
@@ -70,5 +71,15 @@ def measure(prob: np.ndarray, threshold: float = 0.5, min_area_px: int = 100) ->
     )
     ring = draw_filled(grown, mask.shape).astype(bool) & ~inside
     edge = float(prob[ring].mean()) if ring.any() else 0.0
-    ok = agreement >= MIN_ELLIPSE_IOU and edge <= MAX_EDGE_PROBABILITY
-    return Measurement(mask, ellipse, "ok", agreement, confidence, edge, "ok" if ok else "check")
+    reasons = []
+    if agreement < MIN_ELLIPSE_IOU:
+        reasons.append(
+            f"the head outline is not elliptical (agreement {agreement:.2f} < {MIN_ELLIPSE_IOU})"
+        )
+    if edge > MAX_EDGE_PROBABILITY:
+        reasons.append(
+            "the model still sees head just outside the fitted ellipse (the skull edge may "
+            "be faint or the mask may be cut short)"
+        )
+    quality = "check" if reasons else "ok"
+    return Measurement(mask, ellipse, "ok", agreement, confidence, edge, quality, reasons)

@@ -1,20 +1,30 @@
-"""`fetalhc predict`: HC18 submission rows, masks and overlays for images or a folder."""
+"""`fetalhc predict`: HC18 submission rows, masks and overlays for images or folders.
+
+Guarantees: the output folder is checked before any work; every input image gets exactly
+one row (measured, or a status saying why not); rows reach disk as they are measured
+(`predictions.partial.csv`, flushed per batch), so a killed run keeps them and a re-run
+continues where it stopped; `predictions.csv` is written atomically at the end.
+"""
 
 from __future__ import annotations
 
 import csv
-import math
+import hashlib
+import json
+import logging
+import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
-from .data import is_annotation, parse_positive, read_pixel_csv
+from .data import CONFLICT, is_annotation, parse_positive, read_pixel_csv
 from .errors import FetalHCError
-from .fileio import atomic_path, read_gray, write_png
-from .inference import Segmenter, upsample_probability
+from .fileio import atomic_path, write_json, write_png
+from .measurer import HeadMeasurement, HeadMeasurer
 from .overlay import overlay
-from .postprocess import measure
+
+log = logging.getLogger(__name__)
 
 COLUMNS = [
     "filename",
@@ -32,6 +42,8 @@ COLUMNS = [
     "status",
 ]
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+PARTIAL = "predictions.partial.csv"
+PARTIAL_KEY = "predictions.partial.json"
 
 
 @dataclass
@@ -42,112 +54,221 @@ class PredictOptions:
     overlays: bool = True
 
 
-def collect_images(inputs: list[Path]) -> list[Path]:
-    """Images named on the command line or inside named folders (annotations left out)."""
-    found: list[Path] = []
+@dataclass(frozen=True)
+class InputImage:
+    path: Path
+    name: str  # unique in this batch: the row's filename and the masks' sub-path
+
+
+def collect_images(inputs: list[Path]) -> tuple[list[InputImage], list[str]]:
+    """Images named on the command line or inside named folders, sub-folders included
+    (annotations left out). Returns the images and notes on what was left out, so every
+    input is accounted for. Names are made unique: a file in a sub-folder is named by its
+    path inside the folder; the same name from two inputs is prefixed by its folder."""
+    found: list[tuple[Path, str, str]] = []  # path, name, folder label
+    notes: list[str] = []
     for item in inputs:
         if item.is_dir():
-            found += sorted(
-                p
-                for p in item.iterdir()
-                if p.suffix.lower() in IMAGE_SUFFIXES and not is_annotation(p)
-            )
+            ignored = 0
+            for p in sorted(item.rglob("*")):
+                if not p.is_file():
+                    continue
+                if p.suffix.lower() in IMAGE_SUFFIXES and not is_annotation(p):
+                    found.append((p, p.relative_to(item).as_posix(), item.name or str(item)))
+                elif not is_annotation(p) and not p.name.startswith("."):
+                    ignored += 1
+            if ignored:
+                notes.append(f"{item}: {ignored} file(s) that are not images were ignored")
+        elif item.is_file():
+            found.append((item, item.name, item.parent.name))
         elif item.exists():
-            found.append(item)
+            raise FetalHCError(f"{item}: not a file or folder")
         else:
             raise FetalHCError(f"{item}: no such file or folder")
     if not found:
         raise FetalHCError("no images found in " + ", ".join(map(str, inputs)))
-    return found
+    seen: dict[Path, str] = {}
+    counts: dict[str, int] = {}
+    for _path, name, _folder in found:
+        counts[name] = counts.get(name, 0) + 1
+    images: list[InputImage] = []
+    used: set[str] = set()
+    for path, name, folder in found:
+        resolved = path.resolve()
+        if resolved in seen:
+            notes.append(f"{path}: given twice; measured once as {seen[resolved]}")
+            continue
+        unique = name if counts[name] == 1 else f"{folder}/{name}"
+        base, n = unique, 2
+        while unique in used:
+            unique = f"{base}~{n}"
+            n += 1
+        used.add(unique)
+        seen[resolved] = unique
+        images.append(InputImage(path, unique))
+    return images, notes
 
 
-def pixel_sizes(paths: list[Path], options: PredictOptions) -> dict[str, float | None]:
+def pixel_sizes(images: list[InputImage], options: PredictOptions) -> dict[str, float | None]:
+    """Pixel size of each image: its CSV row (by path inside the folder, then file name),
+    else --pixel-size. CSV columns are found by header name."""
     if options.pixel_csv is None and options.pixel_size is None:
         raise FetalHCError("give --pixel-size MM or --pixel-csv CSV (HC is reported in mm)")
-    if options.pixel_size is not None and not options.pixel_size > 0:
-        raise FetalHCError("--pixel-size must be a positive number of mm per pixel")
     rows = read_pixel_csv(options.pixel_csv) if options.pixel_csv else {}
     out: dict[str, float | None] = {}
-    for p in paths:
-        if p.name in rows:
-            out[p.name] = parse_positive(rows[p.name]["pixel_size"])
+    for image in images:
+        row = rows.get(image.name) or rows.get(image.path.name)
+        if row is None:
+            out[image.name] = options.pixel_size
+        elif row["pixel_size"] == CONFLICT:
+            out[image.name] = None
         else:
-            out[p.name] = options.pixel_size
+            value = parse_positive(row["pixel_size"])
+            out[image.name] = value if value is not None else float("nan")
     return out
 
 
-def _empty_row(name: str, status: str) -> dict:
-    row = {c: "" for c in COLUMNS}
-    row.update(filename=name, status=status, quality="no_head")
-    return row
+def check_output_folder(out: Path) -> None:
+    """Fail before any work if OUT cannot hold the results."""
+    if out.exists() and not out.is_dir():
+        raise FetalHCError(f"--out {out}: exists and is not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / f".fetalhc-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FetalHCError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+
+
+def _status_for_size(size: float | None) -> str:
+    if size is None:
+        return "no_pixel_size"
+    if size != size:  # NaN: a CSV value that is not a number
+        return "implausible_pixel_size: not a positive number"
+    return ""
+
+
+def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) -> str:
+    """What a partial result depends on: the model, its settings and the pixel sizes."""
+    seg = measurer.segmenter
+    stat = seg.checkpoint.stat()
+    identity = {
+        "checkpoint": str(seg.checkpoint.resolve()),
+        "size": stat.st_size,
+        "mtime": stat.st_mtime_ns,
+        "tta": seg.flip_tta,
+        "sizes": {k: (None if v is None or v != v else v) for k, v in sorted(sizes.items())},
+        "masks": options.masks,
+        "overlays": options.overlays,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _read_partial(out: Path, key: str) -> dict[str, dict]:
+    """Rows of an interrupted run with the same model and pixel sizes (else none)."""
+    partial, key_file = out / PARTIAL, out / PARTIAL_KEY
+    if not partial.is_file() or not key_file.is_file():
+        return {}
+    try:
+        if json.loads(key_file.read_text()).get("key") != key:
+            return {}
+        with open(partial, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("status") and None not in r.values()]
+    except (OSError, ValueError, csv.Error):
+        return {}
+    return {r["filename"]: r for r in rows}
 
 
 def predict(
-    paths: list[Path],
+    images: list[InputImage],
     sizes: dict[str, float | None],
-    segmenter: Segmenter,
+    measurer: HeadMeasurer,
     out: Path,
     options: PredictOptions,
 ) -> int:
     """Write OUT/predictions.csv (+ masks, overlays); return how many images failed."""
-    out.mkdir(parents=True, exist_ok=True)
-    rows: list[dict] = []
-    for start in tqdm(range(0, len(paths), segmenter.batch_size), desc="predict", unit="batch"):
-        batch, images = [], []
-        for p in paths[start : start + segmenter.batch_size]:
-            if sizes[p.name] is None:
-                rows.append(_empty_row(p.name, "no_pixel_size"))
-                continue
-            try:
-                images.append(read_gray(p))
-                batch.append(p)
-            except ValueError as exc:
-                rows.append(_empty_row(p.name, f"unreadable: {exc}"))
-        if not batch:
-            continue
-        logits = segmenter.logits_model_size(images)
-        for p, image, lg in zip(batch, images, logits, strict=True):
-            rows.append(_measure_one(p, image, lg, sizes[p.name], out, options))
+    check_output_folder(out)
+    key = _run_key(measurer, sizes, options)
+    done = _read_partial(out, key)
+    if done:
+        log.info(
+            "continuing an interrupted run: %d of %d images already measured",
+            len(done),
+            len(images),
+        )
+    else:
+        write_json(out / PARTIAL_KEY, {"key": key})
+    todo = [im for im in images if im.name not in done]
+    mode = "a" if done else "w"
+    with open(out / PARTIAL, mode, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if not done:
+            writer.writeheader()
+        for start in tqdm(
+            range(0, len(todo), measurer.batch_size), desc="predict", unit="batch", disable=None
+        ):
+            batch = todo[start : start + measurer.batch_size]
+            for row in _measure_batch(batch, sizes, measurer, out, options):
+                writer.writerow(row)
+                done[row["filename"]] = row
+            f.flush()
+            os.fsync(f.fileno())
+    rows = [done[im.name] for im in images]
     rows.sort(key=lambda r: r["filename"])
     with atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=COLUMNS)
         writer.writeheader()
         writer.writerows(rows)
+    for name in (PARTIAL, PARTIAL_KEY):
+        (out / name).unlink(missing_ok=True)
     return sum(r["status"] != "ok" for r in rows)
 
 
-def _measure_one(
-    path: Path, image, logits, pixel_mm: float, out: Path, options: PredictOptions
-) -> dict:
-    m = measure(upsample_probability(logits, image.shape[:2]))
-    if options.masks:
-        write_png(out / "masks" / f"{path.stem}_mask.png", m.mask * 255)
-    if m.ellipse is None:
-        if options.overlays:
-            write_png(
-                out / "overlays" / f"{path.stem}_overlay.png",
-                overlay(image, None, ["no head found"]),
-            )
-        return _empty_row(path.name, "no_head")
-    hc, ga = m.hc_mm(pixel_mm), m.ga_weeks(pixel_mm)
-    row = {"filename": path.name, **m.ellipse.scaled(pixel_mm).as_hc18()}
-    row.update(
-        hc_mm=hc,
-        ga_weeks=ga,
-        quality=m.quality,
-        ellipse_iou=m.ellipse_iou,
-        confidence=m.confidence,
-        edge_probability=m.edge_probability,
-        status="ok",
+def _measure_batch(
+    batch: list[InputImage],
+    sizes: dict[str, float | None],
+    measurer: HeadMeasurer,
+    out: Path,
+    options: PredictOptions,
+) -> list[dict]:
+    rows = []
+    for im in batch:
+        status = _status_for_size(sizes[im.name])
+        if status:
+            rows.append(HeadMeasurement(im.name, status).as_row())
+    runnable = [im for im in batch if not _status_for_size(sizes[im.name])]
+    results = measurer.measure_many(
+        [im.path for im in runnable],
+        [sizes[im.name] for im in runnable],
+        [im.name for im in runnable],
     )
-    if options.overlays:
-        lines = [f"HC {hc:.1f} mm", f"GA {ga:.1f} weeks (Hadlock)"]
-        if m.quality != "ok":
+    for result in results:
+        try:
+            _write_pictures(result, out, options)
+        except OSError as exc:
+            result.status = f"error: cannot write mask or overlay ({exc.strerror or exc})"
+        rows.append(result.as_row())
+    return rows
+
+
+def _write_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:
+    if result.image is None:
+        return
+    stem = str(PurePosixPath(result.filename).with_suffix(""))
+    if options.masks and result.mask is not None:
+        write_png(out / "masks" / f"{stem}_mask.png", result.mask * 255)
+    if not options.overlays:
+        return
+    if result.ellipse_px is None:
+        picture = overlay(result.image, None, ["no head found"])
+    else:
+        lines = []
+        if result.ok:
+            lines = [f"HC {result.hc_mm:.1f} mm", f"GA {result.ga_weeks:.1f} weeks (Hadlock)"]
+        else:
+            lines = [result.status.split(":")[0]]
+        if result.quality != "ok":
             lines.append("check: measurement may be unreliable")
-        write_png(
-            out / "overlays" / f"{path.stem}_overlay.png",
-            overlay(image, m.ellipse, lines, flagged=m.quality != "ok"),
-        )
-    return {
-        k: (round(v, 6) if isinstance(v, float) and math.isfinite(v) else v) for k, v in row.items()
-    }
+        picture = overlay(result.image, result.ellipse_px, lines, flagged=result.quality != "ok")
+    write_png(out / "overlays" / f"{stem}_overlay.png", picture)

@@ -204,16 +204,24 @@ class Trainer:
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         start_epoch, best, history, seconds = 1, -1.0, [], 0.0
         if state is not None:
-            model.load_state_dict(state["model"])
-            optimizer.load_state_dict(state["optimizer"])
-            start_epoch = int(state["epoch"]) + 1
-            best = float(state["best_dice"])
-            history = [
-                dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
-            ]
-            seconds = float(state["seconds"])
-            for row in history:
-                row["epoch"] = int(row["epoch"])
+            try:
+                model.load_state_dict(state["model"])
+                optimizer.load_state_dict(state["optimizer"])
+                if "scaler" in state:
+                    scaler.load_state_dict(state["scaler"])
+                start_epoch = int(state["epoch"]) + 1
+                best = float(state["best_dice"])
+                history = [
+                    dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
+                ]
+                seconds = float(state["seconds"])
+                for row in history:
+                    row["epoch"] = int(row["epoch"])
+            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+                raise FetalHCError(
+                    f"{self.out / 'resume.pt'}: does not hold this run's state "
+                    f"({type(exc).__name__}); start a new --out"
+                ) from None
         self.out.mkdir(parents=True, exist_ok=True)
         split_copy = self.out / "split.csv"
         if Path(self.config.split).resolve() != split_copy.resolve():
@@ -288,6 +296,7 @@ class Trainer:
                 {
                     "model": model.state_dict(),
                     "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "epoch": epoch,
                     "best_dice": best,
                     "history_keys": list(row),

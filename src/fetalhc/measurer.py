@@ -1,0 +1,239 @@
+"""The one segment-and-measure path: image in, ellipse, HC and GA in mm out.
+
+`HeadMeasurer` is loaded once (like nnU-Net's predictor) and used by the Python API,
+`fetalhc predict`, `fetalhc evaluate` and the web service::
+
+    import fetalhc
+    measurer = fetalhc.HeadMeasurer()                  # the bundled model
+    result = measurer.measure("001_HC.png", pixel_size_mm=0.12)
+    result.hc_mm, result.ga_weeks, result.quality
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .data import plausible_hc, plausible_pixel_size
+from .ellipse import Ellipse
+from .errors import FetalHCError
+from .fileio import read_gray, to_gray_uint8
+from .inference import Segmenter, default_checkpoint, upsample_probability
+from .postprocess import Measurement, measure
+
+ImageLike = str | os.PathLike | np.ndarray
+
+
+@dataclass
+class HeadMeasurement:
+    """The result for one image. `status` is `ok` only when HC is a trustworthy number of
+    millimetres; every other status says why there is no (or no plausible) HC."""
+
+    filename: str
+    status: str  # ok | no_head | no_pixel_size | implausible_... | unreadable: ... | error: ...
+    pixel_size_mm: float | None = None
+    ellipse_px: Ellipse | None = None
+    hc_mm: float = math.nan
+    ga_weeks: float = math.nan
+    quality: str = "no_head"  # ok | check | no_head
+    quality_reasons: list[str] = field(default_factory=list)
+    ellipse_iou: float = math.nan
+    confidence: float = math.nan
+    edge_probability: float = math.nan
+    mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
+    image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "ok"
+
+    @property
+    def ellipse_mm(self) -> Ellipse | None:
+        if self.ellipse_px is None or self.pixel_size_mm is None:
+            return None
+        return self.ellipse_px.scaled(self.pixel_size_mm)
+
+    def as_row(self) -> dict:
+        """The CSV row: HC18 submission columns first, then HC, GA and the flag."""
+        row: dict = {"filename": self.filename}
+        mm = self.ellipse_mm if self.status == "ok" else None
+        hc18 = mm.as_hc18() if mm is not None else {}
+        for key in ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad"):
+            row[key] = _round(hc18.get(key))
+        ok = self.status == "ok"
+        row.update(
+            hc_mm=_round(self.hc_mm) if ok else "",
+            ga_weeks=_round(self.ga_weeks) if ok else "",
+            quality=self.quality,
+            ellipse_iou=_round(self.ellipse_iou),
+            confidence=_round(self.confidence),
+            edge_probability=_round(self.edge_probability),
+            status=self.status,
+        )
+        return row
+
+
+def _round(value: float | None) -> float | str:
+    if value is None or not isinstance(value, float | int) or not math.isfinite(value):
+        return ""
+    return round(float(value), 6)
+
+
+def result_from_measurement(
+    name: str, m: Measurement, pixel_size_mm: float | None
+) -> HeadMeasurement:
+    """Turn a mask measurement into HC/GA in mm, checking every number for plausibility."""
+    result = HeadMeasurement(
+        filename=name,
+        status="ok",
+        pixel_size_mm=pixel_size_mm,
+        ellipse_px=m.ellipse,
+        quality=m.quality,
+        quality_reasons=list(m.reasons),
+        ellipse_iou=m.ellipse_iou,
+        confidence=m.confidence,
+        edge_probability=m.edge_probability,
+        mask=m.mask,
+    )
+    if m.ellipse is None:
+        result.status = "no_head"
+        return result
+    if pixel_size_mm is None:
+        result.status = "no_pixel_size"
+        return result
+    why = plausible_pixel_size(pixel_size_mm)
+    if why:
+        result.status = f"implausible_pixel_size: {why}"
+        return result
+    result.hc_mm = m.hc_mm(pixel_size_mm)
+    result.ga_weeks = m.ga_weeks(pixel_size_mm)
+    why = plausible_hc(result.hc_mm)
+    if why:
+        result.status = f"implausible_hc: {why}"
+        result.quality = "check"
+        result.quality_reasons.append(why)
+    return result
+
+
+class HeadMeasurer:
+    """A model loaded once: segment fetal heads and measure them.
+
+    checkpoint: a run's `best.safetensors` (with its config.json), an exported `.onnx`, or
+    None for the bundled model. backend: auto | torch | onnx. flip_tta averages the
+    prediction with that of the mirrored image.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        backend: str = "auto",
+        threads: int = 0,
+        batch_size: int = 8,
+        flip_tta: bool = False,
+    ) -> None:
+        self.segmenter = Segmenter(
+            checkpoint if checkpoint is not None else default_checkpoint(),
+            backend=backend,
+            threads=threads,
+            batch_size=batch_size,
+            flip_tta=flip_tta,
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return self.segmenter.batch_size
+
+    @property
+    def model_name(self) -> str:
+        return self.segmenter.checkpoint.name
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Head probability maps at each image's own size (8-bit grey images in)."""
+        return self.segmenter.probabilities(images)
+
+    def measure(
+        self,
+        image: ImageLike,
+        pixel_size_mm: float | None = None,
+        name: str | None = None,
+    ) -> HeadMeasurement:
+        """Measure one image (a path or an array: grey or colour, 8/16-bit).
+
+        An image that cannot be read or holds no head gives a result whose `status` says
+        why; a bad argument raises FetalHCError."""
+        return next(iter(self.measure_many([image], [pixel_size_mm], [name] if name else None)))
+
+    def measure_many(
+        self,
+        images: Iterable[ImageLike],
+        pixel_sizes_mm: Iterable[float | None] | float | None = None,
+        names: Iterable[str] | None = None,
+    ) -> Iterator[HeadMeasurement]:
+        """Measure many images, batch by batch, yielding one result per image in order.
+        One bad image gives its own status; the others are measured."""
+        images = list(images)
+        if pixel_sizes_mm is None or isinstance(pixel_sizes_mm, float | int):
+            sizes = [pixel_sizes_mm] * len(images)
+        else:
+            sizes = list(pixel_sizes_mm)
+        if len(sizes) != len(images):
+            raise FetalHCError(f"{len(images)} images but {len(sizes)} pixel sizes")
+        labels = (
+            list(names) if names is not None else [_name_of(im, i) for i, im in enumerate(images)]
+        )
+        for start in range(0, len(images), self.batch_size):
+            chunk = range(start, min(start + self.batch_size, len(images)))
+            yield from self._measure_batch(
+                [images[i] for i in chunk], [sizes[i] for i in chunk], [labels[i] for i in chunk]
+            )
+
+    def _measure_batch(
+        self, images: list[ImageLike], sizes: list[float | None], names: list[str]
+    ) -> list[HeadMeasurement]:
+        results: list[HeadMeasurement | None] = [None] * len(images)
+        decoded: list[tuple[int, np.ndarray]] = []
+        for i, image in enumerate(images):
+            try:
+                decoded.append((i, _as_gray(image)))
+            except ValueError as exc:
+                results[i] = HeadMeasurement(names[i], f"unreadable: {exc}")
+        if decoded:
+            try:
+                logits = self.segmenter.logits_model_size([im for _, im in decoded])
+            except (RuntimeError, ValueError, MemoryError) as exc:  # a model/input mismatch
+                logits = None
+                error = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                for i, _ in decoded:
+                    results[i] = HeadMeasurement(names[i], error)
+            if logits is not None:
+                for (i, image), lg in zip(decoded, logits, strict=True):
+                    m = measure(upsample_probability(lg, image.shape[:2]))
+                    result = result_from_measurement(names[i], m, sizes[i])
+                    result.image = image
+                    results[i] = result
+        return [r for r in results if r is not None]
+
+
+def _name_of(image: ImageLike, index: int) -> str:
+    return Path(image).name if not isinstance(image, np.ndarray) else f"image_{index}"
+
+
+def _as_gray(image: ImageLike) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.size == 0:
+            raise ValueError(f"expected a 2D image array, got shape {image.shape}")
+        return to_gray_uint8(image)
+    return read_gray(image)
+
+
+def measure_image(
+    image: ImageLike, pixel_size_mm: float | None = None, checkpoint: str | None = None
+) -> HeadMeasurement:
+    """One call: load the (bundled) model and measure one image. Use `HeadMeasurer` to
+    measure many images without reloading the model."""
+    return HeadMeasurer(checkpoint).measure(image, pixel_size_mm)
