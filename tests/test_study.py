@@ -1,8 +1,11 @@
 import csv
+import json
+from pathlib import Path
 
 import pytest
 import yaml
 
+from fetalhc.errors import FetalHCError
 from fetalhc.study import load_study, run_study
 
 from .conftest import run_cli
@@ -25,13 +28,13 @@ def write_config(tmp_path, sample, grids, workers=1):
 def test_grid_runs_resumes_and_reports(tmp_path, sample):
     grids = [
         {"strategies": ["decoder", "d4"], "seeds": [0]},
-        {"strategies": ["decoder"], "seeds": [0], "fractions": [0.5]},
+        {"strategies": ["decoder"], "seeds": [0], "train_images": [4]},
     ]
     config = write_config(tmp_path, sample, grids)
     assert [c.name for c in load_study(config).cells()] == [
         "decoder_f100_s0_64x64",
         "d4_f100_s0_64x64",
-        "decoder_f050_s0_64x64",
+        "decoder_n004_s0_64x64",
     ]
     out = tmp_path / "study"
     results = run_study(config, out)
@@ -42,20 +45,68 @@ def test_grid_runs_resumes_and_reports(tmp_path, sample):
         "low_data_table.csv",
         "cells.csv",
         "figures/dice_vs_params.png",
-        "figures/hc_diff_by_strategy.png",
         "figures/learning_curves.png",
-        "figures/dice_vs_fraction.png",
+        "figures/dice_vs_train_images.png",
     ):
         assert (out / name).is_file(), name
     rows = {r["strategy"]: r for r in csv.DictReader(open(out / "main_table.csv"))}
-    assert float(rows["decoder"]["trainable_params_M"]) == pytest.approx(4.405073)
-    assert float(rows["d4"]["trainable_params_M"]) == pytest.approx(0.006976)
+    assert int(rows["decoder"]["trainable_params"]) == 4_405_073
+    assert int(rows["d4"]["trainable_params"]) == 6_976
+    assert rows["decoder"]["paper_Dice"] == "96.28 (0.38)"  # the paper's row beside ours
+    low = list(csv.DictReader(open(out / "low_data_table.csv")))
+    assert [(r["model"], r["train_images"]) for r in low] == [("decoder", "4")]
+    small = out / "runs" / "decoder_n004_s0_64x64" / "config.json"
+    assert json.loads(small.read_text())["images"]["train"] == 4
     report = (out / "report.md").read_text()
-    assert "96.28" in report  # the paper's decoder Dice is shown next to ours
+    assert "epochs 1, image_size [64, 64]" in report  # the recipe comes from the cells
 
     stamp = (out / "runs" / "decoder_f100_s0_64x64" / "cell.json").stat().st_mtime_ns
     assert run_study(config, out) == []  # everything done: nothing re-run
     assert (out / "runs" / "decoder_f100_s0_64x64" / "cell.json").stat().st_mtime_ns == stamp
+
+    # no absolute path of this machine in a run folder
+    for path in out.rglob("*.json"):
+        assert str(tmp_path) not in path.read_text(), path
+
+
+def test_changed_yaml_never_reuses_a_stale_cell(tmp_path, sample):
+    config = write_config(tmp_path, sample, [{"strategies": ["d4"], "seeds": [0]}])
+    out = tmp_path / "study"
+    run_study(config, out)
+    first = json.loads((out / "runs" / "d4_f100_s0_64x64" / "cell.json").read_text())
+    text = config.read_text().replace("lr: 0.001", "lr: 0.01")
+    config.write_text(text)
+    with pytest.raises(FetalHCError, match=r"d4_f100_s0_64x64 \(lr\)"):
+        run_study(config, out)
+    results = run_study(config, out, rerun_stale=True)
+    assert [r["name"] for r in results] == ["d4_f100_s0_64x64"]
+    again = json.loads((out / "runs" / "d4_f100_s0_64x64" / "cell.json").read_text())
+    assert again["config"]["lr"] == 0.01 and again["config_hash"] != first["config_hash"]
+
+
+def test_half_trained_cell_with_other_settings_is_refused(tmp_path, sample):
+    config = write_config(tmp_path, sample, [{"strategies": ["d4"], "seeds": [0]}])
+    out = tmp_path / "study"
+    run_study(config, out)
+    cell = out / "runs" / "d4_f100_s0_64x64"
+    (cell / "cell.json").unlink()  # as if killed before evaluation
+    config.write_text(config.read_text().replace("batch_size: 4", "batch_size: 2"))
+    with pytest.raises(FetalHCError, match="batch_size"):
+        run_study(config, out)
+    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2").replace(
+        "batch_size: 2", "batch_size: 4"))
+    results = run_study(config, out)  # more epochs for the same recipe: it may go on
+    assert results[0]["train"]["epochs"] == 2
+
+
+def test_degenerate_cells_are_named():
+    from fetalhc.study import degenerate_reason
+
+    good = {"paper_pixel_accuracy": 0.98}
+    everywhere = {"paper_pixel_accuracy": 0.31}
+    assert degenerate_reason(good, 0, 10, Path("/nonexistent")) == ""
+    assert "everywhere" in degenerate_reason(everywhere, 0, 10, Path("/nonexistent"))
+    assert "no head" in degenerate_reason(good, 8, 10, Path("/nonexistent"))
 
 
 def test_parallel_processes(tmp_path, sample):

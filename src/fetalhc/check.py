@@ -85,7 +85,7 @@ def _check_part(root: Path, part: str, report: CheckReport) -> None:
             pixel = parse_positive(row["pixel_size"])
             why = plausible_pixel_size(pixel)
             if why:
-                report.problems.append(f"{where}: {why} ({row['pixel_size']!r})")
+                report.problems.append(f"{where}: pixel size {row['pixel_size']!r}: {why}")
             else:
                 summary.pixel_sizes.append(pixel)
             if labelled:

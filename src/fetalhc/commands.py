@@ -109,11 +109,12 @@ def cmd_export(args: argparse.Namespace) -> int:
 
         folders = [args.calibration] if args.calibration else [folder, sample_dir() / "test_set"]
         calibration = []
-        for p in collect_images(folders)[: args.calibration_images]:
+        found, _ = collect_images(folders)
+        for item in found[: args.calibration_images]:
             try:
-                calibration.append(read_gray(p))
+                calibration.append(read_gray(item.path))
             except ValueError as exc:
-                print(f"skipped {p.name}: {exc}")
+                print(f"skipped {item.name}: {exc}")
         target = args.onnx.with_name(args.onnx.stem + "_int8.onnx")
         quantize_int8(args.onnx, target, calibration)
         print(

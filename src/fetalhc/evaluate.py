@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import logging
 import math
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -154,7 +155,8 @@ def _write_outputs(
         writer.writeheader()
         writer.writerows(rows)
     summary: dict = {
-        "checkpoint": str(segmenter.checkpoint),
+        # relative: a committed evaluation holds no absolute path of the machine it ran on
+        "checkpoint": os.path.relpath(segmenter.checkpoint.resolve(), out.resolve()),
         "backend": segmenter.backend,
         "images": len(rows),
         "part": options.part,

@@ -13,7 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .config import BACKENDS, DEFAULT_IMAGE_SIZE
+from .config import BACKENDS
 from .errors import FetalHCError
 from .model import preprocess
 
@@ -68,9 +68,14 @@ class Segmenter:
             self.config = onnx_config(self.checkpoint)
         else:
             self.config = config_for_checkpoint(self.checkpoint)
-        w, h = self.config.get("model", {}).get("image_size", DEFAULT_IMAGE_SIZE)
+        from .model import ModelConfig
+
+        if not isinstance(self.config, dict):
+            raise FetalHCError(f"{self.checkpoint}: its config is not a mapping")
+        model_config = ModelConfig.from_dict(self.config.get("model", {}))  # checks the types
+        w, h = model_config.image_size
         self.size = (int(w), int(h))
-        self.normalization = str(self.config.get("model", {}).get("normalization", "imagenet"))
+        self.normalization = model_config.normalization
         self.batch_size = max(1, batch_size)
         self.flip_tta = flip_tta
         self.threads = threads

@@ -205,7 +205,7 @@ class HeadMeasurer:
         if decoded:
             try:
                 logits = self.segmenter.logits_model_size([im for _, im in decoded])
-            except (RuntimeError, ValueError, MemoryError) as exc:  # a model/input mismatch
+            except Exception as exc:  # noqa: BLE001 - a model/input mismatch of any kind
                 logits = None
                 error = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 for i, _ in decoded:

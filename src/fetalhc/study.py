@@ -264,13 +264,12 @@ def run_cell(
     config = cell_config(study["train"], c, study["data"], split, study["encoder_weights"])
     identity = config_identity(config, split, study["evaluate_part"])
     digest = identity_hash(identity)
-    previous = _previous_identity(folder)
-    if previous is not None and identity_hash(previous) != digest:
-        keys = ", ".join(_stale_keys(previous, identity))
+    changed = stale_keys(folder, identity, split)
+    if changed:
         if not rerun_stale:
             raise FetalHCError(
-                f"cell {c.name} was run with other settings ({keys}); re-run it with "
-                "--rerun-stale or use a new --out"
+                f"cell {c.name} was run with other settings ({', '.join(changed)}); re-run it "
+                "with --rerun-stale or use a new --out"
             )
         shutil.rmtree(folder)
     done = folder / CELL_DONE
@@ -309,6 +308,24 @@ def run_cell(
     return result
 
 
+def stale_keys(folder: Path, identity: dict, split: str | Path) -> list[str]:
+    """Settings in which an existing cell folder differs from `identity` ([] if none, or
+    if there is no folder). A half-trained cell may still go on to more epochs."""
+    previous = _previous_identity(folder)
+    if previous is None:
+        return []
+    if not (folder / CELL_DONE).exists():
+        identity = {**identity, "evaluate_part": None, "split_sha256": _text_sha256(split)}
+        identity.pop("epochs")
+    return _stale_keys(previous, identity)
+
+
+def _text_sha256(path: str | Path) -> str:
+    """Hash of a CSV's text, line endings normalised (a run folder's copy of the split may
+    have been written with other line endings than the study's)."""
+    return hashlib.sha256(Path(path).read_bytes().replace(b"\r\n", b"\n")).hexdigest()
+
+
 def _previous_identity(folder: Path) -> dict | None:
     """The identity a cell folder was made with (finished or half-trained), if any."""
     done = folder / CELL_DONE
@@ -329,6 +346,7 @@ def _previous_identity(folder: Path) -> dict | None:
             raise FetalHCError(f"{config}: {exc}") from None
         evaluate_part = next((p.name[5:] for p in folder.glob("eval-*")), None)
         identity = config_identity(old, folder / "split.csv", evaluate_part or "")
+        identity["split_sha256"] = _text_sha256(folder / "split.csv")
         identity.pop("epochs")  # a half-trained cell may go on to more epochs
         identity["evaluate_part"] = None
         return identity
@@ -379,25 +397,16 @@ def check_stale(cells: list[dict], payload: dict, split: str, out: Path, rerun: 
     for cell in cells:
         c = Cell(**cell)
         folder = out / "runs" / c.name
-        previous = _previous_identity(folder)
-        if previous is None:
-            continue
         config = cell_config(
             payload["train"], c, payload["data"], split, payload["encoder_weights"]
         )
         identity = config_identity(config, split, payload["evaluate_part"])
-        if (folder / CELL_DONE).exists():
-            differs = identity_hash(previous) != identity_hash(identity)
-        else:  # half-trained: any number of epochs may follow
-            mine = {**identity, "evaluate_part": None}
-            mine.pop("epochs")
-            differs = previous != mine
-            identity = mine
-        if differs:
+        changed = stale_keys(folder, identity, split)
+        if changed:
             if rerun:
                 shutil.rmtree(folder)
             else:
-                stale.append(f"{c.name} ({', '.join(_stale_keys(previous, identity))})")
+                stale.append(f"{c.name} ({', '.join(changed)})")
     if stale:
         more = f" and {len(stale) - 3} more" if len(stale) > 3 else ""
         raise FetalHCError(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -28,7 +29,7 @@ from .config import TrainConfig, parse_size  # noqa: F401 - parse_size re-export
 from .data import load_labelled
 from .dataset import CachedSet, epoch_seed, iterate_batches
 from .errors import FetalHCError
-from .fileio import atomic_path, write_text
+from .fileio import atomic_path
 from .model import ModelConfig, build_model, count_parameters
 from .split import nested_order, nested_subset, part_files, read_split
 from .strategies import apply_strategy, encoder_frozen, resolve, set_train_mode
@@ -225,7 +226,9 @@ class Trainer:
         self.out.mkdir(parents=True, exist_ok=True)
         split_copy = self.out / "split.csv"
         if Path(self.config.split).resolve() != split_copy.resolve():
-            write_text(split_copy, Path(self.config.split).read_text())  # the run is self-contained
+            # byte for byte (a study identifies its cells by the split's hash)
+            with atomic_path(split_copy) as tmp:
+                shutil.copyfile(self.config.split, tmp)
         write_config(
             self.out / CONFIG_NAME, self._config_json(len(train_records), len(val_records))
         )
