@@ -61,6 +61,7 @@ class Zenodo(http.server.BaseHTTPRequestHandler):
         data = self.files[name]
         start = 0
         rng = self.headers.get("Range")
+        self.requests.append((name, int(rng.split("=")[1].split("-")[0]) if rng else 0))
         if rng:
             start = int(rng.split("=")[1].split("-")[0])
             self.send_response(206)
@@ -82,6 +83,7 @@ def server(tmp_path, sample):
     Zenodo.files = build_archives(sample, tmp_path)
     Zenodo.checksums = {k: hashlib.md5(v).hexdigest() for k, v in Zenodo.files.items()}
     Zenodo.break_once = set()
+    Zenodo.requests = []
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Zenodo)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -104,6 +106,9 @@ def test_broken_connection_resumes(server, tmp_path):
     download_hc18(dest, base_url=server, sleep=lambda s: None)
     assert not Zenodo.break_once  # the break happened
     assert check_dataset(dest).ok
+    size = len(Zenodo.files["training_set.zip"])
+    starts = [start for name, start in Zenodo.requests if name == "training_set.zip"]
+    assert starts == [0, size // 2]  # the second request goes on from the bytes received
 
 
 def test_partial_file_from_earlier_run_is_resumed(server, tmp_path):
@@ -113,6 +118,7 @@ def test_partial_file_from_earlier_run_is_resumed(server, tmp_path):
     (dest / ".download" / "test_set.zip.part").write_bytes(data[:1000])
     download_hc18(dest, base_url=server, sleep=lambda s: None)
     assert (dest / "test_set" / "000_HC.png").is_file()
+    assert [s for n, s in Zenodo.requests if n == "test_set.zip"] == [1000]
 
 
 def test_wrong_checksum_is_refused(server, tmp_path):

@@ -1,11 +1,13 @@
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from fetalhc.data import load_labelled, load_mask
 from fetalhc.evaluate import EvalOptions, evaluate_records
+from fetalhc.measurer import HeadMeasurer
 
 from .conftest import run_cli
 
@@ -15,7 +17,7 @@ class ReferenceSegmenter:
 
     batch_size = 1
     backend = "reference"
-    checkpoint = "reference"
+    checkpoint = Path("reference")
 
     def __init__(self, records):
         self.masks = iter([load_mask(r) for r in records])
@@ -26,7 +28,8 @@ class ReferenceSegmenter:
 
 def test_reference_masks_score_perfectly(tmp_path, sample):
     records = load_labelled(sample)
-    summary = evaluate_records(ReferenceSegmenter(records), records, tmp_path, EvalOptions())
+    measurer = HeadMeasurer.from_segmenter(ReferenceSegmenter(records))
+    summary = evaluate_records(measurer, records, tmp_path, EvalOptions())
     m = summary["metrics"]
     assert m["dice"]["mean"] == 1.0 and m["paper_dice"]["mean"] == 1.0
     assert m["hd_mm"]["mean"] == 0.0 and m["assd_mm"]["mean"] == 0.0

@@ -203,11 +203,11 @@ def test_interrupted_predict_keeps_rows_and_rerun_continues(capsys, tmp_path, sa
     calls: list[int] = []
     original = measurer_module.HeadMeasurer._measure_batch
 
-    def dying(self, images, sizes, names):
+    def dying(self, images, sizes, names, *rest):
         if len(calls) == 2:
             raise KeyboardInterrupt  # stands in for SIGKILL half-way through
         calls.append(len(images))
-        return original(self, images, sizes, names)
+        return original(self, images, sizes, names, *rest)
 
     monkeypatch.setattr(measurer_module.HeadMeasurer, "_measure_batch", dying)
     args = (

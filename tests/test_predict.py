@@ -82,3 +82,33 @@ def test_pixel_size_is_required(tmp_path, sample):
 def test_missing_input(tmp_path):
     r = run_cli("predict", tmp_path / "nothing.png", "--pixel-size", "0.1")
     assert r.returncode == 2 and "no such file" in r.stderr
+
+
+@needs_model
+def test_clinical_columns_follow_the_hc18_columns(tmp_path, sample):
+    out = tmp_path / "pred"
+    r = run_cli(
+        "predict",
+        sample / "test_set" / "090_HC.png",
+        "--pixel-size",
+        "0.104674311976",
+        "--ga",
+        "20+3",
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    row = read_rows(out / "predictions.csv")[0]
+    columns = list(row)
+    assert columns[:6] == HC18_COLUMNS
+    assert columns.index("ofd_mm") > columns.index("status")
+    ofd, bpd = float(row["ofd_mm"]), float(row["bpd_mm"])
+    assert ofd >= bpd > 0
+    assert float(row["cephalic_index"]) == pytest.approx(100 * bpd / ofd, abs=1e-3)
+    assert float(row["ga_given_weeks"]) == pytest.approx(20 + 3 / 7, abs=1e-5)
+    assert 0 <= float(row["hc_centile"]) <= 100 and row["hc_zscore"]
+    assert row["growth_chart"].startswith("INTERGROWTH-21st")
+    hc = float(row["hc_mm"])
+    # both formulas give a value, or the notes say why not
+    for column, formula in (("ga_weeks", "Hadlock"), ("ga_intergrowth_weeks", "INTERGROWTH")):
+        assert row[column] or f"{formula}" in row["notes"], (column, hc)

@@ -93,8 +93,11 @@ def test_half_trained_cell_with_other_settings_is_refused(tmp_path, sample):
     config.write_text(config.read_text().replace("batch_size: 4", "batch_size: 2"))
     with pytest.raises(FetalHCError, match="batch_size"):
         run_study(config, out)
-    config.write_text(config.read_text().replace("epochs: 1", "epochs: 2").replace(
-        "batch_size: 2", "batch_size: 4"))
+    config.write_text(
+        config.read_text()
+        .replace("epochs: 1", "epochs: 2")
+        .replace("batch_size: 2", "batch_size: 4")
+    )
     results = run_study(config, out)  # more epochs for the same recipe: it may go on
     assert results[0]["train"]["epochs"] == 2
 

@@ -75,7 +75,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
     images, notes = collect_images(args.inputs)
     for note in notes:
         print(f"fetalhc: {note}", file=sys.stderr)
-    options = PredictOptions(pixel_size=args.pixel_size, pixel_csv=args.pixel_csv)
+    options = PredictOptions(
+        pixel_size=args.pixel_size, pixel_csv=args.pixel_csv, ga_weeks=_given_ga(args)
+    )
     sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
     check_output_folder(args.out)
     measurer = HeadMeasurer(
@@ -88,6 +90,47 @@ def cmd_predict(args: argparse.Namespace) -> int:
     failed = predict(images, sizes, measurer, args.out, options)
     print(f"{args.out / 'predictions.csv'}: {len(images) - failed} measured, {failed} failed")
     return 1 if failed else 0
+
+
+def _given_ga(args: argparse.Namespace) -> float | None:
+    """--ga W+D, or --lmp DATE with --exam-date DATE: the known gestational age."""
+    from .biometry import ga_from_dates, parse_ga
+    from .errors import FetalHCError
+
+    if args.ga and (args.lmp or args.exam_date):
+        raise FetalHCError("give --ga or --lmp/--exam-date, not both")
+    if args.ga:
+        return parse_ga(args.ga)
+    if args.lmp or args.exam_date:
+        if not (args.lmp and args.exam_date):
+            raise FetalHCError("--lmp and --exam-date go together")
+        return ga_from_dates(args.exam_date, args.lmp)
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .errors import FetalHCError
+    from .measurer import HeadMeasurer
+
+    try:
+        from .serve import ServiceConfig, serve
+    except ImportError as exc:
+        raise FetalHCError(
+            f"`fetalhc serve` needs FastAPI and uvicorn ({exc.name} missing)"
+        ) from None
+    if args.save is not None and args.save.exists() and not args.save.is_dir():
+        raise FetalHCError(f"--save {args.save}: exists and is not a folder")
+    measurer = HeadMeasurer(
+        _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
+    )
+    config = ServiceConfig(
+        max_upload_mb=args.max_upload_mb,
+        workers=args.workers,
+        queue=args.queue,
+        save_dir=args.save,
+    )
+    serve(measurer, args.host, args.port, config)
+    return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -141,7 +184,22 @@ def register(sub, add) -> None:
     p.add_argument("--pixel-size", type=finite_float, help="mm per pixel for every image")
     p.add_argument("--pixel-csv", type=Path, help="HC18 CSV with filename,pixel size(mm)")
     p.add_argument("--out", type=Path, default=Path("predictions"))
+    p.add_argument("--ga", help="known gestational age (weeks+days, e.g. 20+3): HC centile")
+    p.add_argument("--lmp", help="first day of the last menstrual period (YYYY-MM-DD)")
+    p.add_argument("--exam-date", help="date of the scan (YYYY-MM-DD), with --lmp")
     _add_backend_flags(p)
+
+    p = add("serve", cmd_serve, "web page and REST API to measure and correct (local)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--run", type=Path, help="run folder (default: the bundled model)")
+    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads per model")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel inferences")
+    p.add_argument("--queue", type=nonnegative_int, default=8, help="requests that may wait")
+    p.add_argument("--max-upload-mb", type=finite_float, default=50.0)
+    p.add_argument("--save", type=Path, help="keep each image and its result here")
 
     p = add("export", cmd_export, "export a checkpoint to ONNX, checked against PyTorch")
     p.add_argument("--onnx", type=Path, required=True)

@@ -12,7 +12,7 @@ from tqdm import tqdm
 
 from .data import Record, load_mask
 from .errors import FetalHCError
-from .fileio import read_gray
+from .fileio import read_gray, to_gray_uint8
 from .model import preprocess
 
 
@@ -46,7 +46,35 @@ class CachedSet:
         self.masks = np.stack(masks)
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.images)
+
+    @classmethod
+    def from_arrays(
+        cls,
+        images: Sequence[np.ndarray],
+        masks: Sequence[np.ndarray],
+        size_wh: tuple[int, int],
+    ) -> CachedSet:
+        """Training data from arrays: grey (or colour, any bit depth) images and 0/1 head
+        masks of the same size, e.g. from another data set than HC18."""
+        if len(images) != len(masks) or not images:
+            raise FetalHCError(f"{len(images)} images but {len(masks)} masks")
+        w, h = size_wh
+        out = cls.__new__(cls)
+        out.skipped, out.records = [], []
+        small, soft = [], []
+        for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
+            gray = to_gray_uint8(np.asarray(image))
+            mask = np.asarray(mask, dtype=np.float32)
+            if mask.shape != gray.shape:
+                raise FetalHCError(f"image {i}: mask {mask.shape} != image {gray.shape}")
+            small.append(cv2.resize(gray, (w, h), interpolation=cv2.INTER_AREA))
+            resized = cv2.resize(
+                (mask > 0.5).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA
+            )
+            soft.append(np.round(resized * 255).astype(np.uint8))
+        out.images, out.masks = np.stack(small), np.stack(soft)
+        return out
 
 
 def paper_augmentation(seed: int) -> A.Compose:

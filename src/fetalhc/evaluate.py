@@ -15,13 +15,13 @@ import numpy as np
 from tqdm import tqdm
 
 from . import metrics
-from .data import Record, load_labelled, load_mask, reference_ellipse
-from .ellipse import hadlock_ga_weeks, hc_mm
+from .data import Record, load_labelled, reference_ellipse
+from .ellipse import draw_filled, hadlock_ga_weeks, hc_mm
 from .errors import FetalHCError
 from .fileio import atomic_path, read_gray, write_json, write_png, write_text
-from .inference import Segmenter, upsample_probability
+from .inference import Segmenter
+from .measurer import HeadMeasurer
 from .overlay import overlay
-from .postprocess import measure
 from .split import part_files, read_split
 
 log = logging.getLogger(__name__)
@@ -73,71 +73,92 @@ def paper_metrics(logits_small: np.ndarray, ref: np.ndarray) -> dict[str, float]
     }
 
 
+@dataclass
+class EvaluationRows:
+    """What `evaluation_rows` returns: one row per evaluated image, the skipped inputs
+    (each with its reason) and what the overlays of the worst images need."""
+
+    rows: list[dict]
+    skipped: list[str]
+    ellipses: dict[str, tuple[Path, object, object]]
+    seconds: float
+
+
+def evaluation_rows(
+    measurer: HeadMeasurer,
+    records: list[Record],
+    threshold: float = 0.5,
+    skipped: list[str] | None = None,
+) -> EvaluationRows:
+    """Measure labelled images through the one segment-and-measure path and score each
+    against its reference (nothing is written)."""
+    rows: list[dict] = []
+    skipped = list(skipped or [])
+    ellipses: dict[str, tuple[Path, object, object]] = {}
+    t0 = time.perf_counter()
+    results = measurer.measure_many(
+        [r.image_path for r in records],
+        [r.pixel_size_mm for r in records],
+        [r.filename for r in records],
+        threshold=threshold,
+        keep_logits=True,
+    )
+    by_name = {r.filename: r for r in records}
+    for result in tqdm(results, total=len(records), desc="evaluate", unit="img", disable=None):
+        rec = by_name[result.filename]
+        if result.logits is None:
+            skipped.append(f"{rec.filename}: {result.status}")
+            log.warning("skipped %s: %s", rec.filename, result.status)
+            continue
+        try:
+            outline = read_gray(rec.annotation_path)
+            ref_ellipse = reference_ellipse(outline)
+            if ref_ellipse is None:
+                raise ValueError("annotation holds no ellipse")
+            ref = draw_filled(ref_ellipse, outline.shape[:2])
+        except ValueError as exc:  # a bad annotation: report it, go on with the rest
+            skipped.append(f"{rec.filename}: annotation: {exc}")
+            log.warning("skipped %s: annotation: %s", rec.filename, exc)
+            continue
+        ref_hc = rec.hc_mm if rec.hc_mm else hc_mm(ref_ellipse, rec.pixel_size_mm)
+        pred_hc = result.hc_mm
+        row = {"filename": rec.filename, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
+        row.update(image_metrics(result.mask, ref, rec.pixel_size_mm))
+        row.update(paper_metrics(result.logits, ref))
+        row.update(
+            {
+                "hc_mm": pred_hc,
+                "ref_hc_mm": ref_hc,
+                "hc_diff_mm": pred_hc - ref_hc,
+                "hc_abs_diff_mm": abs(pred_hc - ref_hc),
+                "ga_weeks": result.ga_weeks,
+                "ref_ga_weeks": hadlock_ga_weeks(ref_hc),
+                "ellipse_iou": result.ellipse_iou,
+                "confidence": result.confidence,
+                "edge_probability": result.edge_probability,
+                "quality": result.quality,
+                "status": result.status,
+            }
+        )
+        rows.append(row)
+        ellipses[rec.filename] = (rec.image_path, result.ellipse_px, ref_ellipse)
+    return EvaluationRows(rows, skipped, ellipses, time.perf_counter() - t0)
+
+
 def evaluate_records(
-    segmenter: Segmenter,
+    measurer: HeadMeasurer,
     records: list[Record],
     out: Path,
     options: EvalOptions,
     skipped: list[str] | None = None,
 ) -> dict:
-    rows: list[dict] = []
-    skipped = list(skipped or [])
-    network_seconds = 0.0
-    cache: dict[str, tuple[Path, object, object]] = {}
-    for start in tqdm(range(0, len(records), segmenter.batch_size), desc="evaluate", unit="batch"):
-        batch, images = [], []
-        for rec in records[start : start + segmenter.batch_size]:
-            try:
-                images.append(read_gray(rec.image_path))
-                batch.append(rec)
-            except ValueError as exc:
-                skipped.append(f"{rec.filename}: {exc}")
-                tqdm.write(f"skipped {rec.filename}: {exc}")
-        if not batch:
-            continue
-        t0 = time.perf_counter()
-        logits = segmenter.logits_model_size(images)
-        network_seconds += time.perf_counter() - t0
-        for rec, image, lg in zip(batch, images, logits, strict=True):
-            try:
-                ref = load_mask(rec)
-                ref_ellipse = reference_ellipse(read_gray(rec.annotation_path))
-            except ValueError as exc:  # a bad annotation: report it, go on with the rest
-                skipped.append(f"{rec.filename}: annotation: {exc}")
-                tqdm.write(f"skipped {rec.filename}: annotation: {exc}")
-                continue
-            prob = upsample_probability(lg, image.shape[:2])
-            m = measure(prob, options.threshold)
-            ref_hc = rec.hc_mm if rec.hc_mm else hc_mm(ref_ellipse, rec.pixel_size_mm)
-            pred_hc = m.hc_mm(rec.pixel_size_mm)
-            row = {
-                "filename": rec.filename,
-                "subject": rec.subject,
-                "pixel_size_mm": rec.pixel_size_mm,
-            }
-            row.update(image_metrics(m.mask, ref, rec.pixel_size_mm))
-            row.update(paper_metrics(lg, ref))
-            row.update(
-                {
-                    "hc_mm": pred_hc,
-                    "ref_hc_mm": ref_hc,
-                    "hc_diff_mm": pred_hc - ref_hc,
-                    "hc_abs_diff_mm": abs(pred_hc - ref_hc),
-                    "ga_weeks": m.ga_weeks(rec.pixel_size_mm),
-                    "ref_ga_weeks": hadlock_ga_weeks(ref_hc),
-                    "ellipse_iou": m.ellipse_iou,
-                    "confidence": m.confidence,
-                    "edge_probability": m.edge_probability,
-                    "quality": m.quality,
-                    "status": m.status,
-                }
-            )
-            rows.append(row)
-            cache[rec.filename] = (rec.image_path, m.ellipse, ref_ellipse)
-    if not rows:
+    """Evaluate and write per_image.csv, summary.json, summary.md and worst overlays."""
+    found = evaluation_rows(measurer, records, options.threshold, skipped)
+    if not found.rows:
         raise FetalHCError("no image could be evaluated")
-    summary = _write_outputs(rows, cache, out, options, segmenter, skipped, network_seconds)
-    return summary
+    return _write_outputs(
+        found.rows, found.ellipses, out, options, measurer.segmenter, found.skipped, found.seconds
+    )
 
 
 def _write_outputs(
@@ -304,11 +325,11 @@ def evaluate(
         raise FetalHCError(f"no labelled images to evaluate (part {options.part!r})")
     for name in missing:  # every split entry is accounted for
         log.warning("skipped %s: in the split but not a labelled image of %s", name, data)
-    segmenter = Segmenter(
+    measurer = HeadMeasurer(
         checkpoint, backend=backend, threads=threads, batch_size=batch_size, flip_tta=flip_tta
     )
     skipped = [
         f"{name}: in the split but not in {data} (image, CSV row or annotation missing)"
         for name in missing
     ]
-    return evaluate_records(segmenter, records, out, options, skipped)
+    return evaluate_records(measurer, records, out, options, skipped)

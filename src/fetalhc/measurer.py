@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .biometry import CEPHALIC_INDEX_IMPLAUSIBLE, Biometry, biometry
 from .data import plausible_hc, plausible_pixel_size
+from .dicom import looks_like_dicom_path, read_dicom
 from .ellipse import Ellipse
 from .errors import FetalHCError
 from .fileio import read_gray, to_gray_uint8
@@ -46,7 +48,9 @@ class HeadMeasurement:
     confidence: float = math.nan
     edge_probability: float = math.nan
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
+    biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
+    logits: np.ndarray | None = field(default=None, repr=False)  # at model size (keep_logits)
 
     @property
     def ok(self) -> bool:
@@ -75,6 +79,18 @@ class HeadMeasurement:
             edge_probability=_round(self.edge_probability),
             status=self.status,
         )
+        b = self.biometry if ok else None
+        row.update(
+            ofd_mm=_round(b.ofd_mm) if b else "",
+            bpd_mm=_round(b.bpd_mm) if b else "",
+            cephalic_index=_round(b.cephalic_index) if b else "",
+            ga_intergrowth_weeks=_round(b.ga_intergrowth_weeks) if b else "",
+            ga_given_weeks=_round(b.ga_given_weeks) if b else "",
+            hc_zscore=_round(b.hc_zscore) if b else "",
+            hc_centile=_round(b.hc_centile) if b else "",
+            growth_chart=b.chart if b else "",
+            notes="; ".join([*self.quality_reasons, *(b.notes if b else [])]),
+        )
         return row
 
 
@@ -85,7 +101,7 @@ def _round(value: float | None) -> float | str:
 
 
 def result_from_measurement(
-    name: str, m: Measurement, pixel_size_mm: float | None
+    name: str, m: Measurement, pixel_size_mm: float | None, ga_given_weeks: float | None = None
 ) -> HeadMeasurement:
     """Turn a mask measurement into HC/GA in mm, checking every number for plausibility."""
     result = HeadMeasurement(
@@ -111,12 +127,21 @@ def result_from_measurement(
         result.status = f"implausible_pixel_size: {why}"
         return result
     result.hc_mm = m.hc_mm(pixel_size_mm)
-    result.ga_weeks = m.ga_weeks(pixel_size_mm)
     why = plausible_hc(result.hc_mm)
     if why:
         result.status = f"implausible_hc: {why}"
         result.quality = "check"
         result.quality_reasons.append(why)
+        return result
+    result.biometry = biometry(m.ellipse.scaled(pixel_size_mm), ga_given_weeks)
+    hadlock = result.biometry.ga_hadlock_weeks
+    result.ga_weeks = hadlock if hadlock is not None else math.nan
+    low, high = CEPHALIC_INDEX_IMPLAUSIBLE
+    if not low <= result.biometry.cephalic_index <= high:
+        result.quality = "check"
+        result.quality_reasons.append(
+            f"cephalic index {result.biometry.cephalic_index:.0f} is implausible for a head"
+        )
     return result
 
 
@@ -144,6 +169,14 @@ class HeadMeasurer:
             flip_tta=flip_tta,
         )
 
+    @classmethod
+    def from_segmenter(cls, segmenter) -> HeadMeasurer:
+        """Wrap any object with a Segmenter's `logits_model_size(images)` and `batch_size`
+        (an ensemble, a test double)."""
+        measurer = cls.__new__(cls)
+        measurer.segmenter = segmenter
+        return measurer
+
     @property
     def batch_size(self) -> int:
         return self.segmenter.batch_size
@@ -161,18 +194,23 @@ class HeadMeasurer:
         image: ImageLike,
         pixel_size_mm: float | None = None,
         name: str | None = None,
+        ga_weeks: float | None = None,
     ) -> HeadMeasurement:
         """Measure one image (a path or an array: grey or colour, 8/16-bit).
 
         An image that cannot be read or holds no head gives a result whose `status` says
         why; a bad argument raises FetalHCError."""
-        return next(iter(self.measure_many([image], [pixel_size_mm], [name] if name else None)))
+        names = [name] if name else None
+        return next(iter(self.measure_many([image], [pixel_size_mm], names, ga_weeks=ga_weeks)))
 
     def measure_many(
         self,
         images: Iterable[ImageLike],
         pixel_sizes_mm: Iterable[float | None] | float | None = None,
         names: Iterable[str] | None = None,
+        threshold: float = 0.5,
+        keep_logits: bool = False,
+        ga_weeks: float | None = None,
     ) -> Iterator[HeadMeasurement]:
         """Measure many images, batch by batch, yielding one result per image in order.
         One bad image gives its own status; the others are measured."""
@@ -189,11 +227,22 @@ class HeadMeasurer:
         for start in range(0, len(images), self.batch_size):
             chunk = range(start, min(start + self.batch_size, len(images)))
             yield from self._measure_batch(
-                [images[i] for i in chunk], [sizes[i] for i in chunk], [labels[i] for i in chunk]
+                [images[i] for i in chunk],
+                [sizes[i] for i in chunk],
+                [labels[i] for i in chunk],
+                threshold,
+                keep_logits,
+                ga_weeks,
             )
 
     def _measure_batch(
-        self, images: list[ImageLike], sizes: list[float | None], names: list[str]
+        self,
+        images: list[ImageLike],
+        sizes: list[float | None],
+        names: list[str],
+        threshold: float = 0.5,
+        keep_logits: bool = False,
+        ga_weeks: float | None = None,
     ) -> list[HeadMeasurement]:
         results: list[HeadMeasurement | None] = [None] * len(images)
         decoded: list[tuple[int, np.ndarray]] = []
@@ -212,9 +261,11 @@ class HeadMeasurer:
                     results[i] = HeadMeasurement(names[i], error)
             if logits is not None:
                 for (i, image), lg in zip(decoded, logits, strict=True):
-                    m = measure(upsample_probability(lg, image.shape[:2]))
-                    result = result_from_measurement(names[i], m, sizes[i])
+                    m = measure(upsample_probability(lg, image.shape[:2]), threshold)
+                    result = result_from_measurement(names[i], m, sizes[i], ga_weeks)
                     result.image = image
+                    if keep_logits:
+                        result.logits = lg
                     results[i] = result
         return [r for r in results if r is not None]
 
@@ -228,12 +279,17 @@ def _as_gray(image: ImageLike) -> np.ndarray:
         if image.ndim not in (2, 3) or image.size == 0:
             raise ValueError(f"expected a 2D image array, got shape {image.shape}")
         return to_gray_uint8(image)
+    if looks_like_dicom_path(Path(image)):
+        return read_dicom(image).image
     return read_gray(image)
 
 
 def measure_image(
-    image: ImageLike, pixel_size_mm: float | None = None, checkpoint: str | None = None
+    image: ImageLike,
+    pixel_size_mm: float | None = None,
+    checkpoint: str | None = None,
+    ga_weeks: float | None = None,
 ) -> HeadMeasurement:
     """One call: load the (bundled) model and measure one image. Use `HeadMeasurer` to
     measure many images without reloading the model."""
-    return HeadMeasurer(checkpoint).measure(image, pixel_size_mm)
+    return HeadMeasurer(checkpoint).measure(image, pixel_size_mm, ga_weeks=ga_weeks)

@@ -12,13 +12,16 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
 
+from .biometry import weeks_days
 from .data import CONFLICT, is_annotation, parse_positive, read_pixel_csv
+from .dicom import DICOM_SUFFIXES, header_pixel_size
 from .errors import FetalHCError
 from .fileio import atomic_path, write_json, write_png
 from .measurer import HeadMeasurement, HeadMeasurer
@@ -40,8 +43,18 @@ COLUMNS = [
     "confidence",
     "edge_probability",
     "status",
+    # clinical outputs (after the columns above, so the HC18 columns stay first)
+    "ofd_mm",
+    "bpd_mm",
+    "cephalic_index",
+    "ga_intergrowth_weeks",
+    "ga_given_weeks",
+    "hc_zscore",
+    "hc_centile",
+    "growth_chart",
+    "notes",
 ]
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PARTIAL = "predictions.partial.csv"
 PARTIAL_KEY = "predictions.partial.json"
 
@@ -52,6 +65,7 @@ class PredictOptions:
     pixel_csv: Path | None = None
     masks: bool = True
     overlays: bool = True
+    ga_weeks: float | None = None  # known gestational age: HC z-score and centile
 
 
 @dataclass(frozen=True)
@@ -111,15 +125,22 @@ def collect_images(inputs: list[Path]) -> tuple[list[InputImage], list[str]]:
 
 def pixel_sizes(images: list[InputImage], options: PredictOptions) -> dict[str, float | None]:
     """Pixel size of each image: its CSV row (by path inside the folder, then file name),
-    else --pixel-size. CSV columns are found by header name."""
-    if options.pixel_csv is None and options.pixel_size is None:
+    else a DICOM file's header, else --pixel-size. CSV columns are found by header name."""
+    dicom_sizes = {
+        im.name: header_pixel_size(im.path)[0]
+        for im in images
+        if im.path.suffix.lower() in DICOM_SUFFIXES
+    }
+    all_dicom = bool(dicom_sizes) and len(dicom_sizes) == len(images)
+    if options.pixel_csv is None and options.pixel_size is None and not all_dicom:
         raise FetalHCError("give --pixel-size MM or --pixel-csv CSV (HC is reported in mm)")
     rows = read_pixel_csv(options.pixel_csv) if options.pixel_csv else {}
     out: dict[str, float | None] = {}
     for image in images:
         row = rows.get(image.name) or rows.get(image.path.name)
         if row is None:
-            out[image.name] = options.pixel_size
+            header = dicom_sizes.get(image.name)
+            out[image.name] = header if header is not None else options.pixel_size
         elif row["pixel_size"] == CONFLICT:
             out[image.name] = None
         else:
@@ -160,6 +181,7 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) ->
         "tta": seg.flip_tta,
         "sizes": {k: (None if v is None or v != v else v) for k, v in sorted(sizes.items())},
         "masks": options.masks,
+        "ga": options.ga_weeks,
         "overlays": options.overlays,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
@@ -242,6 +264,7 @@ def _measure_batch(
         [im.path for im in runnable],
         [sizes[im.name] for im in runnable],
         [im.name for im in runnable],
+        ga_weeks=options.ga_weeks,
     )
     for result in results:
         try:
@@ -265,7 +288,9 @@ def _write_pictures(result: HeadMeasurement, out: Path, options: PredictOptions)
     else:
         lines = []
         if result.ok:
-            lines = [f"HC {result.hc_mm:.1f} mm", f"GA {result.ga_weeks:.1f} weeks (Hadlock)"]
+            lines = [f"HC {result.hc_mm:.1f} mm"]
+            if math.isfinite(result.ga_weeks):
+                lines.append(f"GA {weeks_days(result.ga_weeks)} weeks (Hadlock)")
         else:
             lines = [result.status.split(":")[0]]
         if result.quality != "ok":

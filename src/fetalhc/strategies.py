@@ -18,8 +18,6 @@ from .config import BN_MODES
 from .errors import FetalHCError
 from .model import SCRATCH_ARCH, SMP_ARCH, ScratchUNet, count_parameters
 
-# Indices into MobileNetV2's `features` where each encoder stage ends (smp's out indexes).
-_MOBILENET_STAGE_ENDS = (1, 3, 6, 13, 18)
 SCRATCH_UNET_PARAMS = 31_037_633
 
 
@@ -101,19 +99,31 @@ def layer_groups(model: nn.Module) -> dict[str, list[nn.Module]]:
     if isinstance(model, ScratchUNet):
         return {"all": [model]}
     groups: dict[str, list[nn.Module]] = {}
-    features = getattr(model.encoder, "features", None)
-    if features is not None and len(features) == _MOBILENET_STAGE_ENDS[-1] + 1:
+    ends = encoder_stage_ends(model.encoder)
+    if ends is not None:
         start = 0
-        for i, end in enumerate(_MOBILENET_STAGE_ENDS):
-            groups[f"encoder.{i}"] = [features[j] for j in range(start, end + 1)]
+        for i, end in enumerate(ends):
+            groups[f"encoder.{i}"] = [model.encoder.features[j] for j in range(start, end + 1)]
             start = end + 1
-    else:  # other encoders: stages are not split, the encoder is one group
-        for i in range(5):
-            groups[f"encoder.{i}"] = [model.encoder] if i == 0 else []
+    else:  # no stage map: the encoder is one group, trained whole or not at all
+        groups["encoder"] = [model.encoder]
     for i, block in enumerate(model.decoder.blocks):
         groups[f"decoder.{i}"] = [block]
     groups["head"] = [model.segmentation_head]
     return groups
+
+
+def encoder_stage_ends(encoder: nn.Module) -> tuple[int, ...] | None:
+    """Where each of the five encoder stages ends in `encoder.features`, read from the
+    encoder itself (smp's `_out_indexes` of its skip outputs); None if it has no such map."""
+    features = getattr(encoder, "features", None)
+    ends = getattr(encoder, "_out_indexes", None)
+    if features is None or ends is None or len(ends) != 5:
+        return None
+    ends = tuple(int(i) for i in ends)
+    if list(ends) != sorted(ends) or ends[-1] >= len(features):
+        return None
+    return ends
 
 
 def apply_strategy(model: nn.Module, strategy: Strategy) -> int:
@@ -125,7 +135,18 @@ def apply_strategy(model: nn.Module, strategy: Strategy) -> int:
             p.requires_grad = True
         return count_parameters(model, trainable_only=True)
     groups = layer_groups(model)
-    for name in parse_spec(strategy.spec):
+    wanted = parse_spec(strategy.spec)
+    if "encoder" in groups:  # an encoder without a stage map
+        stages = [g for g in wanted if g.startswith("encoder.")]
+        if stages and len(stages) != 5:
+            raise FetalHCError(
+                f"strategy {strategy.name!r}: encoder {type(model.encoder).__name__} has no "
+                "stage map, so only the whole encoder can be trained (use 'encoder')"
+            )
+        wanted = [g for g in wanted if not g.startswith("encoder.")] + (
+            ["encoder"] if stages else []
+        )
+    for name in wanted:
         for module in groups.get(name, []):
             for p in module.parameters():
                 p.requires_grad = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import logging
 import math
 import os
 import shutil
@@ -118,6 +119,10 @@ def train_steps(
         yield loss.item()
 
 
+VAL_KEYS = ("val_dice", "val_paper_pa", "val_paper_dice", "val_paper_miou")
+log = logging.getLogger(__name__)
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
         config.validate()
@@ -194,137 +199,157 @@ class Trainer:
         return model
 
     # ------------------------------------------------------------ the loop
-    def run(self) -> dict:
+    def run(self, datasets: tuple[CachedSet, CachedSet | None] | None = None) -> dict:
+        """Train (or go on training) and return the summary. `datasets` (train, val) replace
+        the HC18 folder + split of the config, e.g. from `CachedSet.from_arrays`."""
         state = self._prepare_out()
-        train_records, val_records = self._records()
-        model = self._model().to(self.device)
-        channels_last = torch.channels_last
-        model = model.to(memory_format=channels_last)
+        if datasets is None:
+            train_records, val_records = self._records()
+        model = self._model().to(self.device).to(memory_format=torch.channels_last)
         params = [p for p in model.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, lr=self.config.lr)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        start_epoch, best, history, seconds = 1, -1.0, [], 0.0
+        self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.start_epoch, self.best, self.history, self.seconds = 1, -1.0, [], 0.0
         if state is not None:
-            try:
-                model.load_state_dict(state["model"])
-                optimizer.load_state_dict(state["optimizer"])
-                if "scaler" in state:
-                    scaler.load_state_dict(state["scaler"])
-                start_epoch = int(state["epoch"]) + 1
-                best = float(state["best_dice"])
-                history = [
-                    dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
-                ]
-                seconds = float(state["seconds"])
-                for row in history:
-                    row["epoch"] = int(row["epoch"])
-            except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
-                raise FetalHCError(
-                    f"{self.out / 'resume.pt'}: does not hold this run's state "
-                    f"({type(exc).__name__}); start a new --out"
-                ) from None
+            self._restore(model, state)
         self.out.mkdir(parents=True, exist_ok=True)
+        self._copy_split()
+        if datasets is None:
+            size = tuple(self.config.image_size)
+            train = CachedSet(train_records, size, desc="decode train")
+            val = CachedSet(val_records, size, desc="decode val") if val_records else None
+        else:
+            train, val = datasets
+        self.counts = (len(train), len(val) if val is not None else 0)
+        write_config(self.out / CONFIG_NAME, self._config_json(*self.counts))
+        steps = math.ceil(len(train) / self.config.batch_size)
+        self.bar = tqdm(
+            total=steps * self.config.epochs,
+            initial=steps * (self.start_epoch - 1),
+            desc=f"train {self.strategy.name}",
+            unit="batch",
+            dynamic_ncols=True,
+            disable=None,
+        )
+        for epoch in range(self.start_epoch, self.config.epochs + 1):
+            t0 = time.perf_counter()
+            losses = self.train_one_epoch(model, train, epoch)
+            train_time = time.perf_counter() - t0
+            val_row = self.validate(model, val) if val is not None else {"val_loss": math.nan}
+            self.seconds += time.perf_counter() - t0
+            row = {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val_row["val_loss"],
+                **{k: val_row.get(k, math.nan) for k in VAL_KEYS},
+                "images_per_s": len(train) / train_time,
+                "seconds": time.perf_counter() - t0,
+            }
+            self._end_of_epoch(model, row)
+        self.bar.close()
+        summary = {
+            "epochs": self.config.epochs,
+            "best_val_dice": self.best if val is not None else None,
+            "train_seconds": self.seconds,
+            "trainable_params": self.trainable,
+            "total_params": count_parameters(model),
+        }
+        cfg = self._config_json(*self.counts)
+        cfg["result"] = summary
+        write_config(self.out / CONFIG_NAME, cfg)
+        return summary
+
+    def _restore(self, model: nn.Module, state: dict) -> None:
+        """Model, optimiser, AMP scaler and history from resume.pt."""
+        try:
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            self.start_epoch = int(state["epoch"]) + 1
+            self.best = float(state["best_dice"])
+            self.history = [
+                dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
+            ]
+            self.seconds = float(state["seconds"])
+            for row in self.history:
+                row["epoch"] = int(row["epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise FetalHCError(
+                f"{self.out / 'resume.pt'}: does not hold this run's state "
+                f"({type(exc).__name__}); start a new --out"
+            ) from None
+
+    def _copy_split(self) -> None:
+        """The run folder is self-contained: it keeps the split it was trained with."""
+        if not self.config.split:
+            return
         split_copy = self.out / "split.csv"
         if Path(self.config.split).resolve() != split_copy.resolve():
             # byte for byte (a study identifies its cells by the split's hash)
             with atomic_path(split_copy) as tmp:
                 shutil.copyfile(self.config.split, tmp)
-        write_config(
-            self.out / CONFIG_NAME, self._config_json(len(train_records), len(val_records))
-        )
 
-        size = tuple(self.config.image_size)
-        train = CachedSet(train_records, size, desc="decode train")
-        val = CachedSet(val_records, size, desc="decode val") if val_records else None
-        frozen = encoder_frozen(model)
-        steps = math.ceil(len(train) / self.config.batch_size)
-        bar = tqdm(
-            total=steps * self.config.epochs,
-            initial=steps * (start_epoch - 1),
-            desc=f"train {self.strategy.name}",
-            unit="batch",
-            dynamic_ncols=True,
+    def train_one_epoch(self, model: nn.Module, train: CachedSet, epoch: int) -> list[float]:
+        set_train_mode(model, self.config.bn_mode)
+        seed = epoch_seed(self.config.seed, epoch)
+        torch.manual_seed(seed)
+        batches = iterate_batches(
+            train,
+            self.config.batch_size,
+            seed=seed,
+            augment=True,
+            normalization=self.config.normalization,
         )
-        for epoch in range(start_epoch, self.config.epochs + 1):
-            t0 = time.perf_counter()
-            set_train_mode(model, self.config.bn_mode)
-            losses = []
-            seed = epoch_seed(self.config.seed, epoch)
-            torch.manual_seed(seed)
-            batches = iterate_batches(
-                train,
-                self.config.batch_size,
-                seed=seed,
-                augment=True,
-                normalization=self.config.normalization,
-            )
-            for loss in train_steps(
-                model,
-                optimizer,
-                scaler,
-                batches,
-                self.config.loss,
-                self.device,
-                self.amp_dtype,
-                frozen,
-            ):
-                losses.append(loss)
-                bar.update(1)
-                bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
-            train_time = time.perf_counter() - t0
-            nan = math.nan
-            val_row = self.validate(model, val) if val is not None else {"val_loss": nan}
-            val_dice = val_row.get("val_dice", nan)
-            seconds += time.perf_counter() - t0
-            row = {
+        losses: list[float] = []
+        for loss in train_steps(
+            model,
+            self.optimizer,
+            self.scaler,
+            batches,
+            self.config.loss,
+            self.device,
+            self.amp_dtype,
+            encoder_frozen(model),
+        ):
+            losses.append(loss)
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
+        return losses
+
+    def _end_of_epoch(self, model: nn.Module, row: dict) -> None:
+        """Checkpoints (best, last, resume state) and history, all written atomically."""
+        epoch = row["epoch"]
+        self.history.append(row)
+        score = row["val_dice"] if not math.isnan(row["val_dice"]) else float(epoch)
+        improved = score > self.best
+        if improved:
+            self.best = score
+            save_weights(model, self.out / "best.safetensors", {"epoch": epoch})
+        save_weights(model, self.out / "last.safetensors", {"epoch": epoch})
+        save_resume_state(
+            self.out / "resume.pt",
+            {
+                "model": model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
                 "epoch": epoch,
-                "train_loss": float(np.mean(losses)),
-                "val_loss": val_row["val_loss"],
-                "val_dice": val_dice,
-                "val_paper_pa": val_row.get("val_paper_pa", nan),
-                "val_paper_dice": val_row.get("val_paper_dice", nan),
-                "val_paper_miou": val_row.get("val_paper_miou", nan),
-                "images_per_s": len(train) / train_time,
-                "seconds": time.perf_counter() - t0,
-            }
-            history.append(row)
-            score = val_dice if not math.isnan(val_dice) else float(epoch)
-            improved = score > best
-            if improved:
-                best = score
-                save_weights(model, self.out / "best.safetensors", {"epoch": epoch})
-            save_weights(model, self.out / "last.safetensors", {"epoch": epoch})
-            save_resume_state(
-                self.out / "resume.pt",
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "epoch": epoch,
-                    "best_dice": best,
-                    "history_keys": list(row),
-                    "history": [[float(v) for v in r.values()] for r in history],
-                    "seconds": seconds,
-                },
-            )
-            self._write_history(history)
-            tqdm.write(
-                f"epoch {epoch}/{self.config.epochs}  loss {row['train_loss']:.4f}  "
-                f"val Dice {val_dice:.4f}{' *' if improved else ''}  "
-                f"{row['images_per_s']:.1f} img/s"
-            )
-        bar.close()
-        summary = {
-            "epochs": self.config.epochs,
-            "best_val_dice": best if val is not None else None,
-            "train_seconds": seconds,
-            "trainable_params": self.trainable,
-            "total_params": count_parameters(model),
-        }
-        cfg = self._config_json(len(train_records), len(val_records))
-        cfg["result"] = summary
-        write_config(self.out / CONFIG_NAME, cfg)
-        return summary
+                "best_dice": self.best,
+                "history_keys": list(row),
+                "history": [[float(v) for v in r.values()] for r in self.history],
+                "seconds": self.seconds,
+            },
+        )
+        self._write_history(self.history)
+        log.info(
+            "epoch %d/%d  loss %.4f  val Dice %.4f%s  %.1f img/s",
+            epoch,
+            self.config.epochs,
+            row["train_loss"],
+            row["val_dice"],
+            " *" if improved else "",
+            row["images_per_s"],
+        )
 
     @torch.no_grad()
     def validate(self, model: nn.Module, val: CachedSet) -> dict[str, float]:
@@ -386,8 +411,10 @@ class Trainer:
         run folder holds no absolute path of the machine it ran on."""
         train = asdict(self.config)
         out = self.out.resolve()
-        train["data"] = os.path.relpath(Path(self.config.data).resolve(), out)
-        train["split"] = "split.csv"  # the copy inside the run folder
+        if self.config.data:
+            train["data"] = os.path.relpath(Path(self.config.data).resolve(), out)
+        if self.config.split:
+            train["split"] = "split.csv"  # the copy inside the run folder
         if self.config.encoder_weights not in ("imagenet", "none"):
             weights = Path(self.config.encoder_weights).resolve()
             train["encoder_weights"] = os.path.relpath(weights, out)
