@@ -89,6 +89,13 @@ def test_measure_correct_and_export(server, browser, sample, tmp_path):
     before = float(hc.text)
     assert 40 < before < 450
     assert browser.find_element(By.ID, "quality").text in ("ok", "check")
+    # clinical outputs: diameters, cephalic index, INTERGROWTH GA, centile for a known GA
+    browser.find_element(By.ID, "ga").send_keys("20+3")
+    centile = browser.find_element(By.ID, "centile").text
+    assert "INTERGROWTH-21st" in centile and 0 <= float(centile.split()[0]) <= 100
+    ofd, bpd = (float(v) for v in browser.find_element(By.ID, "diameters").text[:-3].split("/"))
+    ci = float(browser.find_element(By.ID, "ci").text.split()[0])
+    assert ci == pytest.approx(100 * bpd / ofd, abs=0.2)
 
     # drag the end of the long axis outwards by 40 screen pixels
     canvas = browser.find_element(By.ID, "view")

@@ -26,6 +26,28 @@ function weeksDays(w) {
   const d = Math.round(w * 7);
   return `${Math.floor(d / 7)}+${d % 7} weeks`;
 }
+// INTERGROWTH-21st (see fetalhc/biometry.py for the citations and validity ranges)
+function intergrowthGaWeeks(hcMm) {
+  const days = Math.exp(0.0597 * Math.log(hcMm) ** 2 + 0.000000006409 * hcMm ** 3 + 3.3258);
+  return days >= 98 && days <= 181 ? days / 7 : null;
+}
+function intergrowthCentile(hcMm, gaWeeks) {
+  if (!(gaWeeks >= 14 && gaWeeks <= 40)) return null;
+  const g = gaWeeks, l = Math.log(g);
+  const mean = -28.2849 + 1.69267 * g ** 2 - 0.397485 * g ** 2 * l;
+  const sd = 1.98735 + 0.0136772 * g ** 3 - 0.00726264 * g ** 3 * l + 0.000976253 * g ** 3 * l ** 2;
+  const z = (hcMm - mean) / sd;
+  return { z, centile: 100 * normalCdf(z) };
+}
+function normalCdf(z) { // Abramowitz & Stegun 7.1.26 (|error| < 1.5e-7)
+  const t = 1 / (1 + 0.3275911 * Math.abs(z) / Math.SQRT2);
+  const y = 1 - (((((1.061405429 * t - 1.453152027) * t) + 1.421413741) * t - 0.284496736) * t + 0.254829592) * t * Math.exp(-(z * z) / 2);
+  return z >= 0 ? (1 + y) / 2 : (1 - y) / 2;
+}
+function parseGa(text) {
+  const m = /^\s*(\d{1,2})\s*(?:\+|w)\s*(\d)\s*d?\s*$/i.exec(text || "");
+  return m && +m[2] <= 6 ? +m[1] + +m[2] / 7 : null;
+}
 function hcOf(m) {
   if (!m.pixelSize || !m.ellipse) return null;
   return ramanujan(m.ellipse.a * m.pixelSize, m.ellipse.b * m.pixelSize);
@@ -80,6 +102,19 @@ function refresh() {
   const hc = m ? hcOf(m) : null;
   $("hc-value").textContent = hc === null ? "—" : hc.toFixed(1);
   $("ga-value").textContent = hc === null ? "—" : weeksDays(hadlockWeeks(hc));
+  const ps = m && m.pixelSize, e = m && m.ellipse;
+  if (hc !== null && ps && e) {
+    const ofd = 2 * Math.max(Math.abs(e.a), Math.abs(e.b)) * ps, bpd = 2 * Math.min(Math.abs(e.a), Math.abs(e.b)) * ps;
+    const ci = 100 * bpd / ofd;
+    $("diameters").textContent = `${ofd.toFixed(1)} / ${bpd.toFixed(1)} mm`;
+    $("ci").textContent = ci.toFixed(1) + (ci < 70 || ci > 86 ? " (outside 70–86)" : "");
+    $("ga-ig").textContent = weeksDays(intergrowthGaWeeks(hc));
+    const given = parseGa($("ga").value);
+    const c = given === null ? null : intergrowthCentile(hc, given);
+    $("centile").textContent = c === null ? "—" : `${c.centile.toFixed(1)} (z ${c.z.toFixed(2)}, INTERGROWTH-21st)`;
+  } else {
+    for (const id of ["diameters", "ci", "ga-ig", "centile"]) $(id).textContent = "—";
+  }
   const q = $("quality");
   q.textContent = m ? m.quality : "—";
   q.className = m ? (m.quality === "ok" ? "ok" : "check") : "";
@@ -167,6 +202,7 @@ function setPixelSize(value) {
   if (current.original.hc === null) current.original.hc = hcOf({ ...current, ellipse: current.original.ellipse });
   error(""); refresh();
 }
+$("ga").addEventListener("input", () => refresh());
 $("apply-pixel").addEventListener("click", () => setPixelSize(parseFloat($("pixel-size").value)));
 $("calibrate").addEventListener("click", () => {
   if (!current) return;
