@@ -50,3 +50,12 @@ def test_preprocess_grey_to_normalised_rgb():
     assert x.shape == (2, 3, 4, 6)
     expected = (1 - np.array([0.485, 0.456, 0.406])) / np.array([0.229, 0.224, 0.225])
     assert np.allclose(x[0, :, 0, 0], expected, atol=1e-6)
+
+
+def test_preprocess_unit_normalisation_is_the_papers_zero_to_one():
+    import numpy as np
+
+    grey = np.array([[[0, 51, 255]]], np.uint8)
+    x = preprocess(grey, "unit")
+    assert x.shape == (1, 3, 1, 3)
+    assert np.allclose(x[0, :, 0], [[0, 0.2, 1.0]] * 3)

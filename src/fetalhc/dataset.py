@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 
 import albumentations as A
@@ -14,6 +15,8 @@ from .data import Record, load_mask
 from .errors import FetalHCError
 from .fileio import read_gray, to_gray_uint8
 from .model import preprocess
+
+log = logging.getLogger(__name__)
 
 
 class CachedSet:
@@ -33,7 +36,7 @@ class CachedSet:
                 mask = load_mask(rec).astype(np.float32)
             except ValueError as exc:  # one bad file is reported and skipped
                 self.skipped.append(f"{rec.filename}: {exc}")
-                tqdm.write(f"skipped {rec.filename}: {exc}")
+                log.warning("skipped %s: %s", rec.filename, exc)
                 continue
             images.append(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA))
             soft = cv2.resize(mask, (w, h), interpolation=cv2.INTER_AREA)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import csv
 import hashlib
 import itertools
 import json
+import logging
 import os
 import shutil
 import time
@@ -30,6 +30,7 @@ from .errors import FetalHCError
 from .fileio import write_json
 
 CELL_DONE = "cell.json"
+log = logging.getLogger(__name__)
 
 
 GRID_KEYS = (
@@ -451,7 +452,7 @@ def run_study(
     record["config"] = _relative(str(config_path), out)
     write_json(out / "study.json", record)
     pending = [c for c in cells if not (out / "runs" / Cell(**c).name / CELL_DONE).exists()]
-    print(f"{len(cells)} cells, {len(cells) - len(pending)} already done")
+    log.info("%d cells, %d already done", len(cells), len(cells) - len(pending))
     workers = max(1, workers or study.workers)
     if ray_address:
         results = _run_ray(pending, payload, split, out, ray_address)
@@ -478,9 +479,9 @@ def run_study(
 
 def _report_cell(result: dict) -> None:
     if "error" in result:
-        print(f"cell {Cell(**result['cell']).name} failed: {result['error'].strip()}")
+        log.warning("cell %s failed: %s", Cell(**result["cell"]).name, result["error"].strip())
     else:
-        print(f"cell {result['name']}: Dice {result['metrics']['dice']:.4f}")
+        log.info("cell %s: Dice %.4f", result["name"], result["metrics"]["dice"])
 
 
 def _run_ray(pending: list[dict], payload: dict, split: str, out: Path, address: str) -> list[dict]:
@@ -501,35 +502,3 @@ def _run_ray(pending: list[dict], payload: dict, split: str, out: Path, address:
         results.append(result)
         _report_cell(result)
     return results
-
-
-def cmd_compare(args: argparse.Namespace) -> int:
-    results = run_study(args.config, args.out, args.workers, args.ray, args.rerun_stale)
-    failed = [r for r in results if "error" in r]
-    print(f"{args.out / 'report.md'}: {len(results) - len(failed)} cells run, {len(failed)} failed")
-    return 1 if failed else 0
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    from .report import write_report
-
-    path = write_report(args.dir)
-    print(path)
-    return 0
-
-
-def register(add) -> None:
-    p = add("compare", cmd_compare, "run a study grid (strategies x seeds x fractions)")
-    p.add_argument("--config", type=Path, required=True, help="study YAML")
-    p.add_argument("--out", type=Path, required=True, help="study folder")
-    p.add_argument("--workers", type=int, help="parallel processes on this machine")
-    p.add_argument(
-        "--rerun-stale",
-        action="store_true",
-        help="re-run cells whose recipe differs from the YAML (default: stop and name them)",
-    )
-    p.add_argument(
-        "--ray", metavar="ADDRESS", help="run cells on a Ray cluster ('local': start one)"
-    )
-    p = add("report", cmd_report, "rebuild a study's report from its finished cells")
-    p.add_argument("dir", type=Path)
