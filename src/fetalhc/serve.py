@@ -12,9 +12,10 @@ import asyncio
 import base64
 import logging
 import math
+import queue
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -27,7 +28,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from . import __version__
-from .biometry import parse_ga, weeks_days
+from .biometry import biometry, parse_ga, weeks_days
 from .data import plausible_pixel_size
 from .dicom import is_dicom, read_dicom
 from .errors import FetalHCError
@@ -155,11 +156,63 @@ def _finite(value: float | None) -> float | None:
     return float(value) if value is not None and math.isfinite(value) else None
 
 
+class Batcher:
+    """Measures concurrent requests together: a worker takes up to `batch` waiting requests
+    (waiting at most `wait_s` for more) and runs them as one batch, which is what makes a
+    loaded service as fast per image as `fetalhc predict`."""
+
+    def __init__(self, measurer, workers: int, batch: int = 8, wait_s: float = 0.004) -> None:
+        self.measurer, self.batch, self.wait_s = measurer, max(1, batch), wait_s
+        self.jobs: queue.Queue = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._work, daemon=True, name=f"fetalhc-infer-{i}")
+            for i in range(max(1, workers))
+        ]
+        for t in self.threads:
+            t.start()
+
+    def submit(self, image: np.ndarray, size: float | None, name: str, ga: float | None):
+        future: Future = Future()
+        self.jobs.put((image, size, name, ga, future))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            jobs = [self.jobs.get()]
+            deadline = time.perf_counter() + self.wait_s
+            while len(jobs) < self.batch:
+                try:
+                    jobs.append(self.jobs.get(timeout=max(0.0, deadline - time.perf_counter())))
+                except queue.Empty:
+                    break
+            self._run(jobs)
+
+    def _run(self, jobs: list) -> None:
+        try:
+            if hasattr(self.measurer, "measure_many"):
+                results = list(
+                    self.measurer.measure_many(
+                        [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs]
+                    )
+                )
+            else:  # any object with measure() (a test double)
+                results = [self.measurer.measure(j[0], j[1], name=j[2]) for j in jobs]
+        except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
+            for job in jobs:
+                job[4].set_exception(exc)
+            return
+        for job, result in zip(jobs, results, strict=True):
+            ga = job[3]
+            if ga is not None and result.ellipse_mm is not None and result.biometry is not None:
+                result.biometry = biometry(result.ellipse_mm, ga)
+            job[4].set_result(result)
+
+
 def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
     """The FastAPI application around one loaded model."""
     config = config or ServiceConfig()
     limit = int(config.max_upload_mb * 1024 * 1024)
-    pool = ThreadPoolExecutor(max(1, config.workers), thread_name_prefix="fetalhc-infer")
+    batcher = Batcher(measurer, config.workers)
     slots = threading.BoundedSemaphore(max(1, config.workers) + max(0, config.queue))
     web = resources.files("fetalhc") / "web"
 
@@ -241,12 +294,9 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
                 "busy: the inference queue is full, try again shortly",
                 {"Retry-After": str(config.retry_after_s)},
             )
+        name = file.filename or "upload"
         try:
-            loop = asyncio.get_running_loop()
-            name = file.filename or "upload"
-            result = await loop.run_in_executor(
-                pool, lambda: measurer.measure(gray, size, name=name, ga_weeks=ga_weeks)
-            )
+            result = await asyncio.wrap_future(batcher.submit(gray, size, name, ga_weeks))
         finally:
             slots.release()
         if result.status.startswith(("unreadable", "error")):
@@ -256,7 +306,7 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
             _save(config.save_dir, name, gray, body)
         return body
 
-    app.state.pool = pool
+    app.state.batcher = batcher
     return app
 
 
