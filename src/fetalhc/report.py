@@ -311,7 +311,9 @@ def recipe_lines(cells: list[dict]) -> list[str]:
     )
     seen: dict[str, list[str]] = defaultdict(list)
     for c in cells:
-        r = c.get("recipe", {})
+        r = dict(c.get("recipe", {}))
+        if r.get("encoder_weights") not in (None, "imagenet", "none"):
+            r["encoder_weights"] = Path(r["encoder_weights"]).name
         text = ", ".join(f"{k} {r.get(k, '?')}" for k in keys)
         seen[text].append(c["name"])
     return [f"- {text} ({len(names)} cells)" for text, names in seen.items()]
