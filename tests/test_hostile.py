@@ -402,19 +402,15 @@ TRAIN_FLAGS = [
 ]
 
 
+def train_args(sample, split, out) -> tuple:
+    return ("train", "--data", sample, "--split", split, "--out", out, "--encoder-weights", "none")
+
+
 @pytest.mark.parametrize("flags", TRAIN_FLAGS, ids=lambda f: " ".join(f))
 def test_train_refuses_nonsense_values(capsys, tmp_path, sample, sample_split, flags):
     code, _, err = cli(
         capsys,
-        "train",
-        "--data",
-        sample,
-        "--split",
-        sample_split,
-        "--out",
-        tmp_path / "run",
-        "--encoder-weights",
-        "none",
+        *train_args(sample, sample_split, tmp_path / "run"),
         "--epochs",
         "1",
         *flags,
@@ -508,15 +504,7 @@ def test_resume_state_with_the_wrong_contents_is_one_line_error(
     config = json.loads((run / "config.json").read_text())["train"]
     code, _, err = cli(
         capsys,
-        "train",
-        "--data",
-        sample,
-        "--split",
-        sample_split,
-        "--out",
-        run,
-        "--encoder-weights",
-        "none",
+        *train_args(sample, sample_split, run),
         "--epochs",
         "3",
         "--batch",

@@ -11,11 +11,15 @@ from pathlib import Path
 import numpy as np
 
 from .config import TrainConfig
-from .data import load_labelled
 from .errors import FetalHCError
-from .evaluate import EvalOptions, EvaluationRows, evaluate_records, evaluation_rows
+from .evaluate import (
+    EvalOptions,
+    EvaluationRows,
+    evaluate_records,
+    evaluation_rows,
+    select_records,
+)
 from .measurer import HeadMeasurer
-from .split import part_files, read_split
 
 
 def train(config: TrainConfig, out: str | os.PathLike, resume: bool = False) -> dict:
@@ -55,17 +59,7 @@ def evaluate_rows(
 ) -> EvaluationRows:
     """Score a model on labelled HC18 images; returns per-image rows (nothing written)."""
     measurer = checkpoint if isinstance(checkpoint, HeadMeasurer) else HeadMeasurer(checkpoint)
-    records = load_labelled(data)
-    skipped: list[str] = []
-    if split is not None:
-        wanted = set(part_files(read_split(split), part))
-        skipped = [
-            f"{n}: in the split but not in {data}"
-            for n in sorted(wanted - {r.filename for r in records})
-        ]
-        records = [r for r in records if r.filename in wanted]
-    if not records:
-        raise FetalHCError(f"no labelled images to evaluate (part {part!r})")
+    records, skipped = select_records(data, split, part)
     return evaluation_rows(measurer, records, skipped=skipped)
 
 
@@ -78,8 +72,5 @@ def write_evaluation(
 ) -> dict:
     """Evaluate and write per_image.csv, summary.json/md and the worst overlays to `out`."""
     measurer = checkpoint if isinstance(checkpoint, HeadMeasurer) else HeadMeasurer(checkpoint)
-    records = load_labelled(data)
-    if split is not None:
-        wanted = set(part_files(read_split(split), part))
-        records = [r for r in records if r.filename in wanted]
-    return evaluate_records(measurer, records, Path(out), EvalOptions(part=part))
+    records, skipped = select_records(data, split, part)
+    return evaluate_records(measurer, records, Path(out), EvalOptions(part=part), skipped)

@@ -304,6 +304,26 @@ def summary_markdown(summary: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def select_records(
+    data: str | Path, split: str | Path | None, part: str
+) -> tuple[list[Record], list[str]]:
+    """The labelled images of a split part, and each split entry that is not in `data`
+    (named, so that every entry is accounted for)."""
+    records = load_labelled(data)
+    skipped: list[str] = []
+    if split is not None:
+        wanted = set(part_files(read_split(split), part))
+        for name in sorted(wanted - {r.filename for r in records}):
+            log.warning("skipped %s: in the split but not a labelled image of %s", name, data)
+            skipped.append(
+                f"{name}: in the split but not in {data} (image, CSV row or annotation missing)"
+            )
+        records = [r for r in records if r.filename in wanted]
+    if not records:
+        raise FetalHCError(f"no labelled images to evaluate (part {part!r})")
+    return records, skipped
+
+
 def evaluate(
     checkpoint: Path,
     data: Path,
@@ -315,21 +335,8 @@ def evaluate(
     batch_size: int = 8,
     flip_tta: bool = False,
 ) -> dict:
-    records = load_labelled(data)
-    missing: list[str] = []
-    if split is not None:
-        wanted = set(part_files(read_split(split), options.part))
-        missing = sorted(wanted - {r.filename for r in records})
-        records = [r for r in records if r.filename in wanted]
-    if not records:
-        raise FetalHCError(f"no labelled images to evaluate (part {options.part!r})")
-    for name in missing:  # every split entry is accounted for
-        log.warning("skipped %s: in the split but not a labelled image of %s", name, data)
+    records, skipped = select_records(data, split, options.part)
     measurer = HeadMeasurer(
         checkpoint, backend=backend, threads=threads, batch_size=batch_size, flip_tta=flip_tta
     )
-    skipped = [
-        f"{name}: in the split but not in {data} (image, CSV row or annotation missing)"
-        for name in missing
-    ]
     return evaluate_records(measurer, records, out, options, skipped)
