@@ -36,6 +36,12 @@ def test_reference_masks_score_perfectly(tmp_path, sample):
     assert m["hc_abs_diff_mm"]["mean"] < 0.1
     assert m["hc_abs_diff_mm"]["n"] == len(records)
     assert summary["quality_flag"]["flagged"] == 0
+    rows = list(csv.DictReader(open(tmp_path / "per_image.csv")))
+    for r in rows:  # the clinical outputs are in the evaluation too
+        assert float(r["ofd_mm"]) >= float(r["bpd_mm"]) > 0
+        assert float(r["cephalic_index"]) == pytest.approx(
+            100 * float(r["bpd_mm"]) / float(r["ofd_mm"]), rel=1e-6
+        )
 
 
 def test_evaluate_cli_outputs(tiny_run, sample, sample_split, tmp_path):

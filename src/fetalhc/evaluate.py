@@ -140,6 +140,17 @@ def evaluation_rows(
                 "status": result.status,
             }
         )
+        b = result.biometry
+        row.update(
+            {
+                "ofd_mm": b.ofd_mm if b else math.nan,
+                "bpd_mm": b.bpd_mm if b else math.nan,
+                "cephalic_index": b.cephalic_index if b else math.nan,
+                "ga_intergrowth_weeks": b.ga_intergrowth_weeks
+                if b and b.ga_intergrowth_weeks is not None
+                else math.nan,
+            }
+        )
         rows.append(row)
         ellipses[rec.filename] = (rec.image_path, result.ellipse_px, ref_ellipse)
     return EvaluationRows(rows, skipped, ellipses, time.perf_counter() - t0)
