@@ -33,6 +33,10 @@ def test_reference_masks_score_perfectly(tmp_path, sample):
     m = summary["metrics"]
     assert m["dice"]["mean"] == 1.0 and m["paper_dice"]["mean"] == 1.0
     assert m["hd_mm"]["mean"] == 0.0 and m["assd_mm"]["mean"] == 0.0
+    # the HC18 challenge's ellipse-vs-ellipse metrics: the fit of a perfect mask is the
+    # reference ellipse to within a fraction of a pixel
+    assert m["ellipse_dice"]["mean"] > 0.995
+    assert m["ellipse_hd_mm"]["mean"] < 0.3
     assert m["hc_abs_diff_mm"]["mean"] < 0.1
     assert m["hc_abs_diff_mm"]["n"] == len(records)
     assert summary["quality_flag"]["flagged"] == 0

@@ -16,7 +16,7 @@ from tqdm import tqdm
 
 from . import metrics
 from .data import Record, load_labelled, reference_ellipse
-from .ellipse import draw_filled, hadlock_ga_weeks, hc_mm
+from .ellipse import Ellipse, draw_filled, hadlock_ga_weeks, hc_mm
 from .errors import FetalHCError
 from .fileio import atomic_path, read_gray, write_json, write_png, write_text
 from .inference import Segmenter
@@ -38,6 +38,8 @@ SUMMARY_KEYS = (
     "paper_pixel_accuracy",
     "paper_dice",
     "paper_iou",
+    "ellipse_dice",
+    "ellipse_hd_mm",
 )
 
 
@@ -59,6 +61,18 @@ def image_metrics(pred: np.ndarray, ref: np.ndarray, pixel_size_mm: float) -> di
         "hd_mm": hd,
         "assd_mm": asd,
     }
+
+
+def challenge_metrics(
+    pred: Ellipse | None, ref: Ellipse, shape: tuple[int, int], pixel_size_mm: float
+) -> dict[str, float]:
+    """The HC18 challenge's overlap metrics: the submitted ellipse against the reference
+    ellipse, both filled (its DF and ADF are `hc_diff_mm` and `hc_abs_diff_mm`)."""
+    if pred is None:
+        return {"ellipse_dice": 0.0, "ellipse_hd_mm": math.nan}
+    a, b = draw_filled(pred, shape), draw_filled(ref, shape)
+    hd, _ = metrics.hausdorff_and_assd(a, b, (pixel_size_mm, pixel_size_mm))
+    return {"ellipse_dice": metrics.dice(a, b), "ellipse_hd_mm": hd}
 
 
 def paper_metrics(logits_small: np.ndarray, ref: np.ndarray) -> dict[str, float]:
@@ -125,6 +139,9 @@ def evaluation_rows(
         row = {"filename": rec.filename, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
         row.update(image_metrics(result.mask, ref, rec.pixel_size_mm))
         row.update(paper_metrics(result.logits, ref))
+        row.update(
+            challenge_metrics(result.ellipse_px, ref_ellipse, ref.shape, rec.pixel_size_mm)
+        )
         row.update(
             {
                 "hc_mm": pred_hc,
@@ -268,6 +285,17 @@ def summary_markdown(summary: dict) -> str:
         "hc_diff_mm": "HC difference (mm)",
     }
     lines += [f"| {label} | {_fmt(m[key])} |" for key, label in names.items()]
+    lines += [
+        "",
+        "## The HC18 challenge's metrics (fitted ellipse against reference ellipse)",
+        "",
+        "| metric | value |",
+        "|---|---|",
+        f"| ellipse Dice | {_fmt(m['ellipse_dice'])} |",
+        f"| ellipse Hausdorff (mm) | {_fmt(m['ellipse_hd_mm'])} |",
+        f"| ADF: absolute HC difference (mm) | {_fmt(m['hc_abs_diff_mm'])} |",
+        f"| DF: HC difference (mm) | {_fmt(m['hc_diff_mm'])} |",
+    ]
     lines += [
         "",
         "## The paper's metrics (model resolution, as the paper computed them)",
