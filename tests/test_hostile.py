@@ -537,3 +537,34 @@ def test_pixel_size_values_round_trip_in_rows():
 
     row = HeadMeasurement("x.png", "no_head", hc_mm=math.inf).as_row()
     assert row["hc_mm"] == "" and row["status"] == "no_head"
+
+
+@pytest.mark.parametrize("target", ["file", "under-file"])
+@pytest.mark.parametrize(
+    "command",
+    [
+        "train --data {sample} --split {split} --encoder-weights none --epochs 1 --out {out}",
+        "evaluate {run} --data {sample} --split {split} --out {out}",
+        "predict {sample}/test_set --pixel-size 0.1 --out {out}",
+        "export --run {run} --onnx {out}/model.onnx",
+        "data split {sample} --out {out}/split.csv",
+        "compare --config {yaml} --out {out}",
+    ],
+    ids=lambda c: c.split()[0],
+)
+def test_an_output_path_that_cannot_be_a_folder_is_one_line(
+    capsys, tmp_path, sample, sample_split, tiny_run, command, target
+):
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    out = blocker if target == "file" else blocker / "sub"
+    yaml_file = tmp_path / "s.yaml"
+    yaml_file.write_text(f"data: {sample}\ntrain: {{epochs: 1}}\ngrids: [{{strategies: [d4]}}]\n")
+    args = command.format(
+        sample=sample, split=sample_split, run=tiny_run, out=out, yaml=yaml_file
+    ).split()
+    if args[0] in ("export", "data") and target == "file":
+        args = [a.replace(f"{blocker}/", f"{blocker}/x/") for a in args]
+    code, _, err = cli(capsys, *args)
+    one_line_error(code, err)
+    assert blocker.read_text() == "keep me"

@@ -10,6 +10,7 @@ from pathlib import Path
 from .cli_types import finite_float, nonnegative_int, positive_int
 from .config import BACKENDS, SPLIT_PARTS
 from .errors import FetalHCError
+from .fileio import ensure_folder
 
 
 # ---------------------------------------------------------------- data
@@ -25,6 +26,7 @@ def cmd_data_split(args: argparse.Namespace) -> int:
     from .data import load_labelled
     from .split import group_split, write_split
 
+    ensure_folder(args.out.parent)
     records = load_labelled(args.dir)
     if not records:
         raise FetalHCError(f"{args.dir}: no labelled images to split")
@@ -86,6 +88,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         normalization=args.normalization,
         train_images=args.train_images,
     )
+    ensure_folder(args.out)
     summary = Trainer(config, args.out, resume=args.resume).run()
     print(f"{args.out}: best val Dice {summary['best_val_dice']}, {summary['train_seconds']:.0f} s")
     return 0
@@ -170,7 +173,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.run_pos and not args.run:
         args.run = args.run_pos
     checkpoint = _checkpoint(args)
-    out = args.out or (checkpoint.parent / f"eval-{args.part}")
+    out = ensure_folder(args.out or (checkpoint.parent / f"eval-{args.part}"))
     summary = evaluate(
         checkpoint,
         args.data,
@@ -274,6 +277,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from .sample import sample_dir
 
     checkpoint = _checkpoint(args, allow_default=True)
+    ensure_folder(args.onnx.parent, "--onnx")
     folder = sample_dir() / "training_set"
     images = [read_gray(p) for p in sorted(folder.glob("*HC.png"))[:4]]
     diff = export_onnx(checkpoint, args.onnx, verify=True, check_images=images)
@@ -432,6 +436,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("fetalhc: interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:  # a file or folder the user named: missing, read-only, full
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fetalhc: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
     except MemoryError:
         print("fetalhc: error: out of memory (smaller --batch or images?)", file=sys.stderr)
         return 2

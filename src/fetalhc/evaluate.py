@@ -139,9 +139,7 @@ def evaluation_rows(
         row = {"filename": rec.filename, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
         row.update(image_metrics(result.mask, ref, rec.pixel_size_mm))
         row.update(paper_metrics(result.logits, ref))
-        row.update(
-            challenge_metrics(result.ellipse_px, ref_ellipse, ref.shape, rec.pixel_size_mm)
-        )
+        row.update(challenge_metrics(result.ellipse_px, ref_ellipse, ref.shape, rec.pixel_size_mm))
         row.update(
             {
                 "hc_mm": pred_hc,

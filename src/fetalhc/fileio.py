@@ -53,6 +53,24 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
             os.unlink(tmp)
 
 
+def ensure_folder(path: str | os.PathLike, what: str = "--out") -> Path:
+    """Create `path` as a folder (with parents) or fail with a one-line reason, before any
+    work is done."""
+    from .errors import FetalHCError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise FetalHCError(f"{what} {path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".fetalhc-write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise FetalHCError(f"{what} {path}: cannot write there ({exc.strerror or exc})") from None
+    return path
+
+
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)

@@ -23,7 +23,7 @@ from .biometry import weeks_days
 from .data import CONFLICT, is_annotation, parse_positive, read_pixel_csv
 from .dicom import DICOM_SUFFIXES, header_pixel_size
 from .errors import FetalHCError
-from .fileio import atomic_path, write_json, write_png
+from .fileio import atomic_path, ensure_folder, write_json, write_png
 from .measurer import HeadMeasurement, HeadMeasurer
 from .overlay import overlay
 
@@ -151,15 +151,7 @@ def pixel_sizes(images: list[InputImage], options: PredictOptions) -> dict[str, 
 
 def check_output_folder(out: Path) -> None:
     """Fail before any work if OUT cannot hold the results."""
-    if out.exists() and not out.is_dir():
-        raise FetalHCError(f"--out {out}: exists and is not a folder")
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-        probe = out / f".fetalhc-write-test-{os.getpid()}"
-        probe.write_bytes(b"")
-        probe.unlink()
-    except OSError as exc:
-        raise FetalHCError(f"--out {out}: cannot write there ({exc.strerror or exc})") from None
+    ensure_folder(out)
 
 
 def _status_for_size(size: float | None) -> str:
