@@ -26,7 +26,7 @@ from .checkpoint import (
     save_weights,
     write_config,
 )
-from .config import TrainConfig, parse_size  # noqa: F401 - parse_size re-exported
+from .config import TrainConfig
 from .data import load_labelled
 from .dataset import CachedSet, epoch_seed, iterate_batches
 from .errors import FetalHCError
