@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -18,7 +17,7 @@ from . import metrics
 from .data import Record, load_labelled, reference_ellipse
 from .ellipse import Ellipse, draw_filled, hadlock_ga_weeks, hc_mm
 from .errors import FetalHCError
-from .fileio import atomic_path, read_gray, write_json, write_png, write_text
+from .fileio import read_gray, write_csv, write_json, write_png, write_text
 from .inference import Segmenter
 from .measurer import HeadMeasurer
 from .overlay import overlay
@@ -197,10 +196,7 @@ def _write_outputs(
     network_seconds: float,
 ) -> dict:
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "per_image.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "per_image.csv", rows)
     summary: dict = {
         # relative: a committed evaluation holds no absolute path of the machine it ran on
         "checkpoint": os.path.relpath(segmenter.checkpoint.resolve(), out.resolve()),

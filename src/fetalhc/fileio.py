@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -74,6 +75,18 @@ def ensure_folder(path: str | os.PathLike, what: str = "--out") -> Path:
 def write_text(path: str | os.PathLike, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def write_csv(
+    path: str | os.PathLike, rows: list[dict], fieldnames: list[str] | None = None
+) -> None:
+    """Rows as a CSV, atomically; columns: `fieldnames` or the first row's keys (other
+    keys are left out)."""
+    columns = fieldnames or list(rows[0])
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:

@@ -23,7 +23,7 @@ from .biometry import weeks_days
 from .data import CONFLICT, is_annotation, parse_positive, read_pixel_csv
 from .dicom import DICOM_SUFFIXES, header_pixel_size
 from .errors import FetalHCError
-from .fileio import atomic_path, ensure_folder, write_json, write_png
+from .fileio import ensure_folder, write_csv, write_json, write_png
 from .measurer import HeadMeasurement, HeadMeasurer
 from .overlay import overlay
 
@@ -230,10 +230,7 @@ def predict(
             os.fsync(f.fileno())
     rows = [done[im.name] for im in images]
     rows.sort(key=lambda r: r["filename"])
-    with atomic_path(out / "predictions.csv") as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(out / "predictions.csv", rows, COLUMNS)
     for name in (PARTIAL, PARTIAL_KEY):
         (out / name).unlink(missing_ok=True)
     return sum(r["status"] != "ok" for r in rows)

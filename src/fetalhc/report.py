@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import FetalHCError
-from .fileio import atomic_path, write_text
+from .fileio import atomic_path, write_csv, write_text
 from .strategies import PRESETS
 
 ORDER = list(PRESETS)
@@ -323,11 +323,7 @@ def recipe_lines(cells: list[dict]) -> list[str]:
 def _write_csv(path: Path, rows: list[dict]) -> None:
     if not rows:
         return
-    columns = [k for k in rows[0] if not k.startswith("_")]
-    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(path, rows, [k for k in rows[0] if not k.startswith("_")])
 
 
 def _markdown(rows: list[dict], columns: list[str]) -> list[str]:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 import logging
 import math
 import os
@@ -30,7 +29,7 @@ from .config import TrainConfig
 from .data import load_labelled
 from .dataset import CachedSet, epoch_seed, iterate_batches
 from .errors import FetalHCError
-from .fileio import atomic_path
+from .fileio import atomic_path, write_csv
 from .model import ModelConfig, build_model, count_parameters
 from .split import nested_order, nested_subset, part_files, read_split
 from .strategies import apply_strategy, encoder_frozen, resolve, set_train_mode
@@ -421,10 +420,7 @@ class Trainer:
         return train
 
     def _write_history(self, history: list[dict]) -> None:
-        with atomic_path(self.out / "history.csv") as tmp, open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(history[0]))
-            writer.writeheader()
-            writer.writerows(history)
+        write_csv(self.out / "history.csv", history)
         title = f"{self.out.name} ({self.strategy.name})"
         plot_learning_curve(history, self.out / "learning_curve.png", title)
 
