@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 from scipy.stats import norm
 
-from .ellipse import Ellipse, hc_mm
+from .ellipse import Ellipse, hadlock_ga_weeks, hc_mm
 from .errors import FetalHCError
 
 HADLOCK_RANGE_WEEKS = (14.0, 42.0)
@@ -65,16 +65,11 @@ def head_shape_note(ci: float) -> str:
     return f"cephalic index {ci:.1f} outside {low:g}-{high:g} ({kind}): prefer HC to BPD for dating"
 
 
-def _hadlock(hc: float) -> float:
-    hc_cm = hc / 10.0
-    return 8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3
-
-
 def ga_hadlock_weeks(hc: float) -> float | None:
     """Hadlock 1984; None outside the 14-42 weeks it was derived on."""
     if not (math.isfinite(hc) and hc > 0):
         return None
-    weeks = _hadlock(hc)
+    weeks = hadlock_ga_weeks(hc)
     low, high = HADLOCK_RANGE_WEEKS
     return weeks if low <= weeks <= high else None
 

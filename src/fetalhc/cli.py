@@ -202,7 +202,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     from .measurer import HeadMeasurer
     from .predict import (
         PredictOptions,
-        check_output_folder,
         collect_images,
         pixel_sizes,
         predict,
@@ -217,7 +216,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         pixel_size=args.pixel_size, pixel_csv=args.pixel_csv, ga_weeks=_given_ga(args)
     )
     sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
-    check_output_folder(args.out)
+    ensure_folder(args.out)
     measurer = HeadMeasurer(
         _checkpoint(args, allow_default=True),
         backend=args.backend,

@@ -32,16 +32,6 @@ def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def looks_like_dicom_path(path: Path) -> bool:
-    if path.suffix.lower() in DICOM_SUFFIXES:
-        return True
-    try:
-        with open(path, "rb") as f:
-            return is_dicom(f.read(132))
-    except OSError:
-        return False
-
-
 def read_dicom(source: str | Path | bytes) -> DicomImage:
     """Decode a single-frame DICOM; ValueError with a short reason otherwise."""
     import pydicom

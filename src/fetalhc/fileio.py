@@ -146,6 +146,10 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"cannot read file ({exc.strerror})") from None
     if data.size == 0:
         raise ValueError("empty file")
+    if data[128:132].tobytes() == b"DICM":  # DICOM Part 10: the pixel data need pydicom
+        from .dicom import read_dicom
+
+        return read_dicom(data.tobytes()).image
     return decode_gray(data)
 
 

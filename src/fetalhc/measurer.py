@@ -21,7 +21,6 @@ import numpy as np
 
 from .biometry import CEPHALIC_INDEX_IMPLAUSIBLE, Biometry, biometry
 from .data import plausible_hc, plausible_pixel_size
-from .dicom import looks_like_dicom_path, read_dicom
 from .ellipse import Ellipse
 from .errors import FetalHCError
 from .fileio import read_gray, to_gray_uint8
@@ -279,9 +278,7 @@ def _as_gray(image: ImageLike) -> np.ndarray:
         if image.ndim not in (2, 3) or image.size == 0:
             raise ValueError(f"expected a 2D image array, got shape {image.shape}")
         return to_gray_uint8(image)
-    if looks_like_dicom_path(Path(image)):
-        return read_dicom(image).image
-    return read_gray(image)
+    return read_gray(image)  # PNG, JPEG, ... or DICOM
 
 
 def measure_image(

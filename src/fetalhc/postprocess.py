@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from .ellipse import Ellipse, draw_filled, fit_mask, hadlock_ga_weeks, hc_mm
+from .ellipse import Ellipse, draw_filled, fit_mask, hc_mm
 from .metrics import iou
 
 # Thresholds of the quality flag, chosen on the validation part of the bundled model's
@@ -31,10 +31,6 @@ class Measurement:
 
     def hc_mm(self, pixel_size_mm: float) -> float:
         return hc_mm(self.ellipse, pixel_size_mm) if self.ellipse is not None else float("nan")
-
-    def ga_weeks(self, pixel_size_mm: float) -> float:
-        hc = self.hc_mm(pixel_size_mm)
-        return hadlock_ga_weeks(hc) if np.isfinite(hc) else float("nan")
 
 
 def clean_mask(binary: np.ndarray) -> np.ndarray:

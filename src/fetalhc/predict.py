@@ -149,11 +149,6 @@ def pixel_sizes(images: list[InputImage], options: PredictOptions) -> dict[str, 
     return out
 
 
-def check_output_folder(out: Path) -> None:
-    """Fail before any work if OUT cannot hold the results."""
-    ensure_folder(out)
-
-
 def _status_for_size(size: float | None) -> str:
     if size is None:
         return "no_pixel_size"
@@ -202,7 +197,7 @@ def predict(
     options: PredictOptions,
 ) -> int:
     """Write OUT/predictions.csv (+ masks, overlays); return how many images failed."""
-    check_output_folder(out)
+    ensure_folder(out)
     key = _run_key(measurer, sizes, options)
     done = _read_partial(out, key)
     if done:
