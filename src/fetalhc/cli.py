@@ -24,16 +24,25 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_data_split(args: argparse.Namespace) -> int:
     from .data import load_labelled
-    from .split import group_split, write_split
+    from .split import fold_split, group_folds, group_split, write_split
 
     ensure_folder(args.out.parent)
     records = load_labelled(args.dir)
     if not records:
         raise FetalHCError(f"{args.dir}: no labelled images to split")
     assignment = group_split([r.filename for r in records], args.val, args.test, args.seed)
-    write_split(args.out, assignment)
-    counts = {p: sum(v == p for v in assignment.values()) for p in ("train", "val", "test")}
-    print(f"{args.out}: " + ", ".join(f"{p} {n}" for p, n in counts.items()))
+    outputs = {args.out: assignment}
+    if args.folds:
+        # Cross-validation over everything but the test part, which stays held out.
+        pool = [name for name, part in assignment.items() if part != "test"]
+        folds = group_folds(pool, args.folds, args.seed)
+        for k in range(args.folds):
+            path = args.out.with_name(f"{args.out.stem}.fold{k}{args.out.suffix}")
+            outputs[path] = fold_split(assignment, folds, k)
+    for path, parts in outputs.items():
+        write_split(path, parts)
+        counts = {p: sum(v == p for v in parts.values()) for p in ("train", "val", "test")}
+        print(f"{path}: " + ", ".join(f"{p} {n}" for p, n in counts.items()))
     return 0
 
 
@@ -87,6 +96,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         bn_mode=args.bn_mode,
         normalization=args.normalization,
         train_images=args.train_images,
+        lr_schedule=args.lr_schedule,
+        augment=args.augment,
+        head_crop=args.head_crop,
     )
     ensure_folder(args.out)
     summary = Trainer(config, args.out, resume=args.resume).run()
@@ -97,9 +109,11 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     """`fetalhc train`'s options; every default comes from TrainConfig."""
     from .config import (
+        AUGMENTATIONS,
         BN_MODES,
         DEVICES,
         LOSSES,
+        LR_SCHEDULES,
         NORMALIZATIONS,
         PRECISIONS,
         defaults,
@@ -117,6 +131,20 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch", type=positive_int, default=d["batch_size"])
     p.add_argument("--lr", type=finite_float, default=d["lr"])
     p.add_argument("--loss", default=d["loss"], choices=LOSSES)
+    p.add_argument("--lr-schedule", default=d["lr_schedule"], choices=LR_SCHEDULES)
+    p.add_argument(
+        "--augment",
+        default=d["augment"],
+        choices=AUGMENTATIONS,
+        help="paper: rotate ±25°, flips; strong: also brightness, contrast, gamma",
+    )
+    p.add_argument(
+        "--head-crop",
+        type=finite_float,
+        default=d["head_crop"],
+        help="0: whole image (the paper); >0: two-pass model on square crops, the head's "
+        "with this margin (needs a square --image-size)",
+    )
     p.add_argument("--fraction", type=finite_float, default=d["fraction"], help="nested subset")
     p.add_argument(
         "--train-images", type=int, default=d["train_images"], help="first N of the nested subset"
@@ -346,6 +374,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val", type=float, default=0.1)
     p.add_argument("--test", type=float, default=0.2)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--folds",
+        type=nonnegative_int,
+        default=0,
+        help="also write OUT.foldK.csv for K-fold cross-validation over train+val "
+        "(test stays held out)",
+    )
     p = add(
         "download", cmd_data_download, "download HC18 from Zenodo (verified, resumable)", data_sub
     )

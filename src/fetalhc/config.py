@@ -20,6 +20,11 @@ BN_MODES = ("paper", "frozen-eval")
 NORMALIZATIONS = ("imagenet", "unit")
 SPLIT_PARTS = ("train", "val", "test")
 BACKENDS = ("auto", "torch", "onnx")
+LR_SCHEDULES = ("constant", "cosine")
+AUGMENTATIONS = ("paper", "strong")
+# Fields added after the first studies ran: a study cell's identity names them only when
+# they differ from their default, so cells run before they existed stay valid.
+LATER_FIELDS = ("lr_schedule", "augment", "head_crop")
 DEFAULT_IMAGE_SIZE = (320, 224)  # W, H: keeps 800x540's aspect, divisible by 32
 
 
@@ -51,6 +56,14 @@ class TrainConfig:
     # Training images (0: all of the training parts; otherwise the first N of the nested
     # subset order, as the paper's 79 / 239 / 399-image table). Overrides `fraction`.
     train_images: int = 0
+    # Learning rate over epochs: "constant" (the paper) or "cosine" (decays to 0).
+    lr_schedule: str = "constant"
+    # "paper": rotate ±25°, flips; "strong": also brightness, contrast and gamma.
+    augment: str = "paper"
+    # 0: the whole image resized to image_size (the paper). > 0: a two-pass model trained
+    # on square crops — the whole image letterboxed (to find the head), then a square
+    # around the head with this margin on each side (to outline it). Needs a square size.
+    head_crop: float = 0.0
 
     def validate(self) -> None:
         w, h = self.image_size
@@ -62,6 +75,8 @@ class TrainConfig:
             ("device", DEVICES),
             ("bn_mode", BN_MODES),
             ("normalization", NORMALIZATIONS),
+            ("lr_schedule", LR_SCHEDULES),
+            ("augment", AUGMENTATIONS),
         ):
             if getattr(self, name) not in allowed:
                 raise FetalHCError(
@@ -73,6 +88,10 @@ class TrainConfig:
             raise FetalHCError(f"lr must be a finite number in (0, 1], got {self.lr}")
         if not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
             raise FetalHCError(f"fraction must be in (0, 1], got {self.fraction}")
+        if not (math.isfinite(self.head_crop) and 0 <= self.head_crop < 1):
+            raise FetalHCError(f"head_crop must be in [0, 1), got {self.head_crop}")
+        if self.head_crop and w != h:
+            raise FetalHCError(f"head_crop needs a square image size, got {w}x{h}")
         if self.train_images < 0:
             raise FetalHCError(f"train_images must be >= 0, got {self.train_images}")
         bad = [p for p in self.train_parts if p not in SPLIT_PARTS]

@@ -104,14 +104,17 @@ def iterate_batches(
     augment: bool = False,
     indices: Sequence[int] | None = None,
     normalization: str = "imagenet",
+    strong: bool = False,
 ):
-    """Yield (input, target) tensors; shuffled and augmented when a seed is given."""
+    """Yield (input, target) tensors; shuffled and augmented when a seed is given (with
+    `strong`, also brightness, contrast and gamma)."""
     idx = np.arange(len(data)) if indices is None else np.asarray(indices)
-    aug = None
+    aug = intensity = None
     if seed is not None:
         idx = idx[np.random.default_rng(seed).permutation(len(idx))]
         if augment:
             aug = paper_augmentation(seed)
+        intensity = intensity_augmentation(seed) if augment and strong else None
     for start in range(0, len(idx), batch_size):
         chunk = idx[start : start + batch_size]
         images, masks = data.images[chunk], data.masks[chunk]
@@ -119,6 +122,129 @@ def iterate_batches(
             pairs = [aug(image=im, mask=mk) for im, mk in zip(images, masks, strict=True)]
             images = np.stack([p["image"] for p in pairs])
             masks = np.stack([p["mask"] for p in pairs])
+            if intensity is not None:
+                images = np.stack([intensity(image=im)["image"] for im in images])
         x = torch.from_numpy(preprocess(images, normalization))
         y = torch.from_numpy(masks.astype(np.float32)[:, None] / 255.0)
+        yield x, y
+
+
+# ---------------------------------------------------------------- head-crop training
+# Share of whole (letterboxed) images among the crops: what the first, locating pass sees.
+WHOLE_IMAGE_SHARE = 0.25
+
+
+class FullSet:
+    """Images and 0/255 masks at their own size (for head-crop training, which cuts a new
+    square crop of each image every epoch), with each reference head's bounding box."""
+
+    def __init__(self, records: Sequence[Record], desc: str = "cache"):
+        from .crops import box_of
+
+        self.images: list[np.ndarray] = []
+        self.masks: list[np.ndarray] = []
+        self.boxes: list[tuple[float, float, float, float]] = []
+        self.records: list[Record] = []
+        self.skipped: list[str] = []
+        for rec in tqdm(list(records), desc=desc, leave=False, unit="img"):
+            try:
+                image = read_gray(rec.image_path)
+                mask = (load_mask(rec) > 0.5).astype(np.uint8) * 255
+            except ValueError as exc:  # one bad file is reported and skipped
+                self.skipped.append(f"{rec.filename}: {exc}")
+                log.warning("skipped %s: %s", rec.filename, exc)
+                continue
+            box = box_of(mask)
+            if box is None or mask.shape != image.shape:
+                self.skipped.append(f"{rec.filename}: empty or mismatched annotation")
+                continue
+            self.images.append(image)
+            self.masks.append(mask)
+            self.boxes.append(box)
+            self.records.append(rec)
+        if not self.records:
+            raise FetalHCError(f"{desc}: no readable image")
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+
+def intensity_augmentation(seed: int) -> A.Compose:
+    """Contrast, brightness and gamma: ultrasound gain and dynamic range vary by machine."""
+    return A.Compose(
+        [
+            A.RandomBrightnessContrast(brightness_limit=0.2, contrast_limit=0.25, p=0.6),
+            A.RandomGamma(gamma_limit=(70, 150), p=0.5),
+        ],
+        seed=seed,
+    )
+
+
+def sample_square(box, shape_hw, rng: np.random.Generator):
+    """A random training square: the whole image now and then (the locating pass), else a
+    square around the head with a random margin and offset (the outlining pass, whose
+    crop comes from an imperfect first pass)."""
+    from .crops import Square, around_box, whole_image
+
+    if rng.random() < WHOLE_IMAGE_SHARE:
+        s = whole_image(shape_hw)
+        jitter = rng.uniform(-0.05, 0.05, 2) * s.side
+        return Square(s.cx + jitter[0], s.cy + jitter[1], s.side * rng.uniform(0.9, 1.1))
+    s = around_box(box, rng.uniform(0.05, 0.4))
+    size = max(box[2] - box[0], box[3] - box[1])
+    jitter = rng.uniform(-0.08, 0.08, 2) * size
+    return Square(s.cx + jitter[0], s.cy + jitter[1], s.side)
+
+
+def head_crop_pair(
+    data: FullSet, index: int, out: int, square, angle: float = 0.0, hflip=False, vflip=False
+) -> tuple[np.ndarray, np.ndarray]:
+    """One crop of an image and its soft mask (0-255)."""
+    from .crops import crop_matrix, cut
+
+    m = crop_matrix(square, out, angle, hflip, vflip)
+    return cut(data.images[index], m, out), cut(data.masks[index], m, out)
+
+
+def iterate_crop_batches(
+    data: FullSet,
+    batch_size: int,
+    out: int,
+    margin: float,
+    seed: int | None = None,
+    strong: bool = False,
+    normalization: str = "imagenet",
+):
+    """Yield (input, target) tensors of square crops. With a seed: shuffled, random
+    squares, rotation ±25°, flips (h 0.5, v 0.1) and, if `strong`, intensity changes;
+    without: the validation crop, the head with `margin`, as inference cuts it."""
+    from .crops import around_box
+
+    idx = np.arange(len(data))
+    rng = np.random.default_rng(seed) if seed is not None else None
+    intensity = intensity_augmentation(seed) if seed is not None and strong else None
+    if rng is not None:
+        idx = idx[rng.permutation(len(idx))]
+    for start in range(0, len(idx), batch_size):
+        images, masks = [], []
+        for i in idx[start : start + batch_size]:
+            if rng is None:
+                im, mk = head_crop_pair(data, i, out, around_box(data.boxes[i], margin))
+            else:
+                square = sample_square(data.boxes[i], data.images[i].shape, rng)
+                im, mk = head_crop_pair(
+                    data,
+                    i,
+                    out,
+                    square,
+                    rng.uniform(-25, 25),
+                    bool(rng.random() < 0.5),
+                    bool(rng.random() < 0.1),
+                )
+                if intensity is not None:
+                    im = intensity(image=im)["image"]
+            images.append(im)
+            masks.append(mk)
+        x = torch.from_numpy(preprocess(np.stack(images), normalization))
+        y = torch.from_numpy(np.stack(masks).astype(np.float32)[:, None] / 255.0)
         yield x, y

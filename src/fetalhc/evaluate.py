@@ -150,6 +150,7 @@ def evaluation_rows(
                 "ellipse_iou": result.ellipse_iou,
                 "confidence": result.confidence,
                 "edge_probability": result.edge_probability,
+                "pass_disagreement": result.pass_disagreement,
                 "quality": result.quality,
                 "status": result.status,
             }

@@ -8,14 +8,17 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from .config import BACKENDS
+from .crops import around_box, box_of, crop_matrix, cut, uncrop_logits, whole_image
 from .errors import FetalHCError
 from .model import preprocess
+from .postprocess import clean_mask
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +79,10 @@ class Segmenter:
         w, h = model_config.image_size
         self.size = (int(w), int(h))
         self.normalization = model_config.normalization
+        self.head_crop = model_config.head_crop
+        # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
+        quality = self.config.get("quality", {})
+        self.quality_thresholds = quality if isinstance(quality, dict) else {}
         self.batch_size = max(1, batch_size)
         self.flip_tta = flip_tta
         self.threads = threads
@@ -156,11 +163,8 @@ class Segmenter:
             return target
 
     # ------------------------------------------------------------ API
-    def logits_model_size(self, images: Sequence[np.ndarray]) -> np.ndarray:
-        """(N, H, W) logits at the model's input size."""
-        w, h = self.size
-        small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
-        x = preprocess(small, self.normalization)
+    def _network(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W) logits of a preprocessed batch, in chunks, with flip TTA if asked."""
         out = []
         for start in range(0, len(x), self.batch_size):
             chunk = x[start : start + self.batch_size]
@@ -171,18 +175,74 @@ class Segmenter:
             out.append(logits)
         return np.concatenate(out, axis=0)
 
+    def logits_model_size(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, H, W) logits at the model's input size: of the whole image resized, or (a
+        two-pass model) of the whole image letterboxed into the model's square."""
+        if self.head_crop:
+            return self._crop_logits(images, [whole_image(im.shape) for im in images])[0]
+        w, h = self.size
+        small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        return self._network(preprocess(small, self.normalization))
+
+    def _crop_logits(self, images, squares) -> tuple[np.ndarray, list[np.ndarray]]:
+        side = self.size[0]
+        matrices = [crop_matrix(sq, side) for sq in squares]
+        crops = np.stack([cut(im, m, side) for im, m in zip(images, matrices, strict=True)])
+        return self._network(preprocess(crops, self.normalization)), matrices
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Probability maps at each image's own size (and what the measurement and the
+        quality flag need besides)."""
+        if not self.head_crop:
+            logits = self.logits_model_size(images)
+            return [
+                Prediction(upsample_probability(lg, im.shape[:2]), lg)
+                for lg, im in zip(logits, images, strict=True)
+            ]
+        # Pass 1: find the head in the whole image.
+        coarse_logits, matrices = self._crop_logits(
+            images, [whole_image(im.shape) for im in images]
+        )
+        coarse = [
+            sigmoid(uncrop_logits(lg, m, im.shape))
+            for lg, m, im in zip(coarse_logits, matrices, images, strict=True)
+        ]
+        # Pass 2: outline it in a square around what pass 1 found.
+        boxes = [box_of(clean_mask(p >= 0.5)) for p in coarse]
+        found = [i for i, box in enumerate(boxes) if box is not None]
+        out = [Prediction(p, lg, p) for p, lg in zip(coarse, coarse_logits, strict=True)]
+        if found:
+            squares = [around_box(boxes[i], self.head_crop) for i in found]
+            fine_logits, fine_matrices = self._crop_logits([images[i] for i in found], squares)
+            for i, lg, m in zip(found, fine_logits, fine_matrices, strict=True):
+                out[i] = Prediction(
+                    sigmoid(uncrop_logits(lg, m, images[i].shape)), coarse_logits[i], coarse[i]
+                )
+        return out
+
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Probability maps at each image's own size."""
-        logits = self.logits_model_size(images)
-        return [
-            upsample_probability(lg, im.shape[:2]) for lg, im in zip(logits, images, strict=True)
-        ]
+        return [p.probability for p in self.predict(images)]
+
+
+@dataclass
+class Prediction:
+    """One image's prediction: the head probability at the image's size, the logits at
+    the model's size of the whole image (for the paper's metrics), and, for a two-pass
+    model, the first (locating) pass's probability at the image's size."""
+
+    probability: np.ndarray
+    logits_small: np.ndarray
+    coarse_probability: np.ndarray | None = None
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
 
 
 def upsample_probability(logits: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
     h, w = shape_hw
-    big = cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
-    return 1.0 / (1.0 + np.exp(-np.clip(big, -50, 50)))
+    return sigmoid(cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
 
 
 def onnx_config(path: Path) -> dict:

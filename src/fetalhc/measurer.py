@@ -24,8 +24,8 @@ from .data import plausible_hc, plausible_pixel_size
 from .ellipse import Ellipse
 from .errors import FetalHCError
 from .fileio import read_gray, to_gray_uint8
-from .inference import Segmenter, default_checkpoint, upsample_probability
-from .postprocess import Measurement, measure
+from .inference import Segmenter, default_checkpoint
+from .postprocess import Measurement, QualityThresholds, measure
 
 ImageLike = str | os.PathLike | np.ndarray
 
@@ -46,6 +46,7 @@ class HeadMeasurement:
     ellipse_iou: float = math.nan
     confidence: float = math.nan
     edge_probability: float = math.nan
+    pass_disagreement: float = math.nan
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
@@ -76,6 +77,7 @@ class HeadMeasurement:
             ellipse_iou=_round(self.ellipse_iou),
             confidence=_round(self.confidence),
             edge_probability=_round(self.edge_probability),
+            pass_disagreement=_round(self.pass_disagreement),
             status=self.status,
         )
         b = self.biometry if ok else None
@@ -113,6 +115,7 @@ def result_from_measurement(
         ellipse_iou=m.ellipse_iou,
         confidence=m.confidence,
         edge_probability=m.edge_probability,
+        pass_disagreement=m.pass_disagreement,
         mask=m.mask,
     )
     if m.ellipse is None:
@@ -170,11 +173,21 @@ class HeadMeasurer:
 
     @classmethod
     def from_segmenter(cls, segmenter) -> HeadMeasurer:
-        """Wrap any object with a Segmenter's `logits_model_size(images)` and `batch_size`
-        (an ensemble, a test double)."""
+        """Wrap any object with a Segmenter's `predict(images)` and `batch_size` (an
+        ensemble, a test double)."""
         measurer = cls.__new__(cls)
         measurer.segmenter = segmenter
         return measurer
+
+    @property
+    def thresholds(self) -> QualityThresholds:
+        """The quality flag's thresholds: the model's own (config.json) or the defaults."""
+        try:
+            return QualityThresholds.from_dict(
+                getattr(self.segmenter, "quality_thresholds", None) or {}
+            )
+        except ValueError as exc:
+            raise FetalHCError(f"{self.model_name}: config.json: {exc}") from None
 
     @property
     def batch_size(self) -> int:
@@ -252,19 +265,24 @@ class HeadMeasurer:
                 results[i] = HeadMeasurement(names[i], f"unreadable: {exc}")
         if decoded:
             try:
-                logits = self.segmenter.logits_model_size([im for _, im in decoded])
+                predictions = self.segmenter.predict([im for _, im in decoded])
             except Exception as exc:  # noqa: BLE001 - a model/input mismatch of any kind
-                logits = None
+                predictions = None
                 error = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
                 for i, _ in decoded:
                     results[i] = HeadMeasurement(names[i], error)
-            if logits is not None:
-                for (i, image), lg in zip(decoded, logits, strict=True):
-                    m = measure(upsample_probability(lg, image.shape[:2]), threshold)
+            if predictions is not None:
+                for (i, image), p in zip(decoded, predictions, strict=True):
+                    m = measure(
+                        p.probability,
+                        threshold,
+                        coarse=p.coarse_probability,
+                        thresholds=self.thresholds,
+                    )
                     result = result_from_measurement(names[i], m, sizes[i], ga_weeks)
                     result.image = image
                     if keep_logits:
-                        result.logits = lg
+                        result.logits = p.logits_small
                     results[i] = result
         return [r for r in results if r is not None]
 

@@ -34,6 +34,8 @@ class ModelConfig:
     decoder_channels: list[int] = field(default_factory=lambda: list(PAPER_DECODER_CHANNELS))
     image_size: list[int] = field(default_factory=lambda: list(DEFAULT_IMAGE_SIZE))  # W, H
     normalization: str = "imagenet"
+    # > 0: a two-pass model (see crops.py): square crops, the head's with this margin.
+    head_crop: float = 0.0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -42,7 +44,7 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         if not isinstance(d, dict):
             raise FetalHCError("config.json: 'model' must be a mapping")
-        names = ("arch", "encoder", "decoder_channels", "image_size", "normalization")
+        names = ("arch", "encoder", "decoder_channels", "image_size", "normalization", "head_crop")
         known = {k: d[k] for k in names if k in d}
         for key in ("arch", "encoder", "normalization"):
             if key in known and not isinstance(known[key], str):
@@ -57,6 +59,9 @@ class ModelConfig:
                 raise FetalHCError(
                     f"config.json: model {key!r} must be {length} positive integers, got {value!r}"
                 )
+        crop = known.get("head_crop", 0.0)
+        if isinstance(crop, bool) or not isinstance(crop, int | float) or not 0 <= crop < 1:
+            raise FetalHCError(f"config.json: model 'head_crop' must be in [0, 1), got {crop!r}")
         config = cls(**known)
         if config.normalization not in NORMALIZATIONS:
             raise FetalHCError(f"unknown input normalization {config.normalization!r}")

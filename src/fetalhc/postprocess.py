@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, fields
 
 import cv2
 import numpy as np
@@ -10,12 +11,32 @@ import numpy as np
 from .ellipse import Ellipse, draw_filled, fit_mask, hc_mm
 from .metrics import iou
 
-# Thresholds of the quality flag, chosen on the validation part of the bundled model's
-# split (see MODEL_CARD.md): a measurement is flagged `check` when the mask departs from
-# its own ellipse, or when the network still sees head just outside the fitted edge.
-MIN_ELLIPSE_IOU = 0.96
-MAX_EDGE_PROBABILITY = 0.25
 EDGE_RING = 0.06  # the ring outside the ellipse: up to 6 % beyond each semi-axis
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """When a measurement is flagged `check`: the mask departs from its own ellipse, the
+    network still sees head just outside the fitted edge, or (two-pass models) the two
+    passes disagree on the circumference. A model's config.json may carry its own values
+    (chosen on out-of-fold predictions, see MODEL_CARD.md); these defaults are those of
+    the first bundled model, chosen on its validation part."""
+
+    min_ellipse_iou: float = 0.96
+    max_edge_probability: float = 0.25
+    max_pass_disagreement: float = math.inf  # |HC pass 2 - HC pass 1| / HC pass 2
+
+    @classmethod
+    def from_dict(cls, d: dict) -> QualityThresholds:
+        known = {f.name for f in fields(cls)}
+        values = {}
+        for key, value in d.items():
+            if key not in known:
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"quality threshold {key!r} must be a number, got {value!r}")
+            values[key] = float(value)
+        return cls(**values)
 
 
 @dataclass
@@ -26,6 +47,7 @@ class Measurement:
     ellipse_iou: float = float("nan")  # agreement of the mask with its own fitted ellipse
     confidence: float = float("nan")  # mean probability inside the mask
     edge_probability: float = float("nan")  # mean probability in a ring just outside
+    pass_disagreement: float = float("nan")  # two-pass models: relative HC difference
     quality: str = "no_head"  # ok | check | no_head
     reasons: list[str] = field(default_factory=list)  # plain-language reasons for `check`
 
@@ -46,9 +68,16 @@ def clean_mask(binary: np.ndarray) -> np.ndarray:
     return out
 
 
-def measure(prob: np.ndarray, threshold: float = 0.5, min_area_px: int = 100) -> Measurement:
+def measure(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    min_area_px: int = 100,
+    coarse: np.ndarray | None = None,
+    thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
+) -> Measurement:
     """Threshold, clean, fit; flag the measurement for review when the mask is not
-    ellipse-like or the network was unsure."""
+    ellipse-like, the network was unsure, or (given the first pass's probability
+    `coarse`) the two passes disagree."""
     mask = clean_mask(prob >= threshold)
     if int(mask.sum()) < min_area_px:
         return Measurement(mask, None, "no_head")
@@ -67,15 +96,36 @@ def measure(prob: np.ndarray, threshold: float = 0.5, min_area_px: int = 100) ->
     )
     ring = draw_filled(grown, mask.shape).astype(bool) & ~inside
     edge = float(prob[ring].mean()) if ring.any() else 0.0
+    disagreement = float("nan")
+    if coarse is not None:
+        first = fit_mask(clean_mask(coarse >= threshold))
+        perimeter = hc_mm(ellipse, 1.0)
+        disagreement = abs(perimeter - hc_mm(first, 1.0)) / perimeter if first else 1.0
+    t = thresholds
     reasons = []
-    if agreement < MIN_ELLIPSE_IOU:
+    if agreement < t.min_ellipse_iou:
         reasons.append(
-            f"the head outline is not elliptical (agreement {agreement:.2f} < {MIN_ELLIPSE_IOU})"
+            f"the head outline is not elliptical (agreement {agreement:.2f} < "
+            f"{t.min_ellipse_iou:.2f})"
         )
-    if edge > MAX_EDGE_PROBABILITY:
+    if edge > t.max_edge_probability:
         reasons.append(
             "the model still sees head just outside the fitted ellipse (the skull edge may "
             "be faint or the mask may be cut short)"
         )
+    if disagreement > t.max_pass_disagreement:
+        reasons.append(
+            f"the whole-image and close-up passes disagree on HC by {100 * disagreement:.0f} %"
+        )
     quality = "check" if reasons else "ok"
-    return Measurement(mask, ellipse, "ok", agreement, confidence, edge, quality, reasons)
+    return Measurement(
+        mask,
+        ellipse,
+        "ok",
+        ellipse_iou=agreement,
+        confidence=confidence,
+        edge_probability=edge,
+        pass_disagreement=disagreement,
+        quality=quality,
+        reasons=reasons,
+    )

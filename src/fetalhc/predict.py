@@ -42,6 +42,7 @@ COLUMNS = [
     "ellipse_iou",
     "confidence",
     "edge_probability",
+    "pass_disagreement",
     "status",
     # clinical outputs (after the columns above, so the HC18 columns stay first)
     "ofd_mm",

@@ -52,6 +52,38 @@ def group_split(
     return assignment
 
 
+def group_folds(filenames: Sequence[str], k: int, seed: int = 0) -> dict[str, int]:
+    """Map each file name to one of `k` cross-validation folds (0..k-1), whole subjects per
+    fold: subjects in a seeded order, each to the fold holding the fewest images so far."""
+    if k < 2:
+        raise FetalHCError(f"--folds must be >= 2, got {k}")
+    groups = _subject_groups(filenames)
+    subjects = list(groups)
+    if len(subjects) < k:
+        raise FetalHCError(f"{len(subjects)} subjects cannot fill {k} folds")
+    order = np.random.default_rng(seed + 104729).permutation(len(subjects))
+    sizes = [0] * k
+    folds: dict[str, int] = {}
+    for idx in order:
+        fold = int(np.argmin(sizes))
+        for name in groups[subjects[idx]]:
+            folds[name] = fold
+        sizes[fold] += len(groups[subjects[idx]])
+    return folds
+
+
+def fold_split(split: dict[str, str], folds: dict[str, int], fold: int) -> dict[str, str]:
+    """A split for one cross-validation fold: its images are 'val', the other folds'
+    'train', and the split's test part stays 'test' (never in any fold)."""
+    out = {}
+    for name, part in split.items():
+        if part == "test":
+            out[name] = "test"
+        else:
+            out[name] = "val" if folds[name] == fold else "train"
+    return out
+
+
 def nested_subset(filenames: Sequence[str], fraction: float, seed: int = 0) -> list[str]:
     """The first `fraction` of the images, taken by whole subjects in a seeded order.
 

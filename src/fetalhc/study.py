@@ -20,9 +20,11 @@ import yaml
 
 from .config import (
     DEFAULT_IMAGE_SIZE,
+    LATER_FIELDS,
     SPLIT_PARTS,
     TrainConfig,
     config_from_mapping,
+    defaults,
     format_size,
     parse_size,
 )
@@ -215,6 +217,10 @@ def config_identity(config: TrainConfig, split_file: str | Path, evaluate_part: 
     identity = config.to_dict()
     for key in ("data", "split", "device"):
         identity.pop(key)
+    default = defaults()
+    for key in LATER_FIELDS:
+        if identity[key] == default[key]:
+            identity.pop(key)
     if identity["encoder_weights"] not in ("imagenet", "none"):
         identity["encoder_weights"] = Path(identity["encoder_weights"]).name
     identity["split_sha256"] = hashlib.sha256(Path(split_file).read_bytes()).hexdigest()

@@ -27,7 +27,7 @@ from .checkpoint import (
 )
 from .config import TrainConfig
 from .data import load_labelled
-from .dataset import CachedSet, epoch_seed, iterate_batches
+from .dataset import CachedSet, FullSet, epoch_seed, iterate_batches, iterate_crop_batches
 from .errors import FetalHCError
 from .fileio import atomic_path, write_csv
 from .model import ModelConfig, build_model, count_parameters
@@ -122,6 +122,13 @@ VAL_KEYS = ("val_dice", "val_paper_pa", "val_paper_dice", "val_paper_miou")
 log = logging.getLogger(__name__)
 
 
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of an epoch (1-based): constant, or cosine from lr towards 0."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / config.epochs))
+    return config.lr
+
+
 class Trainer:
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
         config.validate()
@@ -189,6 +196,7 @@ class Trainer:
             encoder=self.config.encoder,
             image_size=self.config.image_size,
             normalization=self.config.normalization,
+            head_crop=self.config.head_crop,
         )
         torch.manual_seed(self.config.seed)
         weights = "none" if s.random_encoder else self.config.encoder_weights
@@ -213,7 +221,10 @@ class Trainer:
             self._restore(model, state)
         self.out.mkdir(parents=True, exist_ok=True)
         self._copy_split()
-        if datasets is None:
+        if datasets is None and self.config.head_crop:
+            train = FullSet(train_records, desc="decode train")
+            val = FullSet(val_records, desc="decode val") if val_records else None
+        elif datasets is None:
             size = tuple(self.config.image_size)
             train = CachedSet(train_records, size, desc="decode train")
             val = CachedSet(val_records, size, desc="decode val") if val_records else None
@@ -291,15 +302,11 @@ class Trainer:
 
     def train_one_epoch(self, model: nn.Module, train: CachedSet, epoch: int) -> list[float]:
         set_train_mode(model, self.config.bn_mode)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, epoch)
         seed = epoch_seed(self.config.seed, epoch)
         torch.manual_seed(seed)
-        batches = iterate_batches(
-            train,
-            self.config.batch_size,
-            seed=seed,
-            augment=True,
-            normalization=self.config.normalization,
-        )
+        batches = self._batches(train, seed)
         losses: list[float] = []
         for loss in train_steps(
             model,
@@ -315,6 +322,28 @@ class Trainer:
             self.bar.update(1)
             self.bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
         return losses
+
+    def _batches(self, data, seed: int | None):
+        """Training batches (with a seed: shuffled and augmented) or validation batches."""
+        c = self.config
+        if c.head_crop:
+            return iterate_crop_batches(
+                data,
+                c.batch_size,
+                c.image_size[0],
+                c.head_crop,
+                seed=seed,
+                strong=c.augment == "strong",
+                normalization=c.normalization,
+            )
+        return iterate_batches(
+            data,
+            c.batch_size,
+            seed=seed,
+            augment=seed is not None,
+            strong=c.augment == "strong",
+            normalization=c.normalization,
+        )
 
     def _end_of_epoch(self, model: nn.Module, row: dict) -> None:
         """Checkpoints (best, last, resume state) and history, all written atomically."""
@@ -358,9 +387,7 @@ class Trainer:
         model.eval()
         losses, dices, batch_dice, batch_iou = [], [], [], []
         correct = pixels = 0
-        for x, y in iterate_batches(
-            val, self.config.batch_size, normalization=self.config.normalization
-        ):
+        for x, y in self._batches(val, None):
             x = x.to(self.device).contiguous(memory_format=torch.channels_last)
             y = y.to(self.device)
             with torch.autocast(

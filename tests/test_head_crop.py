@@ -1,0 +1,201 @@
+"""Two-pass (head-crop) models: crop geometry, training on crops, inference in two passes,
+folds for cross-validation, per-model quality thresholds, the cosine schedule."""
+
+import json
+import math
+
+import cv2
+import numpy as np
+import pytest
+
+from fetalhc.config import TrainConfig
+from fetalhc.crops import (
+    Square,
+    around_box,
+    box_of,
+    crop_matrix,
+    cut,
+    uncrop_logits,
+    whole_image,
+)
+from fetalhc.data import load_labelled, subject_of
+from fetalhc.ellipse import Ellipse, draw_filled, fit_mask
+from fetalhc.errors import FetalHCError
+from fetalhc.inference import Segmenter
+from fetalhc.measurer import HeadMeasurer
+from fetalhc.metrics import iou
+from fetalhc.split import fold_split, group_folds, group_split
+from fetalhc.study import config_identity
+from fetalhc.train import learning_rate
+
+
+def disc_image(shape=(540, 800), centre=(600, 140), axes=(22, 18), angle=30.0):
+    e = Ellipse(centre[0], centre[1], axes[0], axes[1], angle)
+    return (draw_filled(e, shape) * 255).astype(np.uint8), e
+
+
+# ---------------------------------------------------------------- geometry
+def test_crop_matrix_maps_the_square_onto_the_crop():
+    sq = Square(300.0, 200.0, 128.0)
+    m = crop_matrix(sq, 64)
+    # centre -> crop centre, and a point half a side to the right -> the right edge
+    assert np.allclose(m @ [300, 200, 1], [31.5, 31.5])
+    assert np.allclose(m @ [364, 200, 1], [63.5, 31.5])
+    rotated = crop_matrix(sq, 64, angle_deg=90)
+    assert np.allclose(rotated @ [300, 200, 1], [31.5, 31.5])
+    assert np.allclose(crop_matrix(sq, 64, hflip=True) @ [364, 200, 1], [-0.5, 31.5])
+
+
+@pytest.mark.parametrize("whole", [True, False])
+def test_crop_then_uncrop_gives_back_the_head(whole):
+    mask, _ = disc_image(axes=(120, 90))
+    square = whole_image(mask.shape) if whole else around_box(box_of(mask), 0.2)
+    m = crop_matrix(square, 256)
+    soft = cut(mask, m, 256).astype(np.float32) / 255
+    p = np.clip(soft, 1e-4, 1 - 1e-4)
+    back = uncrop_logits(np.log(p / (1 - p)), m, mask.shape) > 0
+    assert iou(back, mask > 0) > (0.99 if whole else 0.998)
+
+
+def test_head_square_holds_the_head_with_its_margin():
+    mask, _ = disc_image()
+    box = box_of(mask)
+    sq = around_box(box, 0.25)
+    assert sq.side == pytest.approx(max(box[2] - box[0], box[3] - box[1]) * 1.5)
+    assert (sq.cx, sq.cy) == pytest.approx(((box[0] + box[2]) / 2, (box[1] + box[3]) / 2))
+    assert box_of(np.zeros((5, 5))) is None
+
+
+# ---------------------------------------------------------------- two-pass inference
+def brightness_segmenter(head_crop=0.2, size=64):
+    """A Segmenter whose 'network' calls bright pixels head: logit = (input - 0.5) * 40 on
+    the unit-normalised input. Any error then comes from the crop geometry alone."""
+    seg = Segmenter.__new__(Segmenter)
+    seg.size, seg.normalization, seg.batch_size = (size, size), "unit", 4
+    seg.head_crop, seg.flip_tta, seg.quality_thresholds = head_crop, False, {}
+    seg.checkpoint = __import__("pathlib").Path("brightness")
+    seg.calls = []
+
+    def run(x):
+        seg.calls.append(x.shape)
+        return ((x[:, :1] - 0.5) * 40).astype(np.float32)
+
+    seg._run = run
+    return seg
+
+
+def test_two_passes_outline_a_small_head_that_one_pass_cannot():
+    image, truth = disc_image()  # a first-trimester-sized head: ~40 px across in 800 px
+    seg = brightness_segmenter()
+    [pred] = seg.predict([image])
+    assert len(seg.calls) == 2  # the whole image, then the crop around the head
+    assert pred.probability.shape == image.shape and pred.coarse_probability is not None
+    fine = fit_mask(pred.probability >= 0.5)
+    coarse = fit_mask(pred.coarse_probability >= 0.5)
+    perimeter = 2 * math.pi * math.sqrt((truth.a**2 + truth.b**2) / 2)
+    fine_p = 2 * math.pi * math.sqrt((fine.a**2 + fine.b**2) / 2)
+    coarse_p = 2 * math.pi * math.sqrt((coarse.a**2 + coarse.b**2) / 2)
+    # at 64x64 the whole 800x540 image is 12.5 px per model pixel: the first pass is
+    # coarse; the close-up (about 3 px per model pixel) recovers the outline
+    assert abs(fine_p - perimeter) / perimeter < 0.02
+    assert abs(fine_p - perimeter) < abs(coarse_p - perimeter)
+    assert (fine.cx, fine.cy) == pytest.approx((truth.cx, truth.cy), abs=1.0)
+
+
+def test_two_pass_measurement_reports_pass_disagreement_and_uses_model_thresholds():
+    image, _ = disc_image(axes=(150, 120), centre=(400, 270))
+    seg = brightness_segmenter(size=128)
+    result = HeadMeasurer.from_segmenter(seg).measure(image, 0.2)
+    assert result.ok and 0 <= result.pass_disagreement < 0.05
+    assert result.quality == "ok"
+    # a threshold below the measured disagreement (from the model's config) flags it
+    seg.quality_thresholds = {"max_pass_disagreement": result.pass_disagreement / 2}
+    flagged = HeadMeasurer.from_segmenter(seg).measure(image, 0.2)
+    assert flagged.quality == "check"
+    assert any("passes disagree" in r for r in flagged.quality_reasons)
+    seg.quality_thresholds = {"max_pass_disagreement": "high"}
+    with pytest.raises(FetalHCError, match="max_pass_disagreement"):
+        HeadMeasurer.from_segmenter(seg).measure(image, 0.2)
+
+
+def test_no_head_in_the_first_pass_means_no_second_pass():
+    seg = brightness_segmenter()
+    [pred] = seg.predict([np.zeros((100, 120), np.uint8)])
+    assert len(seg.calls) == 1 and pred.probability.max() < 0.5
+
+
+# ---------------------------------------------------------------- training on crops
+def test_head_crop_training_and_its_model_measure_in_two_passes(tmp_path, sample, sample_split):
+    from fetalhc.train import Trainer
+
+    config = TrainConfig(
+        data=str(sample),
+        split=str(sample_split),
+        strategy="full",
+        encoder_weights="none",
+        epochs=1,
+        batch_size=4,
+        lr=1e-3,
+        image_size=[64, 64],
+        head_crop=0.2,
+        augment="strong",
+        lr_schedule="cosine",
+    )
+    out = tmp_path / "crop-run"
+    Trainer(config, out).run()
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["model"]["head_crop"] == 0.2 and saved["train"]["augment"] == "strong"
+    seg = Segmenter(out / "last.safetensors", backend="torch")
+    assert seg.head_crop == 0.2
+    image = cv2.imread(str(sample / "training_set" / "000_HC.png"), cv2.IMREAD_GRAYSCALE)
+    [pred] = seg.predict([image])
+    assert pred.probability.shape == image.shape
+    assert pred.logits_small.shape == (64, 64)
+
+
+def test_head_crop_needs_a_square_size():
+    with pytest.raises(FetalHCError, match="square"):
+        TrainConfig(head_crop=0.2, image_size=[96, 64]).validate()
+    with pytest.raises(FetalHCError, match="head_crop"):
+        TrainConfig(head_crop=1.5, image_size=[64, 64]).validate()
+
+
+# ---------------------------------------------------------------- folds, schedule, identity
+def test_folds_keep_subjects_together_and_the_test_part_out(sample):
+    names = [r.filename for r in load_labelled(sample)]
+    split = group_split(names, val=0.1, test=0.2, seed=0)
+    pool = [n for n, p in split.items() if p != "test"]
+    folds = group_folds(pool, 3, seed=0)
+    assert sorted(folds) == sorted(pool) and set(folds.values()) == {0, 1, 2}
+    for name in pool:
+        others = [n for n in pool if subject_of(n) == subject_of(name)]
+        assert {folds[n] for n in others} == {folds[name]}
+    sizes = [sum(v == k for v in folds.values()) for k in range(3)]
+    assert max(sizes) - min(sizes) <= 2  # biggest subject in the sample holds 3 images
+    seen_as_val = []
+    for k in range(3):
+        parts = fold_split(split, folds, k)
+        assert {n for n, p in parts.items() if p == "test"} == {
+            n for n, p in split.items() if p == "test"
+        }
+        seen_as_val += [n for n, p in parts.items() if p == "val"]
+    assert sorted(seen_as_val) == sorted(pool)  # every pool image is out-of-fold once
+    with pytest.raises(FetalHCError):
+        group_folds(pool, 1)
+
+
+def test_cosine_schedule_decays_from_lr_and_constant_stays():
+    c = TrainConfig(lr=1e-3, epochs=10, lr_schedule="cosine")
+    rates = [learning_rate(c, e) for e in range(1, 11)]
+    assert rates[0] == pytest.approx(1e-3)
+    assert all(a > b for a, b in zip(rates, rates[1:], strict=False)) and rates[-1] > 0
+    assert learning_rate(TrainConfig(lr=1e-3, epochs=10), 7) == 1e-3
+
+
+def test_new_recipe_fields_leave_earlier_study_cells_valid(tmp_path):
+    split = tmp_path / "split.csv"
+    split.write_text("filename,part\n")
+    plain = config_identity(TrainConfig(), split, "test")
+    assert not {"lr_schedule", "augment", "head_crop"} & set(plain)
+    changed = config_identity(TrainConfig(lr_schedule="cosine"), split, "test")
+    assert changed["lr_schedule"] == "cosine"
