@@ -1,6 +1,10 @@
 """End-to-end inference: read PNG -> mask -> ellipse -> HC in mm, PyTorch eager vs ONNX Runtime.
 
-    python benchmarks/inference.py [--checkpoint FILE] [--images DIR] [--n 40]
+    python benchmarks/inference.py [--checkpoint FILE ...] [--images DIR] [--n 40]
+
+Each `--checkpoint` (default: the bundled model) is measured in the same run, side by
+side, through `HeadMeasurer` (the path `predict`, the API and `serve` use: both passes
+and the quality flag's features for a two-pass model).
 
 Latency: one image at a time (batch 1), mean over `--n` images after two warm-up images.
 Throughput: batches of 8. The ONNX model is exported from the same checkpoint first;
@@ -22,23 +26,23 @@ import torch
 from fetalhc.export import export_onnx, quantize_int8
 from fetalhc.fileio import read_gray
 from fetalhc.inference import Segmenter, default_checkpoint
-from fetalhc.postprocess import measure
+from fetalhc.measurer import HeadMeasurer
 from fetalhc.sample import sample_dir
 
 
 def end_to_end(segmenter: Segmenter, paths: list[Path], batch: int) -> float:
     """Seconds per image for read -> HC over `paths`, in batches of `batch`."""
+    segmenter.batch_size = batch
+    measurer = HeadMeasurer.from_segmenter(segmenter)
     t0 = time.perf_counter()
-    for start in range(0, len(paths), batch):
-        images = [read_gray(p) for p in paths[start : start + batch]]
-        for prob in segmenter.probabilities(images):
-            measure(prob).hc_mm(0.15)
+    for result in measurer.measure_many(paths, 0.15):
+        assert result.ok, result.status
     return (time.perf_counter() - t0) / len(paths)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", type=Path)
+    parser.add_argument("--checkpoint", type=Path, action="append")
     default = Path("../shared/hc18/test_set")
     parser.add_argument(
         "--images", type=Path, default=default if default.is_dir() else sample_dir() / "test_set"
@@ -46,28 +50,36 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--threads", type=int, default=0)
     args = parser.parse_args()
-    checkpoint = args.checkpoint or default_checkpoint()
     paths = sorted(args.images.glob("*.png"))
     paths = [p for p in paths if not p.name.endswith("_Annotation.png")]
     paths = (paths * (args.n // max(len(paths), 1) + 1))[: args.n]
+    print(
+        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} "
+        f"({args.threads or torch.get_num_threads()} threads), onnxruntime "
+        f"{onnxruntime.__version__}; {len(paths)} images"
+    )
+    for checkpoint in args.checkpoint or [default_checkpoint()]:
+        run_checkpoint(checkpoint, paths, args.threads)
+
+
+def run_checkpoint(checkpoint: Path, paths: list[Path], threads: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         export_onnx(checkpoint, onnx_path, verify=False)
         calibration = sorted((sample_dir() / "test_set").glob("*.png"))
         quantize_int8(onnx_path, Path(tmp) / "int8.onnx", [read_gray(p) for p in calibration])
         backends = {
-            "torch": Segmenter(checkpoint, backend="torch", threads=args.threads, batch_size=8),
-            "onnx": Segmenter(onnx_path, backend="onnx", threads=args.threads, batch_size=8),
-            "int8": Segmenter(
-                Path(tmp) / "int8.onnx", backend="onnx", threads=args.threads, batch_size=8
-            ),
+            "torch": Segmenter(checkpoint, backend="torch", threads=threads),
+            "onnx": Segmenter(onnx_path, backend="onnx", threads=threads),
+            "int8": Segmenter(Path(tmp) / "int8.onnx", backend="onnx", threads=threads),
         }
-        print(
-            f"machine: {platform.processor() or platform.machine()}, torch "
-            f"{torch.__version__} ({torch.get_num_threads()} threads), onnxruntime "
-            f"{onnxruntime.__version__}; model input {backends['torch'].size[0]}x"
-            f"{backends['torch'].size[1]}; {len(paths)} images"
+        seg = backends["torch"]
+        kind = (
+            f"two-pass, crops {seg.size[0]}x{seg.size[1]}"
+            if seg.head_crop
+            else (f"input {seg.size[0]}x{seg.size[1]}")
         )
+        print(f"\n{checkpoint.parent.name}/{checkpoint.name} ({kind})")
         results = {}
         for name, seg in backends.items():
             end_to_end(seg, paths[:2], 1)  # warm-up

@@ -1,6 +1,9 @@
 """Store a trained checkpoint as the bundled default model (fp16 safetensors + config).
 
-    python scripts/bundle_model.py RUN/best.safetensors [--notes "..."]
+    python scripts/bundle_model.py RUN/best.safetensors [--quality quality.json] [--notes "..."]
+
+`--quality`: the quality flag's thresholds chosen for this model (from
+scripts/model_selection_report.py), stored in its config.json.
 
 fp16 halves the file (13 MB for the 6.6 M-parameter U-Net); weights are cast back to fp32
 when loaded, so inference runs in fp32.
@@ -9,6 +12,7 @@ when loaded, so inference runs in fp32.
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 from fetalhc.checkpoint import load_model, save_weights, write_config
@@ -19,6 +23,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--notes", default="")
+    parser.add_argument("--quality", type=Path, help="thresholds of the quality flag (JSON)")
     args = parser.parse_args()
     model, config = load_model(args.checkpoint)
     save_weights(model, DEFAULT_MODEL, {"source": args.checkpoint.name}, half=True)
@@ -26,9 +31,11 @@ def main() -> None:
         "model": config["model"],
         "strategy": config["strategy"],
         "train": config["train"],
-        "source_run": str(args.checkpoint),
+        "source_run": f"{args.checkpoint.parent.name}/{args.checkpoint.name}",
         "notes": args.notes,
     }
+    if args.quality:
+        bundled["quality"] = json.loads(args.quality.read_text())
     write_config(DEFAULT_MODEL.parent / "config.json", bundled)
     print(f"{DEFAULT_MODEL}: {DEFAULT_MODEL.stat().st_size / 1e6:.1f} MB")
 

@@ -33,6 +33,9 @@ class QualityThresholds:
         for key, value in d.items():
             if key not in known:
                 continue
+            if value is None:  # that check is off
+                values[key] = 0.0 if key.startswith("min_") else math.inf
+                continue
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise ValueError(f"quality threshold {key!r} must be a number, got {value!r}")
             values[key] = float(value)
