@@ -199,3 +199,12 @@ def test_new_recipe_fields_leave_earlier_study_cells_valid(tmp_path):
     assert not {"lr_schedule", "augment", "head_crop"} & set(plain)
     changed = config_identity(TrainConfig(lr_schedule="cosine"), split, "test")
     assert changed["lr_schedule"] == "cosine"
+
+
+def test_two_pass_logits_at_model_size_score_like_the_full_size_mask():
+    from fetalhc.evaluate import paper_metrics
+
+    image, truth = disc_image(axes=(150, 120), centre=(400, 270))
+    [pred] = brightness_segmenter(size=128).predict([image])
+    assert pred.logits_small.shape == (128, 128)
+    assert paper_metrics(pred.logits_small, image > 0)["paper_dice"] > 0.98

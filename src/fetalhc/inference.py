@@ -200,25 +200,30 @@ class Segmenter:
                 for lg, im in zip(logits, images, strict=True)
             ]
         # Pass 1: find the head in the whole image.
-        coarse_logits, matrices = self._crop_logits(
-            images, [whole_image(im.shape) for im in images]
-        )
-        coarse = [
-            sigmoid(uncrop_logits(lg, m, im.shape))
-            for lg, m, im in zip(coarse_logits, matrices, images, strict=True)
+        shapes = [im.shape[:2] for im in images]
+        coarse_logits, matrices = self._crop_logits(images, [whole_image(s) for s in shapes])
+        full = [
+            uncrop_logits(lg, m, s)
+            for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
         ]
+        coarse = [sigmoid(lg) for lg in full]
         # Pass 2: outline it in a square around what pass 1 found.
         boxes = [box_of(clean_mask(p >= 0.5)) for p in coarse]
         found = [i for i, box in enumerate(boxes) if box is not None]
-        out = [Prediction(p, lg, p) for p, lg in zip(coarse, coarse_logits, strict=True)]
         if found:
             squares = [around_box(boxes[i], self.head_crop) for i in found]
             fine_logits, fine_matrices = self._crop_logits([images[i] for i in found], squares)
             for i, lg, m in zip(found, fine_logits, fine_matrices, strict=True):
-                out[i] = Prediction(
-                    sigmoid(uncrop_logits(lg, m, images[i].shape)), coarse_logits[i], coarse[i]
-                )
-        return out
+                full[i] = uncrop_logits(lg, m, shapes[i])
+        # The paper's metrics compare at the model's size: the final logits resized to it.
+        return [
+            Prediction(
+                sigmoid(lg) if i in found else coarse[i],
+                cv2.resize(lg, self.size, interpolation=cv2.INTER_AREA),
+                coarse[i],
+            )
+            for i, lg in enumerate(full)
+        ]
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Probability maps at each image's own size."""
@@ -228,8 +233,8 @@ class Segmenter:
 @dataclass
 class Prediction:
     """One image's prediction: the head probability at the image's size, the logits at
-    the model's size of the whole image (for the paper's metrics), and, for a two-pass
-    model, the first (locating) pass's probability at the image's size."""
+    the model's size of the whole image resized (for the paper's metrics), and, for a
+    two-pass model, the first (locating) pass's probability at the image's size."""
 
     probability: np.ndarray
     logits_small: np.ndarray
