@@ -208,3 +208,18 @@ def test_two_pass_logits_at_model_size_score_like_the_full_size_mask():
     [pred] = brightness_segmenter(size=128).predict([image])
     assert pred.logits_small.shape == (128, 128)
     assert paper_metrics(pred.logits_small, image > 0)["paper_dice"] > 0.98
+
+
+def test_data_split_writes_one_split_per_fold(tmp_path, sample):
+    from .conftest import run_cli
+
+    r = run_cli("data", "split", sample, "--out", tmp_path / "split.csv", "--folds", "3")
+    assert r.returncode == 0, r.stderr
+    base = (tmp_path / "split.csv").read_text().splitlines()
+    test = {line.split(",")[0] for line in base if line.endswith(",test")}
+    vals = []
+    for k in range(3):
+        lines = (tmp_path / f"split.fold{k}.csv").read_text().splitlines()
+        assert {line.split(",")[0] for line in lines if line.endswith(",test")} == test
+        vals += [line.split(",")[0] for line in lines if line.endswith(",val")]
+    assert len(vals) == len(set(vals)) == len(base) - 1 - len(test)
