@@ -54,8 +54,10 @@ class FirstPassOnly:
 
 
 def variant_measurer(variant: str, checkpoint: Path, threads: int) -> HeadMeasurer:
-    seg = Segmenter(checkpoint, backend="torch", threads=threads, flip_tta=variant.endswith("tta"))
+    seg = Segmenter(checkpoint, backend="torch", threads=threads, flip_tta="tta" in variant)
     seg.quality_thresholds = {}  # score with the features only; thresholds come later
+    if "margin" in variant:  # e.g. two-pass-margin0.1: another margin around pass 1's head
+        seg.head_crop = float(variant.split("margin")[1].split("-")[0])
     if variant.startswith("one-pass"):
         return HeadMeasurer.from_segmenter(FirstPassOnly(seg))
     return HeadMeasurer.from_segmenter(seg)
