@@ -30,12 +30,18 @@ ROOT = Path("results/model-selection")
 FOLDS = 3
 HC_RANGES = ((0, 100), (100, 200), (200, 300), (300, 1000))
 FLAG_SHARE = 0.10  # the target: flag at most 10 % of images
-NO_FLAG = {"min_ellipse_iou": 0.0, "max_edge_probability": 1.0, "max_pass_disagreement": math.inf}
+NO_FLAG = {
+    "min_ellipse_iou": 0.0,
+    "max_edge_probability": 1.0,
+    "max_pass_disagreement": math.inf,
+    "max_hc_mm": math.inf,
+}
 # Candidate thresholds: each feature may also be switched off.
 GRID = {
     "min_ellipse_iou": [0.0, *np.round(np.arange(0.90, 0.985, 0.01), 3)],
     "max_edge_probability": [1.0, *np.round(np.arange(0.10, 0.51, 0.05), 3)],
     "max_pass_disagreement": [math.inf, *np.round(np.arange(0.01, 0.101, 0.005), 4)],
+    "max_hc_mm": [math.inf, 280.0, 290.0, 300.0, 310.0, 320.0, 330.0],
 }
 
 
@@ -124,6 +130,7 @@ def flagged(rows: list[dict], t: dict) -> np.ndarray:
     iou, edge, dis = f("ellipse_iou", 0.0), f("edge_probability", 1.0), f("pass_disagreement", 1.0)
     out = (iou < t["min_ellipse_iou"]) | (edge > t["max_edge_probability"])
     out |= np.nan_to_num(dis, nan=0.0) > t["max_pass_disagreement"]
+    out |= np.nan_to_num(f("hc_mm", math.nan), nan=0.0) > t["max_hc_mm"]
     adf = f("hc_abs_diff_mm", math.nan)
     return out | ~np.isfinite(adf)  # no head: always for review
 

@@ -223,3 +223,15 @@ def test_data_split_writes_one_split_per_fold(tmp_path, sample):
         assert {line.split(",")[0] for line in lines if line.endswith(",test")} == test
         vals += [line.split(",")[0] for line in lines if line.endswith(",val")]
     assert len(vals) == len(set(vals)) == len(base) - 1 - len(test)
+
+
+def test_large_heads_are_flagged_above_the_models_hc_threshold():
+    image, _ = disc_image(axes=(150, 120), centre=(400, 270))
+    seg = brightness_segmenter(size=128)
+    hc = HeadMeasurer.from_segmenter(seg).measure(image, 0.3).hc_mm
+    seg.quality_thresholds = {"max_hc_mm": hc + 1}
+    assert HeadMeasurer.from_segmenter(seg).measure(image, 0.3).quality == "ok"
+    seg.quality_thresholds = {"max_hc_mm": hc - 1}
+    result = HeadMeasurer.from_segmenter(seg).measure(image, 0.3)
+    assert result.ok and result.quality == "check"
+    assert any("large head" in r for r in result.quality_reasons)

@@ -102,9 +102,14 @@ def _round(value: float | None) -> float | str:
 
 
 def result_from_measurement(
-    name: str, m: Measurement, pixel_size_mm: float | None, ga_given_weeks: float | None = None
+    name: str,
+    m: Measurement,
+    pixel_size_mm: float | None,
+    ga_given_weeks: float | None = None,
+    thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
 ) -> HeadMeasurement:
-    """Turn a mask measurement into HC/GA in mm, checking every number for plausibility."""
+    """Turn a mask measurement into HC/GA in mm, checking every number for plausibility
+    (and, with `thresholds.max_hc_mm`, flagging large heads)."""
     result = HeadMeasurement(
         filename=name,
         status="ok",
@@ -135,6 +140,12 @@ def result_from_measurement(
         result.quality = "check"
         result.quality_reasons.append(why)
         return result
+    if result.hc_mm > thresholds.max_hc_mm:
+        result.quality = "check"
+        result.quality_reasons.append(
+            f"a large head (HC over {thresholds.max_hc_mm:.0f} mm): this model's errors are "
+            "largest there; check the outline against the skull"
+        )
     result.biometry = biometry(m.ellipse.scaled(pixel_size_mm), ga_given_weeks)
     hadlock = result.biometry.ga_hadlock_weeks
     result.ga_weeks = hadlock if hadlock is not None else math.nan
@@ -272,14 +283,12 @@ class HeadMeasurer:
                 for i, _ in decoded:
                     results[i] = HeadMeasurement(names[i], error)
             if predictions is not None:
+                thresholds = self.thresholds
                 for (i, image), p in zip(decoded, predictions, strict=True):
                     m = measure(
-                        p.probability,
-                        threshold,
-                        coarse=p.coarse_probability,
-                        thresholds=self.thresholds,
+                        p.probability, threshold, coarse=p.coarse_probability, thresholds=thresholds
                     )
-                    result = result_from_measurement(names[i], m, sizes[i], ga_weeks)
+                    result = result_from_measurement(names[i], m, sizes[i], ga_weeks, thresholds)
                     result.image = image
                     if keep_logits:
                         result.logits = p.logits_small

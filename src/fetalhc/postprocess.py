@@ -25,6 +25,9 @@ class QualityThresholds:
     min_ellipse_iou: float = 0.96
     max_edge_probability: float = 0.25
     max_pass_disagreement: float = math.inf  # |HC pass 2 - HC pass 1| / HC pass 2
+    # Heads larger than this (mm) are flagged: the error in mm grows with the head, and
+    # third-trimester skulls are often faint or cut off (checked where HC is known).
+    max_hc_mm: float = math.inf
 
     @classmethod
     def from_dict(cls, d: dict) -> QualityThresholds:
