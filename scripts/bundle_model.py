@@ -2,8 +2,9 @@
 
     python scripts/bundle_model.py RUN/best.safetensors [--quality quality.json] [--notes "..."]
 
-`--quality`: the quality flag's thresholds chosen for this model (from
-scripts/model_selection_report.py), stored in its config.json.
+`--quality`: the quality flag's thresholds chosen for this model, `--head-crop`: the margin
+of a two-pass model's second crop (both from scripts/model_selection_report.py), stored in
+its config.json.
 
 fp16 halves the file (13 MB for the 6.6 M-parameter U-Net); weights are cast back to fp32
 when loaded, so inference runs in fp32.
@@ -24,6 +25,9 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--notes", default="")
     parser.add_argument("--quality", type=Path, help="thresholds of the quality flag (JSON)")
+    parser.add_argument(
+        "--head-crop", type=float, help="two-pass models: the margin inference uses (chosen OOF)"
+    )
     args = parser.parse_args()
     model, config = load_model(args.checkpoint)
     save_weights(model, DEFAULT_MODEL, {"source": args.checkpoint.name}, half=True)
@@ -34,6 +38,8 @@ def main() -> None:
         "source_run": f"{args.checkpoint.parent.name}/{args.checkpoint.name}",
         "notes": args.notes,
     }
+    if args.head_crop is not None:
+        bundled["model"]["head_crop"] = args.head_crop
     if args.quality:
         bundled["quality"] = json.loads(args.quality.read_text())
     write_config(DEFAULT_MODEL.parent / "config.json", bundled)

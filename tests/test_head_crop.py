@@ -235,3 +235,24 @@ def test_large_heads_are_flagged_above_the_models_hc_threshold():
     result = HeadMeasurer.from_segmenter(seg).measure(image, 0.3)
     assert result.ok and result.quality == "check"
     assert any("large head" in r for r in result.quality_reasons)
+
+
+def test_a_run_from_before_the_new_settings_resumes_with_their_defaults(
+    tmp_path, sample, sample_split, tiny_run
+):
+    import shutil
+
+    from .conftest import run_cli
+    from .test_train import train_args
+
+    run = tmp_path / "old-run"
+    shutil.copytree(tiny_run, run)
+    config = json.loads((run / "config.json").read_text())
+    for key in ("lr_schedule", "augment", "head_crop"):
+        config["train"].pop(key)
+    (run / "config.json").write_text(json.dumps(config))
+    refused = run_cli(*train_args(sample, sample_split, run, 3), "--resume", "--augment", "strong")
+    assert refused.returncode != 0 and "augment" in refused.stderr
+    r = run_cli(*train_args(sample, sample_split, run, 3), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert len((run / "history.csv").read_text().splitlines()) == 1 + 3

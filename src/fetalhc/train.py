@@ -25,7 +25,7 @@ from .checkpoint import (
     save_weights,
     write_config,
 )
-from .config import TrainConfig
+from .config import LATER_FIELDS, TrainConfig, defaults
 from .data import load_labelled
 from .dataset import CachedSet, FullSet, epoch_seed, iterate_batches, iterate_crop_batches
 from .errors import FetalHCError
@@ -150,6 +150,9 @@ class Trainer:
             if not isinstance(previous, dict):
                 raise FetalHCError(f"{config_path}: no 'train' settings; start a new --out")
             mine = self._recorded_train()
+            default = defaults()
+            # a run made before a setting existed ran with that setting's default
+            previous = {**{k: default[k] for k in LATER_FIELDS}, **previous}
             changed = [
                 k for k in mine if k not in ("epochs", "device") and previous.get(k) != mine[k]
             ]
