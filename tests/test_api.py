@@ -89,7 +89,8 @@ def synthetic_heads(n: int, rng) -> tuple[list[np.ndarray], list[np.ndarray]]:
     return images, masks
 
 
-def test_train_on_arrays_then_measure(tmp_path):
+@pytest.mark.parametrize("head_crop", [0.0, 0.2])
+def test_train_on_arrays_then_measure(tmp_path, head_crop):
     rng = np.random.default_rng(0)
     images, masks = synthetic_heads(12, rng)
     config = fetalhc.TrainConfig(
@@ -99,12 +100,14 @@ def test_train_on_arrays_then_measure(tmp_path):
         batch_size=4,
         lr=1e-3,
         image_size=[64, 64],
+        head_crop=head_crop,
     )
     summary = fetalhc.train_on_arrays(
         config, tmp_path / "run", images[:8], masks[:8], images[8:], masks[8:]
     )
     assert summary["epochs"] == 2 and 0 <= summary["best_val_dice"] <= 1
     measurer = fetalhc.HeadMeasurer(tmp_path / "run" / "best.safetensors", backend="torch")
+    assert measurer.segmenter.head_crop == head_crop
     result = measurer.measure(images[0], pixel_size_mm=0.5)
     assert result.filename == "image_0" and result.mask.shape == images[0].shape
     with pytest.raises(FetalHCError):

@@ -168,6 +168,26 @@ class FullSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    @classmethod
+    def from_arrays(cls, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> FullSet:
+        """Images (grey or colour, any bit depth) and 0/1 head masks of the same size."""
+        from .crops import box_of
+
+        if len(images) != len(masks) or not images:
+            raise FetalHCError(f"{len(images)} images but {len(masks)} masks")
+        out = cls.__new__(cls)
+        out.images, out.masks, out.boxes, out.records, out.skipped = [], [], [], [], []
+        for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
+            gray = to_gray_uint8(np.asarray(image))
+            binary = (np.asarray(mask, dtype=np.float32) > 0.5).astype(np.uint8) * 255
+            box = box_of(binary)
+            if binary.shape != gray.shape or box is None:
+                raise FetalHCError(f"image {i}: mask {binary.shape} != image {gray.shape} or empty")
+            out.images.append(gray)
+            out.masks.append(binary)
+            out.boxes.append(box)
+        return out
+
 
 def intensity_augmentation(seed: int) -> A.Compose:
     """Contrast, brightness and gamma: ultrasound gain and dynamic range vary by machine."""
