@@ -256,3 +256,11 @@ def test_a_run_from_before_the_new_settings_resumes_with_their_defaults(
     r = run_cli(*train_args(sample, sample_split, run, 3), "--resume")
     assert r.returncode == 0, r.stderr
     assert len((run / "history.csv").read_text().splitlines()) == 1 + 3
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_blank_frames_have_no_head_even_where_a_network_would_see_one(value):
+    seg = brightness_segmenter()  # calls every bright pixel head: a white frame is "all head"
+    result = HeadMeasurer.from_segmenter(seg).measure(np.full((300, 400), value, np.uint8), 0.1)
+    assert result.status == "no_head" and "blank" in result.quality_reasons[0]
+    assert seg.calls == []  # not even run

@@ -28,6 +28,8 @@ from .inference import Segmenter, default_checkpoint
 from .postprocess import Measurement, QualityThresholds, measure
 
 ImageLike = str | os.PathLike | np.ndarray
+# Grey levels: an image whose values span less than this holds nothing to measure.
+BLANK_RANGE = 16
 
 
 @dataclass
@@ -271,9 +273,22 @@ class HeadMeasurer:
         decoded: list[tuple[int, np.ndarray]] = []
         for i, image in enumerate(images):
             try:
-                decoded.append((i, _as_gray(image)))
+                gray = _as_gray(image)
             except ValueError as exc:
                 results[i] = HeadMeasurement(names[i], f"unreadable: {exc}")
+                continue
+            if int(gray.max()) - int(gray.min()) < BLANK_RANGE:
+                # Nothing to measure, and a network shown an empty frame may still "see"
+                # a head (the two-pass model does, in black or white frames).
+                results[i] = HeadMeasurement(
+                    names[i],
+                    "no_head",
+                    quality_reasons=["the image is blank (almost uniform grey)"],
+                    mask=np.zeros(gray.shape, np.uint8),
+                    image=gray,
+                )
+                continue
+            decoded.append((i, gray))
         if decoded:
             try:
                 predictions = self.segmenter.predict([im for _, im in decoded])
