@@ -145,7 +145,9 @@ def flag_figures(rows: list[dict], t: dict) -> dict:
         "caught_10mm": int((flag & big).sum()),
         "over_5mm": int(mid.sum()),
         "caught_5mm": int((flag & mid).sum()),
-        "unflagged_adf_mm": float(np.mean(adf[~flag & (adf < 1e8)])),
+        "unflagged_adf_mm": float(np.mean(kept))
+        if (kept := adf[~flag & (adf < 1e8)]).size
+        else math.nan,
     }
 
 
