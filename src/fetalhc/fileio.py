@@ -146,9 +146,9 @@ def read_gray(path: str | os.PathLike) -> np.ndarray:
         raise ValueError(f"cannot read file ({exc.strerror})") from None
     if data.size == 0:
         raise ValueError("empty file")
-    if data[128:132].tobytes() == b"DICM":  # DICOM Part 10: the pixel data need pydicom
-        from .dicom import read_dicom
+    from .dicom import is_dicom, read_dicom  # here: dicom.py imports this module
 
+    if is_dicom(data[:132].tobytes()):  # DICOM Part 10: the pixel data need pydicom
         return read_dicom(data.tobytes()).image
     return decode_gray(data)
 
