@@ -114,6 +114,13 @@ def defaults() -> dict[str, typing.Any]:
     return out
 
 
+def without_later_defaults(recorded: dict) -> dict:
+    """A recorded recipe without the LATER_FIELDS at their default: a recipe written before
+    those fields existed compares (and hashes) equal to the same recipe written after."""
+    default = defaults()
+    return {k: v for k, v in recorded.items() if not (k in LATER_FIELDS and v == default[k])}
+
+
 def format_size(size: typing.Sequence[int]) -> str:
     return f"{size[0]}x{size[1]}"
 

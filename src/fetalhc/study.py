@@ -20,13 +20,12 @@ import yaml
 
 from .config import (
     DEFAULT_IMAGE_SIZE,
-    LATER_FIELDS,
     SPLIT_PARTS,
     TrainConfig,
     config_from_mapping,
-    defaults,
     format_size,
     parse_size,
+    without_later_defaults,
 )
 from .errors import FetalHCError
 from .fileio import write_json
@@ -214,13 +213,9 @@ def cell_config(train: dict, cell: Cell, data: str, split: str, weights: str) ->
 def config_identity(config: TrainConfig, split_file: str | Path, evaluate_part: str) -> dict:
     """What identifies a cell's result: the resolved recipe, the split's content and the
     evaluated part — not where the data lie or which device ran it."""
-    identity = config.to_dict()
+    identity = without_later_defaults(config.to_dict())
     for key in ("data", "split", "device"):
         identity.pop(key)
-    default = defaults()
-    for key in LATER_FIELDS:
-        if identity[key] == default[key]:
-            identity.pop(key)
     if identity["encoder_weights"] not in ("imagenet", "none"):
         identity["encoder_weights"] = Path(identity["encoder_weights"]).name
     identity["split_sha256"] = hashlib.sha256(Path(split_file).read_bytes()).hexdigest()

@@ -25,7 +25,7 @@ from .checkpoint import (
     save_weights,
     write_config,
 )
-from .config import LATER_FIELDS, TrainConfig, defaults
+from .config import TrainConfig, without_later_defaults
 from .data import load_labelled
 from .dataset import CachedSet, FullSet, epoch_seed, iterate_batches, iterate_crop_batches
 from .errors import FetalHCError
@@ -149,12 +149,13 @@ class Trainer:
             previous = read_config(config_path).get("train", {})
             if not isinstance(previous, dict):
                 raise FetalHCError(f"{config_path}: no 'train' settings; start a new --out")
-            mine = self._recorded_train()
-            default = defaults()
             # a run made before a setting existed ran with that setting's default
-            previous = {**{k: default[k] for k in LATER_FIELDS}, **previous}
+            recorded = self._recorded_train()
+            mine, previous = without_later_defaults(recorded), without_later_defaults(previous)
             changed = [
-                k for k in mine if k not in ("epochs", "device") and previous.get(k) != mine[k]
+                k
+                for k in recorded
+                if k not in ("epochs", "device") and previous.get(k) != mine.get(k)
             ]
             if changed:
                 raise FetalHCError(f"--resume with different settings: {', '.join(changed)}")
