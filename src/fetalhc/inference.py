@@ -207,6 +207,7 @@ class Segmenter:
             for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
         ]
         coarse = [sigmoid(lg) for lg in full]
+        final = list(coarse)
         # Pass 2: outline it in a square around what pass 1 found.
         boxes = [box_of(clean_mask(p >= 0.5)) for p in coarse]
         found = [i for i, box in enumerate(boxes) if box is not None]
@@ -215,14 +216,11 @@ class Segmenter:
             fine_logits, fine_matrices = self._crop_logits([images[i] for i in found], squares)
             for i, lg, m in zip(found, fine_logits, fine_matrices, strict=True):
                 full[i] = uncrop_logits(lg, m, shapes[i])
+                final[i] = sigmoid(full[i])
         # The paper's metrics compare at the model's size: the final logits resized to it.
         return [
-            Prediction(
-                sigmoid(lg) if i in found else coarse[i],
-                cv2.resize(lg, self.size, interpolation=cv2.INTER_AREA),
-                coarse[i],
-            )
-            for i, lg in enumerate(full)
+            Prediction(p, cv2.resize(lg, self.size, interpolation=cv2.INTER_AREA), c)
+            for p, lg, c in zip(final, full, coarse, strict=True)
         ]
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
