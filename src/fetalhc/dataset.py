@@ -139,31 +139,37 @@ class FullSet:
     square crop of each image every epoch), with each reference head's bounding box."""
 
     def __init__(self, records: Sequence[Record], desc: str = "cache"):
-        from .crops import box_of
+        self._start()
+        for rec in tqdm(list(records), desc=desc, leave=False, unit="img"):
+            try:
+                self._add(read_gray(rec.image_path), load_mask(rec))
+            except ValueError as exc:  # one bad file is reported and skipped
+                self.skipped.append(f"{rec.filename}: {exc}")
+                log.warning("skipped %s: %s", rec.filename, exc)
+                continue
+            self.records.append(rec)
+        if not self.records:
+            raise FetalHCError(f"{desc}: no readable image")
 
+    def _start(self) -> None:
         self.images: list[np.ndarray] = []
         self.masks: list[np.ndarray] = []
         self.boxes: list[tuple[float, float, float, float]] = []
         self.records: list[Record] = []
         self.skipped: list[str] = []
-        for rec in tqdm(list(records), desc=desc, leave=False, unit="img"):
-            try:
-                image = read_gray(rec.image_path)
-                mask = (load_mask(rec) > 0.5).astype(np.uint8) * 255
-            except ValueError as exc:  # one bad file is reported and skipped
-                self.skipped.append(f"{rec.filename}: {exc}")
-                log.warning("skipped %s: %s", rec.filename, exc)
-                continue
-            box = box_of(mask)
-            if box is None or mask.shape != image.shape:
-                self.skipped.append(f"{rec.filename}: empty or mismatched annotation")
-                continue
-            self.images.append(image)
-            self.masks.append(mask)
-            self.boxes.append(box)
-            self.records.append(rec)
-        if not self.records:
-            raise FetalHCError(f"{desc}: no readable image")
+
+    def _add(self, gray: np.ndarray, mask: np.ndarray) -> None:
+        """Keep one image with its head mask (> 0.5 is head); ValueError if they differ in
+        size or the mask holds no head."""
+        from .crops import box_of
+
+        binary = (np.asarray(mask, dtype=np.float32) > 0.5).astype(np.uint8) * 255
+        box = box_of(binary)
+        if binary.shape != gray.shape or box is None:
+            raise ValueError(f"mask {binary.shape} != image {gray.shape} or empty")
+        self.images.append(gray)
+        self.masks.append(binary)
+        self.boxes.append(box)
 
     def __len__(self) -> int:
         return len(self.images)
@@ -171,21 +177,15 @@ class FullSet:
     @classmethod
     def from_arrays(cls, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]) -> FullSet:
         """Images (grey or colour, any bit depth) and 0/1 head masks of the same size."""
-        from .crops import box_of
-
         if len(images) != len(masks) or not images:
             raise FetalHCError(f"{len(images)} images but {len(masks)} masks")
         out = cls.__new__(cls)
-        out.images, out.masks, out.boxes, out.records, out.skipped = [], [], [], [], []
+        out._start()
         for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
-            gray = to_gray_uint8(np.asarray(image))
-            binary = (np.asarray(mask, dtype=np.float32) > 0.5).astype(np.uint8) * 255
-            box = box_of(binary)
-            if binary.shape != gray.shape or box is None:
-                raise FetalHCError(f"image {i}: mask {binary.shape} != image {gray.shape} or empty")
-            out.images.append(gray)
-            out.masks.append(binary)
-            out.boxes.append(box)
+            try:
+                out._add(to_gray_uint8(np.asarray(image)), mask)
+            except ValueError as exc:
+                raise FetalHCError(f"image {i}: {exc}") from None
         return out
 
 
