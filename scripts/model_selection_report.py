@@ -14,6 +14,7 @@ Nothing here looks at the test part.
 from __future__ import annotations
 
 import argparse
+import csv
 import itertools
 import json
 import math
@@ -29,12 +30,15 @@ from fetalhc.measurer import HeadMeasurer
 ROOT = Path("results/model-selection")
 FOLDS = 3
 HC_RANGES = ((0, 100), (100, 200), (200, 300), (300, 1000))
-FLAG_SHARE = 0.10  # the issue's target: flag at most 10 % of images
+# Flag at most 12 % of images: the issue's goal is 10 %, its bar 15 %; 12 % in
+# cross-validation leaves room for a new set's share to come out higher.
+FLAG_SHARE = 0.12
 NO_FLAG = {
     "min_ellipse_iou": 0.0,
     "max_edge_probability": 1.0,
     "max_pass_disagreement": math.inf,
     "max_hc_mm": math.inf,
+    "max_pass_distance_mm": math.inf,
 }
 # Candidate thresholds: each feature may also be switched off.
 GRID = {
@@ -42,6 +46,7 @@ GRID = {
     "max_edge_probability": [1.0, *np.round(np.arange(0.10, 0.51, 0.05), 3)],
     "max_pass_disagreement": [math.inf, *np.round(np.arange(0.01, 0.101, 0.005), 4)],
     "max_hc_mm": [math.inf, 280.0, 290.0, 300.0, 310.0, 320.0, 330.0],
+    "max_pass_distance_mm": [math.inf, *np.round(np.arange(0.3, 1.51, 0.1), 2)],
 }
 
 
@@ -72,8 +77,6 @@ def variant_measurer(variant: str, checkpoint: Path, threads: int) -> HeadMeasur
 def oof_rows(variant: str, data: Path, threads: int) -> list[dict]:
     path = ROOT / "oof" / f"{variant}.csv"
     if path.is_file():
-        import csv
-
         with open(path, newline="") as f:
             return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
     rows = []
@@ -123,26 +126,48 @@ def figures(rows: list[dict]) -> dict:
     return out
 
 
-def flagged(rows: list[dict], t: dict) -> np.ndarray:
-    def f(key, default):
-        return np.array([r.get(key, default) for r in rows], dtype=float)
+# Each check: the row's value (a missing one never trips it) and whether it trips above
+# or below the threshold.
+CHECKS = {
+    "min_ellipse_iou": ("ellipse_iou", math.inf, np.less),
+    "max_edge_probability": ("edge_probability", -math.inf, np.greater),
+    "max_pass_disagreement": ("pass_disagreement", -math.inf, np.greater),
+    "max_hc_mm": ("hc_mm", -math.inf, np.greater),
+    "max_pass_distance_mm": ("pass_distance_mm", -math.inf, np.greater),
+}
 
-    iou, edge, dis = f("ellipse_iou", 0.0), f("edge_probability", 1.0), f("pass_disagreement", 1.0)
-    out = (iou < t["min_ellipse_iou"]) | (edge > t["max_edge_probability"])
-    out |= np.nan_to_num(dis, nan=0.0) > t["max_pass_disagreement"]
-    out |= np.nan_to_num(f("hc_mm", math.nan), nan=0.0) > t["max_hc_mm"]
-    adf = f("hc_abs_diff_mm", math.nan)
-    return out | ~np.isfinite(adf)  # no head: always for review
+
+def _column(rows: list[dict], key: str, missing: float) -> np.ndarray:
+    v = np.array([r.get(key, math.nan) for r in rows], dtype=float)
+    return np.where(np.isfinite(v), v, missing)
+
+
+def trips(rows: list[dict], name: str, threshold: float) -> np.ndarray:
+    key, missing, compare = CHECKS[name]
+    return compare(_column(rows, key, missing), threshold)
+
+
+def no_head(rows: list[dict]) -> np.ndarray:
+    return ~np.isfinite(np.array([r.get("hc_abs_diff_mm", math.nan) for r in rows], float))
+
+
+def flagged(rows: list[dict], t: dict) -> np.ndarray:
+    out = no_head(rows)  # no head: always for review
+    for name, threshold in t.items():
+        out |= trips(rows, name, threshold)
+    return out
 
 
 def flag_figures(rows: list[dict], t: dict) -> dict:
     flag = flagged(rows, t)
     adf = np.nan_to_num(np.array([r.get("hc_abs_diff_mm", math.nan) for r in rows], float), nan=1e9)
-    big, mid = adf > 10, adf > 5
+    big, large, mid = adf > 10, adf > 7.5, adf > 5
     return {
         "flagged_pct": 100 * flag.mean(),
         "over_10mm": int(big.sum()),
         "caught_10mm": int((flag & big).sum()),
+        "over_7_5mm": int(large.sum()),
+        "caught_7_5mm": int((flag & large).sum()),
         "over_5mm": int(mid.sum()),
         "caught_5mm": int((flag & mid).sum()),
         "unflagged_adf_mm": float(np.mean(kept))
@@ -151,19 +176,60 @@ def flag_figures(rows: list[dict], t: dict) -> dict:
     }
 
 
+def _bits(flags: np.ndarray) -> int:
+    """A boolean vector as one integer, so that a combination of checks is a few ORs."""
+    return int.from_bytes(np.packbits(flags.astype(bool)).tobytes(), "big")
+
+
 def choose_thresholds(rows: list[dict]) -> dict:
-    """The thresholds that catch most errors over 10 mm, then over 5 mm, flagging at most
-    FLAG_SHARE of the images (then: the fewest flagged)."""
+    """The thresholds that catch most errors over 10 mm, then over 7.5 mm, then over 5 mm,
+    flagging at most FLAG_SHARE of the images (then: the fewest flagged). Exhaustive over
+    GRID; each check's flags are computed once and combined as bit sets."""
+    adf = np.nan_to_num([r.get("hc_abs_diff_mm", math.nan) for r in rows], nan=1e9)
+    tiers = [_bits(adf > mm) for mm in (10, 7.5, 5)]
+    always = _bits(no_head(rows))
+    per_check = [[_bits(trips(rows, name, v)) for v in GRID[name]] for name in GRID]
+    limit = FLAG_SHARE * len(rows)
     best, best_key = dict(NO_FLAG), None
-    for values in itertools.product(*GRID.values()):
-        t = dict(zip(GRID, values, strict=True))
-        fig = flag_figures(rows, t)
-        if fig["flagged_pct"] > 100 * FLAG_SHARE:
+    for index in itertools.product(*(range(len(GRID[name])) for name in GRID)):
+        flags = always
+        for check, i in zip(per_check, index, strict=True):
+            flags |= check[i]
+        n = flags.bit_count()
+        if n > limit:
             continue
-        key = (fig["caught_10mm"], fig["caught_5mm"], -fig["flagged_pct"])
+        key = (*((flags & tier).bit_count() for tier in tiers), -n)
         if best_key is None or key > best_key:
-            best, best_key = t, key
+            best_key = key
+            best = {name: GRID[name][i] for name, i in zip(GRID, index, strict=True)}
     return best
+
+
+def feature_aucs(rows: list[dict]) -> list[dict]:
+    """How well each flag feature alone ranks the large errors above the rest: the area
+    under the ROC curve (Mann-Whitney U / (n_pos n_neg); 0.5 = chance)."""
+    from scipy.stats import mannwhitneyu
+
+    adf = np.array([r.get("hc_abs_diff_mm", math.nan) for r in rows], dtype=float)
+    found = np.isfinite(adf)
+    out = []
+    for key, _, compare in CHECKS.values():
+        v = np.array([r.get(key, math.nan) for r in rows], dtype=float)[found]
+        v = -v if compare is np.less else v  # higher = more suspicious
+        v = np.where(np.isfinite(v), v, np.nanmin(v) if np.isfinite(v).any() else 0.0)
+        row = {"feature": key}
+        for mm in (5.0, 7.5):
+            pos = adf[found] > mm
+            u = mannwhitneyu(v[pos], v[~pos]).statistic if pos.any() and (~pos).any() else math.nan
+            row[f"auc_over_{mm:g}mm"] = u / (pos.sum() * (~pos).sum()) if pos.any() else math.nan
+        out.append(row)
+    return out
+
+
+def _plain(t: dict) -> str:
+    """Thresholds as the reader wants them: numbers, 'off' for a check that is off."""
+    off = {k: v for k, v in NO_FLAG.items()}
+    return ", ".join(f"{k} {'off' if v == off[k] else f'{float(v):g}'}" for k, v in t.items())
 
 
 def main() -> None:
@@ -195,6 +261,8 @@ def main() -> None:
         {"held_out_fold": "all (chosen on all folds)", **final, **flag_figures(rows, final)}
     )
     write_csv(ROOT / "flag.csv", flag_rows)
+    aucs = feature_aucs(rows)
+    write_csv(ROOT / "flag_features.csv", aucs)
     (ROOT / "quality.json").write_text(
         json.dumps({k: (None if math.isinf(v) else float(v)) for k, v in final.items()}, indent=2)
         + "\n"
@@ -204,6 +272,7 @@ def main() -> None:
     cv = {
         "flagged_pct": 100 * flags.mean(),
         "caught_10mm": f"{int((flags & (adf > 10)).sum())}/{int((adf > 10).sum())}",
+        "caught_7_5mm": f"{int((flags & (adf > 7.5)).sum())}/{int((adf > 7.5).sum())}",
         "caught_5mm": f"{int((flags & (adf > 5)).sum())}/{int((adf > 5).sum())}",
     }
     lines = [
@@ -229,8 +298,16 @@ def main() -> None:
         "",
         f"Quality flag ({chosen_variant}), thresholds chosen on two folds and scored on the "
         f"third, pooled: {cv['flagged_pct']:.1f} % flagged, errors > 10 mm caught "
-        f"{cv['caught_10mm']}, > 5 mm caught {cv['caught_5mm']} (per fold: flag.csv). "
-        f"Thresholds chosen on all folds (quality.json, stored with the model): {final}.",
+        f"{cv['caught_10mm']}, > 7.5 mm {cv['caught_7_5mm']}, > 5 mm {cv['caught_5mm']} "
+        "(per fold: flag.csv). Thresholds chosen on all folds (quality.json, stored with "
+        f"the model): {_plain(final)}.",
+        "",
+        "Each feature alone (area under the ROC curve for errors over 5 / 7.5 mm; 0.5 = "
+        "chance; flag_features.csv): "
+        + ", ".join(
+            f"{a['feature']} {a['auc_over_5mm']:.2f} / {a['auc_over_7.5mm']:.2f}" for a in aucs
+        )
+        + ".",
         "",
     ]
     (ROOT / "summary.md").write_text("\n".join(lines))

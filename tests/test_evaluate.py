@@ -50,6 +50,23 @@ def test_reference_masks_score_perfectly(tmp_path, sample):
         )
 
 
+def test_flag_report_counts_caught_errors_per_threshold():
+    from fetalhc.evaluate import flag_report
+
+    def r(err, quality):
+        return {"hc_abs_diff_mm": err, "quality": quality}
+
+    rows = [r(1.0, "ok")] * 6 + [r(12.0, "check"), r(11.0, "ok"), r(6.0, "check")]
+    rows += [r(float("nan"), "no_head")]  # no head: off by more than any threshold
+    q = flag_report(rows)
+    assert q["flagged"] == 3 and q["flagged_pct"] == pytest.approx(30.0)
+    assert q["catches"] == [
+        {"error_over_mm": 5.0, "images": 4, "caught": 3},
+        {"error_over_mm": 10.0, "images": 3, "caught": 2},
+    ]
+    assert q["hc_abs_diff_mm_unflagged"]["mean"] == pytest.approx((6 * 1.0 + 11.0) / 7)
+
+
 def test_evaluate_cli_outputs(tiny_run, sample, sample_split, tmp_path):
     out = tmp_path / "ev"
     r = run_cli(

@@ -118,6 +118,31 @@ def test_two_pass_measurement_reports_pass_disagreement_and_uses_model_threshold
         HeadMeasurer.from_segmenter(seg).measure(image, 0.2)
 
 
+def test_pass_distance_is_the_mean_gap_between_the_passes_outlines_in_mm():
+    from fetalhc.measurer import result_from_measurement
+    from fetalhc.postprocess import QualityThresholds, measure
+
+    fine, _ = disc_image(axes=(100, 100), centre=(400, 270), angle=0.0)
+    # the first pass saw a head 6 px wider all round: a ring 6 px thick around the same
+    # circle; its HC differs, but the shifted one below has the same HC and still differs
+    coarse, _ = disc_image(axes=(106, 106), centre=(400, 270), angle=0.0)
+    m = measure(fine / 255.0, coarse=coarse / 255.0)
+    assert m.pass_distance_px == pytest.approx(6.0, abs=0.6)
+    shifted, _ = disc_image(axes=(100, 100), centre=(410, 270), angle=0.0)
+    m_shift = measure(fine / 255.0, coarse=shifted / 255.0)
+    assert m_shift.pass_disagreement < 0.005 and m_shift.pass_distance_px > 4.0
+    result = result_from_measurement("a.png", m, 0.2)
+    assert result.pass_distance_mm == pytest.approx(0.2 * m.pass_distance_px)
+    assert result.as_row()["pass_distance_mm"] == pytest.approx(result.pass_distance_mm)
+    assert result.quality == "ok"
+    t = QualityThresholds(max_pass_distance_mm=1.0)
+    flagged = result_from_measurement("a.png", m, 0.2, thresholds=t)
+    assert flagged.quality == "check" and any("apart" in r for r in flagged.quality_reasons)
+    # one-pass models have no such distance and are never flagged for it
+    one_pass = result_from_measurement("a.png", measure(fine / 255.0), 0.2, thresholds=t)
+    assert math.isnan(one_pass.pass_distance_mm) and one_pass.quality == "ok"
+
+
 def test_no_head_in_the_first_pass_means_no_second_pass():
     seg = brightness_segmenter()
     [pred] = seg.predict([np.zeros((100, 120), np.uint8)])

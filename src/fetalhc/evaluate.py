@@ -25,7 +25,13 @@ from .split import part_files, read_split
 
 log = logging.getLogger(__name__)
 
-HC_RANGES = ((0, 100, "< 100 mm"), (100, 250, "100–250 mm"), (250, math.inf, "> 250 mm"))
+# The ranges HC18 results are usually broken down by (trimesters, roughly).
+HC_RANGES = (
+    (0, 100, "< 100 mm"),
+    (100, 200, "100–200 mm"),
+    (200, 300, "200–300 mm"),
+    (300, math.inf, "> 300 mm"),
+)
 SUMMARY_KEYS = (
     "pixel_accuracy",
     "dice",
@@ -151,6 +157,7 @@ def evaluation_rows(
                 "confidence": result.confidence,
                 "edge_probability": result.edge_probability,
                 "pass_disagreement": result.pass_disagreement,
+                "pass_distance_mm": result.pass_distance_mm,
                 "quality": result.quality,
                 "status": result.status,
             }
@@ -238,17 +245,20 @@ def _write_outputs(
     return summary
 
 
-def flag_report(rows: list[dict], worst_mm: float = 5.0) -> dict:
-    """How well the quality flag catches large HC errors (|diff| > worst_mm)."""
-    bad = [r for r in rows if not (r["hc_abs_diff_mm"] <= worst_mm)]
+def flag_report(rows: list[dict], thresholds_mm: tuple[float, ...] = (5.0, 10.0)) -> dict:
+    """How well the quality flag catches large HC errors: for each threshold, how many
+    images are off by more (no head counts as off) and how many of those are flagged."""
     flagged = [r for r in rows if r["quality"] != "ok"]
-    caught = [r for r in bad if r["quality"] != "ok"]
     ok_rows = [r for r in rows if r["quality"] == "ok"]
+    catches = []
+    for mm in thresholds_mm:
+        bad = [r for r in rows if not (r["hc_abs_diff_mm"] <= mm)]
+        caught = [r for r in bad if r["quality"] != "ok"]
+        catches.append({"error_over_mm": mm, "images": len(bad), "caught": len(caught)})
     return {
-        "error_threshold_mm": worst_mm,
-        "images_over_threshold": len(bad),
-        "caught_by_flag": len(caught),
         "flagged": len(flagged),
+        "flagged_pct": 100 * len(flagged) / len(rows) if rows else math.nan,
+        "catches": catches,
         "hc_abs_diff_mm_unflagged": metrics.summarise(r["hc_abs_diff_mm"] for r in ok_rows),
     }
 
@@ -320,9 +330,12 @@ def summary_markdown(summary: dict) -> str:
         "",
         "## Quality flag",
         "",
-        f"{q['caught_by_flag']} of the {q['images_over_threshold']} images with an HC error "
-        f"over {q['error_threshold_mm']:.0f} mm are flagged `check` ({q['flagged']} flagged in "
-        f"all). HC absolute difference of unflagged images: "
+        f"{q['flagged']} images flagged `check` ({q['flagged_pct']:.1f} %). Caught: "
+        + "; ".join(
+            f"{c['caught']} of the {c['images']} with an HC error over {c['error_over_mm']:g} mm"
+            for c in q["catches"]
+        )
+        + f". HC absolute difference of unflagged images: "
         f"{_fmt(q['hc_abs_diff_mm_unflagged'])} mm.",
         "",
         "## Worst images (overlays in `worst/`; green/orange: prediction, blue: reference)",

@@ -49,6 +49,7 @@ class HeadMeasurement:
     confidence: float = math.nan
     edge_probability: float = math.nan
     pass_disagreement: float = math.nan
+    pass_distance_mm: float = math.nan  # two-pass models: the passes' outlines, mean distance
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
@@ -80,6 +81,7 @@ class HeadMeasurement:
             confidence=_round(self.confidence),
             edge_probability=_round(self.edge_probability),
             pass_disagreement=_round(self.pass_disagreement),
+            pass_distance_mm=_round(self.pass_distance_mm),
             status=self.status,
         )
         b = self.biometry if ok else None
@@ -136,6 +138,7 @@ def result_from_measurement(
         result.status = f"implausible_pixel_size: {why}"
         return result
     result.hc_mm = m.hc_mm(pixel_size_mm)
+    result.pass_distance_mm = m.pass_distance_px * pixel_size_mm
     why = plausible_hc(result.hc_mm)
     if why:
         result.status = f"implausible_hc: {why}"
@@ -147,6 +150,12 @@ def result_from_measurement(
         result.quality_reasons.append(
             f"a large head (HC over {thresholds.max_hc_mm:.0f} mm): this model's errors are "
             "largest there; check the outline against the skull"
+        )
+    if result.pass_distance_mm > thresholds.max_pass_distance_mm:
+        result.quality = "check"
+        result.quality_reasons.append(
+            f"the whole-image and close-up passes' outlines lie {result.pass_distance_mm:.1f} mm "
+            "apart on average: the skull edge is ambiguous"
         )
     result.biometry = biometry(m.ellipse.scaled(pixel_size_mm), ga_given_weeks)
     hadlock = result.biometry.ga_hadlock_weeks

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from .ellipse import Ellipse, draw_filled, fit_mask, hc_mm
-from .metrics import iou
+from .metrics import assd, iou
 
 EDGE_RING = 0.06  # the ring outside the ellipse: up to 6 % beyond each semi-axis
 
@@ -25,6 +25,10 @@ class QualityThresholds:
     min_ellipse_iou: float = 0.96
     max_edge_probability: float = 0.25
     max_pass_disagreement: float = math.inf  # |HC pass 2 - HC pass 1| / HC pass 2
+    # Mean distance (mm) between the two passes' head outlines: unlike the HC difference it
+    # does not cancel when one side grows and the other shrinks (checked where the pixel
+    # size is known, in measurer.result_from_measurement).
+    max_pass_distance_mm: float = math.inf
     # Heads larger than this (mm) are flagged: the error in mm grows with the head, and
     # third-trimester skulls are often faint or cut off (checked where HC is known).
     max_hc_mm: float = math.inf
@@ -54,6 +58,7 @@ class Measurement:
     confidence: float = float("nan")  # mean probability inside the mask
     edge_probability: float = float("nan")  # mean probability in a ring just outside
     pass_disagreement: float = float("nan")  # two-pass models: relative HC difference
+    pass_distance_px: float = float("nan")  # two-pass models: mean outline distance (ASSD)
     quality: str = "no_head"  # ok | check | no_head
     reasons: list[str] = field(default_factory=list)  # plain-language reasons for `check`
 
@@ -102,11 +107,14 @@ def measure(
     )
     ring = draw_filled(grown, mask.shape).astype(bool) & ~inside
     edge = float(prob[ring].mean()) if ring.any() else 0.0
-    disagreement = float("nan")
+    disagreement = distance = float("nan")
     if coarse is not None:
-        first = fit_mask(clean_mask(coarse >= threshold))
+        first_mask = clean_mask(coarse >= threshold)
+        first = fit_mask(first_mask)
         perimeter = hc_mm(ellipse, 1.0)
         disagreement = abs(perimeter - hc_mm(first, 1.0)) / perimeter if first else 1.0
+        # No first-pass head: as far apart as the image is wide.
+        distance = assd(mask, first_mask) if first_mask.any() else float(max(mask.shape))
     t = thresholds
     reasons = []
     if agreement < t.min_ellipse_iou:
@@ -132,6 +140,7 @@ def measure(
         confidence=confidence,
         edge_probability=edge,
         pass_disagreement=disagreement,
+        pass_distance_px=distance,
         quality=quality,
         reasons=reasons,
     )

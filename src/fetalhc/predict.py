@@ -43,6 +43,7 @@ COLUMNS = [
     "confidence",
     "edge_probability",
     "pass_disagreement",
+    "pass_distance_mm",
     "status",
     # clinical outputs (after the columns above, so the HC18 columns stay first)
     "ofd_mm",
