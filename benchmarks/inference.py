@@ -9,7 +9,12 @@ and the quality flag's features for a two-pass model).
 Latency: one image at a time (batch 1), mean over `--n` images after two warm-up images.
 Throughput: batches of 8. The ONNX model is exported from the same checkpoint first;
 `int8` is that model statically quantised by ONNX Runtime (calibrated on the bundled
-sample's test images; see the README for its effect on Dice and HC).
+sample's test images).
+
+With `--labelled HC18_DIR --split CSV --part PART`, each backend is also scored on those
+labelled images, the HC18 challenge's metrics (fitted ellipse against reference ellipse:
+Dice, Hausdorff; DF/ADF of HC) beside the mask's Dice, so a faster backend's cost in
+accuracy is measured in the same run.
 """
 
 from __future__ import annotations
@@ -20,9 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import onnxruntime
 import torch
 
+from fetalhc.evaluate import evaluation_rows, select_records
 from fetalhc.export import export_onnx, quantize_int8
 from fetalhc.fileio import read_gray
 from fetalhc.inference import Segmenter, default_checkpoint
@@ -49,7 +56,11 @@ def main() -> None:
     )
     parser.add_argument("--n", type=int, default=40)
     parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--labelled", type=Path, help="HC18 folder: also score each backend")
+    parser.add_argument("--split", type=Path, help="split CSV for --labelled")
+    parser.add_argument("--part", default="test", help="split part for --labelled")
     args = parser.parse_args()
+    records = select_records(args.labelled, args.split, args.part)[0] if args.labelled else []
     paths = sorted(args.images.glob("*.png"))
     paths = [p for p in paths if not p.name.endswith("_Annotation.png")]
     paths = (paths * (args.n // max(len(paths), 1) + 1))[: args.n]
@@ -59,10 +70,25 @@ def main() -> None:
         f"{onnxruntime.__version__}; {len(paths)} images"
     )
     for checkpoint in args.checkpoint or [default_checkpoint()]:
-        run_checkpoint(checkpoint, paths, args.threads)
+        run_checkpoint(checkpoint, paths, args.threads, records)
 
 
-def run_checkpoint(checkpoint: Path, paths: list[Path], threads: int) -> None:
+def accuracy(segmenter: Segmenter, records: list) -> str:
+    """The HC18 challenge's metrics and the mask Dice of one backend on labelled images."""
+    segmenter.batch_size = 8
+    rows = evaluation_rows(HeadMeasurer.from_segmenter(segmenter), records).rows
+
+    def mean(key: str) -> float:
+        return float(np.nanmean([r[key] for r in rows]))
+
+    return (
+        f"ellipse Dice {100 * mean('ellipse_dice'):.2f} %, ellipse HD {mean('ellipse_hd_mm'):.2f}"
+        f" mm, ADF {mean('hc_abs_diff_mm'):.2f} mm, DF {mean('hc_diff_mm'):+.2f} mm, mask Dice "
+        f"{100 * mean('dice'):.2f} % ({len(rows)} images)"
+    )
+
+
+def run_checkpoint(checkpoint: Path, paths: list[Path], threads: int, records: list) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         onnx_path = Path(tmp) / "model.onnx"
         export_onnx(checkpoint, onnx_path, verify=False)
@@ -97,6 +123,8 @@ def run_checkpoint(checkpoint: Path, paths: list[Path], threads: int) -> None:
                 f"ONNX Runtime {name} vs PyTorch eager: latency {lt / lo:.2f}x faster, "
                 f"throughput {to / tt:.2f}x"
             )
+        for name, seg in backends.items() if records else ():
+            print(f"{name:<6} {accuracy(seg, records)}")
 
 
 if __name__ == "__main__":
