@@ -64,6 +64,12 @@ def test_grid_runs_resumes_and_reports(tmp_path, sample):
     assert run_study(config, out) == []  # everything done: nothing re-run
     assert (out / "runs" / "decoder_f100_s0_64x64" / "cell.json").stat().st_mtime_ns == stamp
 
+    # hand-written notes beside the study are part of its report
+    from fetalhc.report import write_report
+
+    (out / "notes.md").write_text("Row d4 differs because of X, measured in Y.\n")
+    assert "Row d4 differs because of X" in write_report(out).read_text()
+
     # no absolute path of this machine in a run folder
     for path in out.rglob("*.json"):
         assert str(tmp_path) not in path.read_text(), path

@@ -30,6 +30,9 @@ DECODER_PARAMS = 4_405_073
 
 
 # ---------------------------------------------------------------- inputs
+NOTES = "notes.md"  # a study's hand-written notes, included in its report
+
+
 def paper_tables() -> tuple[dict[str, dict], list[dict]]:
     """The paper's published tables (transcribed from the authors' repository)."""
     ref = resources.files("fetalhc") / "reference"
@@ -543,6 +546,10 @@ def write_report(study: str | Path) -> Path:
     if claims:
         lines += ["", "## The paper's claims, judged on these numbers", ""]
         lines += [f"- {c}" for c in claims]
+    notes = study / NOTES
+    if notes.is_file():  # what the tables cannot say: measured explanations, written by hand
+        lines += ["", f"## Notes (from `{NOTES}`, written by hand)", ""]
+        lines += notes.read_text(encoding="utf-8").strip().splitlines()
     bad = [c for c in cells if c["degenerate"]]
     if bad:
         lines += ["", "## Degenerate cells", ""]
