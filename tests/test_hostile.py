@@ -244,6 +244,30 @@ def test_interrupted_predict_keeps_rows_and_rerun_continues(capsys, tmp_path, sa
     assert not (out / "predictions.partial.csv").exists()
 
 
+def test_a_partial_run_with_other_columns_or_thresholds_is_not_resumed(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    from fetalhc import predict as predict_module
+
+    weights = tmp_path / "model.safetensors"
+    weights.write_bytes(b"x")
+    seg = SimpleNamespace(checkpoint=weights, flip_tta=False, quality_thresholds={})
+    measurer = SimpleNamespace(segmenter=seg)
+    options = SimpleNamespace(masks=True, ga_weeks=None, overlays=False)
+
+    def key():
+        return predict_module._run_key(measurer, {"a.png": 0.1}, options)
+
+    first = key()
+    assert key() == first
+    seg.quality_thresholds = {"max_hc_mm": 300.0}  # the same weights, another flag
+    assert key() != first
+    seg.quality_thresholds = {}
+    # a partial CSV written by a version with other columns would be misread if resumed
+    monkeypatch.setattr(predict_module, "COLUMNS", predict_module.COLUMNS[:-1])
+    assert key() != first
+
+
 @needs_model
 def test_unwritable_cache_still_predicts(capsys, tmp_path, images, monkeypatch):
     blocker = tmp_path / "not-a-folder"

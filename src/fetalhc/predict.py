@@ -160,7 +160,8 @@ def _status_for_size(size: float | None) -> str:
 
 
 def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) -> str:
-    """What a partial result depends on: the model, its settings and the pixel sizes."""
+    """What a partial result depends on: the model, its settings (its quality thresholds
+    too), the pixel sizes and the columns (a partial file of another version has others)."""
     seg = measurer.segmenter
     stat = seg.checkpoint.stat()
     identity = {
@@ -172,6 +173,8 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) ->
         "masks": options.masks,
         "ga": options.ga_weeks,
         "overlays": options.overlays,
+        "quality": getattr(seg, "quality_thresholds", None),
+        "columns": COLUMNS,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
