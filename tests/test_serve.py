@@ -138,6 +138,9 @@ def test_png_and_the_same_image_as_dicom_give_the_same_hc(client, tmp_path, samp
     assert 40 < body["hc_mm"] < 450 and body["ellipse_px"]["a"] > 0
     assert body["ellipse_mm"]["semi_axes_a_mm"] == pytest.approx(body["ellipse_px"]["a"] * PIXEL)
     assert body["mask_png_base64"]
+    # the flag's features, as in predict's CSV; the bundled model has two passes
+    features = body["quality_features"]
+    assert 0.9 < features["ellipse_iou"] <= 1 and 0 <= features["pass_distance_mm"] < 5
     dcm = make_dicom(tmp_path / "x.dcm", gray, region_cm=PIXEL / 10).read_bytes()
     d = post(client, "x.dcm", dcm).json()
     assert d["pixel_size_source"] == "dicom: ultrasound region"

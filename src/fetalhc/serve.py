@@ -129,6 +129,14 @@ def result_json(
         "ga_weeks_days": weeks_days(_finite(result.ga_weeks)),
         "quality": result.quality,
         "quality_reasons": result.quality_reasons,
+        # the numbers the flag is decided on, as in predict's CSV (None: not measured)
+        "quality_features": {
+            "ellipse_iou": _finite(result.ellipse_iou),
+            "confidence": _finite(result.confidence),
+            "edge_probability": _finite(result.edge_probability),
+            "pass_disagreement": _finite(result.pass_disagreement),
+            "pass_distance_mm": _finite(result.pass_distance_mm),
+        },
         "biometry": None
         if b is None
         else {
