@@ -21,6 +21,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from scipy.stats import mannwhitneyu
 
 from fetalhc.evaluate import evaluation_rows, select_records
 from fetalhc.fileio import write_csv
@@ -208,8 +209,6 @@ def choose_thresholds(rows: list[dict]) -> dict:
 def feature_aucs(rows: list[dict]) -> list[dict]:
     """How well each flag feature alone ranks the large errors above the rest: the area
     under the ROC curve (Mann-Whitney U / (n_pos n_neg); 0.5 = chance)."""
-    from scipy.stats import mannwhitneyu
-
     adf = np.array([r.get("hc_abs_diff_mm", math.nan) for r in rows], dtype=float)
     found = np.isfinite(adf)
     out = []
