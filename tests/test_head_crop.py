@@ -143,6 +143,17 @@ def test_pass_distance_is_the_mean_gap_between_the_passes_outlines_in_mm():
     assert math.isnan(one_pass.pass_distance_mm) and one_pass.quality == "ok"
 
 
+def test_outline_distance_of_a_very_large_image_is_computed_on_a_smaller_copy():
+    from fetalhc.postprocess import OUTLINE_DISTANCE_MAX_SIDE, outline_distance
+
+    shape = (3000, 4500)  # 1.5 x 2.2 times the limit
+    inner, _ = disc_image(shape, centre=(2250, 1500), axes=(1000, 1000), angle=0.0)
+    outer, _ = disc_image(shape, centre=(2250, 1500), axes=(1012, 1012), angle=0.0)
+    assert max(shape) > OUTLINE_DISTANCE_MAX_SIDE
+    # a 12 px gap all round, measured in the original image's pixels
+    assert outline_distance(inner > 0, outer > 0) == pytest.approx(12.0, abs=1.5)
+
+
 def test_no_head_in_the_first_pass_means_no_second_pass():
     seg = brightness_segmenter()
     [pred] = seg.predict([np.zeros((100, 120), np.uint8)])
