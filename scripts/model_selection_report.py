@@ -235,7 +235,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("../shared/hc18"))
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--variants", default="two-pass,one-pass,two-pass-tta")
+    parser.add_argument(
+        "--variants",
+        default="two-pass,one-pass,two-pass-tta,two-pass-margin0.1,two-pass-margin0.05",
+        help="inference variants to score out of fold; the flag is chosen for the best",
+    )
     args = parser.parse_args()
     variants = args.variants.split(",")
     table = []
