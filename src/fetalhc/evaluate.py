@@ -153,11 +153,7 @@ def evaluation_rows(
                 "hc_abs_diff_mm": abs(pred_hc - ref_hc),
                 "ga_weeks": result.ga_weeks,
                 "ref_ga_weeks": hadlock_ga_weeks(ref_hc),
-                "ellipse_iou": result.ellipse_iou,
-                "confidence": result.confidence,
-                "edge_probability": result.edge_probability,
-                "pass_disagreement": result.pass_disagreement,
-                "pass_distance_mm": result.pass_distance_mm,
+                **result.quality_features(),
                 "quality": result.quality,
                 "status": result.status,
             }

@@ -28,6 +28,14 @@ from .inference import Segmenter, default_checkpoint
 from .postprocess import Measurement, QualityThresholds, measure
 
 ImageLike = str | os.PathLike | np.ndarray
+# The numbers the quality flag is decided on, in the order of predict's CSV columns.
+QUALITY_FEATURES = (
+    "ellipse_iou",
+    "confidence",
+    "edge_probability",
+    "pass_disagreement",
+    "pass_distance_mm",
+)
 # Grey levels: an image whose values span less than this holds nothing to measure.
 BLANK_RANGE = 16
 
@@ -59,6 +67,9 @@ class HeadMeasurement:
     def ok(self) -> bool:
         return self.status == "ok"
 
+    def quality_features(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in QUALITY_FEATURES}
+
     @property
     def ellipse_mm(self) -> Ellipse | None:
         if self.ellipse_px is None or self.pixel_size_mm is None:
@@ -77,11 +88,7 @@ class HeadMeasurement:
             hc_mm=_round(self.hc_mm) if ok else "",
             ga_weeks=_round(self.ga_weeks) if ok else "",
             quality=self.quality,
-            ellipse_iou=_round(self.ellipse_iou),
-            confidence=_round(self.confidence),
-            edge_probability=_round(self.edge_probability),
-            pass_disagreement=_round(self.pass_disagreement),
-            pass_distance_mm=_round(self.pass_distance_mm),
+            **{k: _round(v) for k, v in self.quality_features().items()},
             status=self.status,
         )
         b = self.biometry if ok else None

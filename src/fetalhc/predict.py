@@ -24,7 +24,7 @@ from .data import CONFLICT, is_annotation, parse_positive, read_pixel_csv
 from .dicom import DICOM_SUFFIXES, header_pixel_size
 from .errors import FetalHCError
 from .fileio import ensure_folder, write_csv, write_json, write_png
-from .measurer import HeadMeasurement, HeadMeasurer
+from .measurer import QUALITY_FEATURES, HeadMeasurement, HeadMeasurer
 from .overlay import overlay
 
 log = logging.getLogger(__name__)
@@ -39,11 +39,7 @@ COLUMNS = [
     "hc_mm",
     "ga_weeks",
     "quality",
-    "ellipse_iou",
-    "confidence",
-    "edge_probability",
-    "pass_disagreement",
-    "pass_distance_mm",
+    *QUALITY_FEATURES,
     "status",
     # clinical outputs (after the columns above, so the HC18 columns stay first)
     "ofd_mm",

@@ -130,13 +130,7 @@ def result_json(
         "quality": result.quality,
         "quality_reasons": result.quality_reasons,
         # the numbers the flag is decided on, as in predict's CSV (None: not measured)
-        "quality_features": {
-            "ellipse_iou": _finite(result.ellipse_iou),
-            "confidence": _finite(result.confidence),
-            "edge_probability": _finite(result.edge_probability),
-            "pass_disagreement": _finite(result.pass_disagreement),
-            "pass_distance_mm": _finite(result.pass_distance_mm),
-        },
+        "quality_features": {k: _finite(v) for k, v in result.quality_features().items()},
         "biometry": None
         if b is None
         else {
