@@ -248,11 +248,12 @@ def test_a_partial_run_with_other_columns_or_thresholds_is_not_resumed(tmp_path,
     from types import SimpleNamespace
 
     from fetalhc import predict as predict_module
+    from fetalhc.measurer import HeadMeasurer
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x")
     seg = SimpleNamespace(checkpoint=weights, flip_tta=False, quality_thresholds={})
-    measurer = SimpleNamespace(segmenter=seg)
+    measurer = HeadMeasurer.from_segmenter(seg)
     options = SimpleNamespace(masks=True, ga_weeks=None, overlays=False)
 
     def key():

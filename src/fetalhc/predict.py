@@ -14,7 +14,7 @@ import json
 import logging
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
 from tqdm import tqdm
@@ -169,7 +169,7 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) ->
         "masks": options.masks,
         "ga": options.ga_weeks,
         "overlays": options.overlays,
-        "quality": getattr(seg, "quality_thresholds", None),
+        "quality": asdict(measurer.thresholds),
         "columns": COLUMNS,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
