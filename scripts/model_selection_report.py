@@ -160,7 +160,11 @@ def flagged(rows: list[dict], t: dict) -> np.ndarray:
 
 
 def flag_figures(rows: list[dict], t: dict) -> dict:
-    flag = flagged(rows, t)
+    return catch_figures(rows, flagged(rows, t))
+
+
+def catch_figures(rows: list[dict], flag: np.ndarray) -> dict:
+    """Share flagged, errors over 10 / 7.5 / 5 mm and how many of them are flagged."""
     adf = np.nan_to_num(np.array([r.get("hc_abs_diff_mm", math.nan) for r in rows], float), nan=1e9)
     big, large, mid = adf > 10, adf > 7.5, adf > 5
     return {
@@ -270,14 +274,10 @@ def main() -> None:
         json.dumps({k: (None if math.isinf(v) else float(v)) for k, v in final.items()}, indent=2)
         + "\n"
     )
-    adf = np.nan_to_num([r.get("hc_abs_diff_mm", math.nan) for r, _ in pooled], nan=1e9)
-    flags = np.array([f for _, f in pooled])
-    cv = {
-        "flagged_pct": 100 * flags.mean(),
-        "caught_10mm": f"{int((flags & (adf > 10)).sum())}/{int((adf > 10).sum())}",
-        "caught_7_5mm": f"{int((flags & (adf > 7.5)).sum())}/{int((adf > 7.5).sum())}",
-        "caught_5mm": f"{int((flags & (adf > 5)).sum())}/{int((adf > 5).sum())}",
-    }
+    fig = catch_figures([r for r, _ in pooled], np.array([f for _, f in pooled]))
+    cv = {"flagged_pct": fig["flagged_pct"]}
+    for over in ("10mm", "7_5mm", "5mm"):
+        cv[f"caught_{over}"] = f"{fig[f'caught_{over}']}/{fig[f'over_{over}']}"
     lines = [
         "# Model selection: out-of-fold figures",
         "",
