@@ -141,3 +141,37 @@ def test_bad_study_file(tmp_path):
     bad.write_text("data: x\ngrids: [{strategies: [nope]}]\n")
     r = run_cli("compare", "--config", bad, "--out", tmp_path / "o")
     assert r.returncode == 2 and "unknown strategy" in r.stderr
+
+
+def test_verdicts_say_what_they_rest_on():
+    from fetalhc.report import verdicts
+
+    def row(strategy, dice, seeds=3, params=4_405_073):
+        return {"strategy": strategy, "_dice": dice, "seeds": seeds, "trainable_params": params}
+
+    def low(model, n, dice, seeds=3):
+        return {"model": model, "train_images": n, "_dice": dice, "seeds": seeds}
+
+    main = [
+        row("decoder", 96.0),
+        row("full", 96.5, params=6_628_945),
+        row("scratch-unet", 98.5, seeds=1, params=31_037_633),
+        row("d4", 50.0, params=6_976),
+    ]
+    # decoder 2.5 points below the scratch U-Net: 'partly', and the one-seed row is named
+    first, second = verdicts(main, [])
+    assert "partly reproduced (provisional: seeds scratch-unet 1 of 3)" in first
+    assert "reproduced: decoder 96.00 beats 1 of 1" in second
+
+    # pretraining helps most with little data: the gain shrinks with more images
+    shrinking = [low("decoder", 79, 92.0), low("scratch-unet", 79, 88.0)]
+    shrinking += [low("decoder", 239, 94.0), low("scratch-unet", 239, 93.0)]
+    claim = verdicts([], shrinking)[-1]
+    assert "— reproduced:" in claim and "79 images: +4.00, 239 images: +1.00" in claim
+    # scratch ahead at the smallest size: not reproduced, whatever follows
+    ahead = [dict(r) for r in shrinking]
+    ahead[1]["_dice"] = 93.0
+    assert "— not reproduced:" in verdicts([], ahead)[-1]
+    # a partial study says what the claim waits for instead of dropping it
+    partial = verdicts([], shrinking[:3])[-1]
+    assert "not judged yet" in partial and "not yet run: scratch-unet 239" in partial
