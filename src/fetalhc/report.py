@@ -453,15 +453,19 @@ def _figures(
         cols = 4
         rows_ = math.ceil(n / cols)
         fig, axes = plt.subplots(rows_, cols, figsize=(3.2 * cols, 2.6 * rows_), squeeze=False)
+        seed_lines = ("-", "--", ":", "-.")  # one panel's seeds share a colour
         for ax, r in zip(axes.flat, main, strict=False):
-            for c in _rows_of(cells, r["strategy"], bn):
+            for i, c in enumerate(_rows_of(cells, r["strategy"], bn)):
                 h = c["history"]
                 ax.plot(
                     [x["epoch"] for x in h],
                     [100 * x["val_dice"] for x in h],
                     label=f"seed {c['cell']['seed']}",
+                    linestyle=seed_lines[i % len(seed_lines)],
                     **{**style(r["strategy"]), "markersize": 3},
                 )
+            if math.isfinite(r["_paper_dice"]):
+                ax.axhline(r["_paper_dice"], color="0.5", linewidth=1, label="paper")
             ax.set_ylim(0, 100)
             ax.set_title(r["strategy"], fontsize=9)
             ax.set_xlabel("epoch", fontsize=8)
@@ -469,24 +473,43 @@ def _figures(
             ax.legend(fontsize=6)
         for ax in list(axes.flat)[n:]:
             ax.axis("off")
-        fig.suptitle("Learning curves (validation Dice, every seed)", fontsize=10)
+        fig.suptitle(
+            "Learning curves (validation Dice, every seed; grey line: the paper's published Dice)",
+            fontsize=10,
+        )
         save(fig, "learning_curves.png")
 
     if low:
+        _, paper_low = paper_tables()
         fig, ax = plt.subplots(figsize=(6.5, 4))
         for model in ("scratch-unet", "decoder"):
             sub = [r for r in low if r["model"] == model]
             if not sub:
                 continue
+            # every seed as a faint dot just beside the mean ± SD (the two models' dots
+            # shifted apart), so the spread is visible
+            shift = -6 if model == "scratch-unet" else 6
+            seeds = [(r["train_images"] + shift, d) for r in sub for d in r["_dice_values"]]
+            ax.scatter(*zip(*seeds, strict=True), s=12, alpha=0.35, color=style(model)["color"])
             xs = [r["train_images"] for r in sub]
             means = [np.mean(r["_dice_values"]) for r in sub]
             sds = [
                 np.std(r["_dice_values"], ddof=1) if len(r["_dice_values"]) > 1 else 0 for r in sub
             ]
             ax.errorbar(
-                xs, means, yerr=sds, capsize=3, label=f"{model} (fetalhc, ± SD)", **style(model)
+                xs,
+                means,
+                yerr=sds,
+                capsize=3,
+                label=f"{model} (fetalhc, mean ± SD; dots: seeds)",
+                **style(model),
             )
-            paper = [(r["train_images"], float(r["paper_Dice"])) for r in sub if r["paper_Dice"]]
+            # the paper's whole curve, also at sizes not (yet) run here
+            paper = sorted(
+                (int(r["train_size"]), float(r["dice"]))
+                for r in paper_low
+                if r["backbone"].startswith("none") == (model == "scratch-unet")
+            )
             if paper:
                 ax.plot(
                     *zip(*paper, strict=True),
