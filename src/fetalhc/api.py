@@ -38,22 +38,14 @@ def train_on_arrays(
     val_masks: Sequence[np.ndarray] | None = None,
 ) -> dict:
     """Train on images and 0/1 head masks held in memory (any data set, not only HC18)."""
-    from .dataset import CachedSet, FullSet
-    from .train import Trainer
+    from .train import Trainer, training_set_from_arrays
 
-    size = tuple(config.image_size)
-
-    def dataset(ims, mks):
-        if config.head_crop:  # two-pass models cut their crops from the full-size image
-            return FullSet.from_arrays(ims, mks)
-        return CachedSet.from_arrays(ims, mks, size)
-
-    train_set = dataset(images, masks)
+    train_set = training_set_from_arrays(config, images, masks)
     val_set = None
     if val_images is not None:
         if val_masks is None:
             raise FetalHCError("val_images given without val_masks")
-        val_set = dataset(val_images, val_masks)
+        val_set = training_set_from_arrays(config, val_images, val_masks)
     return Trainer(config, out).run(datasets=(train_set, val_set))
 
 

@@ -7,6 +7,7 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,7 +27,7 @@ from .checkpoint import (
     write_config,
 )
 from .config import TrainConfig, without_later_defaults
-from .data import load_labelled
+from .data import Record, load_labelled
 from .dataset import CachedSet, FullSet, epoch_seed, iterate_batches, iterate_crop_batches
 from .errors import FetalHCError
 from .fileio import atomic_path, write_csv
@@ -122,6 +123,25 @@ VAL_KEYS = ("val_dice", "val_paper_pa", "val_paper_dice", "val_paper_miou")
 log = logging.getLogger(__name__)
 
 
+def training_set(
+    config: TrainConfig, records: Sequence[Record], desc: str = ""
+) -> CachedSet | FullSet:
+    """What a config trains on: two-pass (head-crop) models cut their crops from the
+    full-size images on the fly; the others train on images cached at the model's size."""
+    if config.head_crop:
+        return FullSet(records, desc=desc)
+    return CachedSet(records, tuple(config.image_size), desc=desc)
+
+
+def training_set_from_arrays(
+    config: TrainConfig, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> CachedSet | FullSet:
+    """`training_set` for images and 0/1 masks held in memory."""
+    if config.head_crop:
+        return FullSet.from_arrays(images, masks)
+    return CachedSet.from_arrays(images, masks, tuple(config.image_size))
+
+
 def learning_rate(config: TrainConfig, epoch: int) -> float:
     """The learning rate of an epoch (1-based): constant, or cosine from lr towards 0."""
     if config.lr_schedule == "cosine":
@@ -210,9 +230,11 @@ class Trainer:
         return model
 
     # ------------------------------------------------------------ the loop
-    def run(self, datasets: tuple[CachedSet, CachedSet | None] | None = None) -> dict:
+    def run(
+        self, datasets: tuple[CachedSet | FullSet, CachedSet | FullSet | None] | None = None
+    ) -> dict:
         """Train (or go on training) and return the summary. `datasets` (train, val) replace
-        the HC18 folder + split of the config, e.g. from `CachedSet.from_arrays`."""
+        the HC18 folder + split of the config, e.g. from `training_set_from_arrays`."""
         state = self._prepare_out()
         if datasets is None:
             train_records, val_records = self._records()
@@ -225,13 +247,9 @@ class Trainer:
             self._restore(model, state)
         self.out.mkdir(parents=True, exist_ok=True)
         self._copy_split()
-        if datasets is None and self.config.head_crop:
-            train = FullSet(train_records, desc="decode train")
-            val = FullSet(val_records, desc="decode val") if val_records else None
-        elif datasets is None:
-            size = tuple(self.config.image_size)
-            train = CachedSet(train_records, size, desc="decode train")
-            val = CachedSet(val_records, size, desc="decode val") if val_records else None
+        if datasets is None:
+            train = training_set(self.config, train_records, desc="decode train")
+            val = training_set(self.config, val_records, desc="decode val") if val_records else None
         else:
             train, val = datasets
         self.counts = (len(train), len(val) if val is not None else 0)
