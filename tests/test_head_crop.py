@@ -176,11 +176,14 @@ def test_head_crop_training_and_its_model_measure_in_two_passes(tmp_path, sample
         head_crop=0.2,
         augment="strong",
         lr_schedule="cosine",
+        normalization="unit",
     )
     out = tmp_path / "crop-run"
     Trainer(config, out).run()
     saved = json.loads((out / "config.json").read_text())
     assert saved["model"]["head_crop"] == 0.2 and saved["train"]["augment"] == "strong"
+    # the recorded input pipeline is the one the run used, not the default's
+    assert saved["model"]["normalization"] == "unit" and "ImageNet" not in saved["input"]
     seg = Segmenter(out / "last.safetensors", backend="torch")
     assert seg.head_crop == 0.2
     image = cv2.imread(str(sample / "training_set" / "000_HC.png"), cv2.IMREAD_GRAYSCALE)

@@ -68,6 +68,13 @@ class ModelConfig:
         return config
 
 
+# what `preprocess` does, in words, for a run's config.json
+INPUT_DESCRIPTIONS = {
+    "imagenet": "grey uint8 -> [0,1] -> 3 channels -> ImageNet mean/std",
+    "unit": "grey uint8 -> [0,1] -> 3 channels (the paper's Normalize(mean=0, std=1))",
+}
+
+
 def preprocess(gray: np.ndarray, normalization: str = "imagenet") -> np.ndarray:
     """(N, H, W) or (H, W) uint8 grey -> (N, 3, H, W) float32 normalised network input."""
     x = np.asarray(gray, dtype=np.float32)

@@ -31,7 +31,7 @@ from .data import Record, load_labelled
 from .dataset import CachedSet, FullSet, epoch_seed, iterate_batches, iterate_crop_batches
 from .errors import FetalHCError
 from .fileio import atomic_path, write_csv
-from .model import ModelConfig, build_model, count_parameters
+from .model import INPUT_DESCRIPTIONS, ModelConfig, build_model, count_parameters
 from .split import nested_order, nested_subset, part_files, read_split
 from .strategies import apply_strategy, encoder_frozen, resolve, set_train_mode
 
@@ -449,7 +449,7 @@ class Trainer:
             },
             "train": self._recorded_train(),
             "images": {"train": n_train, "val": n_val},
-            "input": "grey uint8 -> [0,1] -> 3 channels -> ImageNet mean/std",
+            "input": INPUT_DESCRIPTIONS[self.model_config.normalization],
             "precision": str(self.amp_dtype or "fp32"),
             "device": str(self.device),
         }
