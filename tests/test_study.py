@@ -59,6 +59,7 @@ def test_grid_runs_resumes_and_reports(tmp_path, sample):
     assert json.loads(small.read_text())["images"]["train"] == 4
     report = (out / "report.md").read_text()
     assert "epochs 1, image_size [64, 64]" in report  # the recipe comes from the cells
+    assert "precision auto" not in report  # ... with what 'auto' resolved to
 
     stamp = (out / "runs" / "decoder_f100_s0_64x64" / "cell.json").stat().st_mtime_ns
     assert run_study(config, out) == []  # everything done: nothing re-run
@@ -175,3 +176,18 @@ def test_verdicts_say_what_they_rest_on():
     # a partial study says what the claim waits for instead of dropping it
     partial = verdicts([], shrinking[:3])[-1]
     assert "not judged yet" in partial and "not yet run: scratch-unet 239" in partial
+
+
+def test_recipe_names_the_weights_each_cell_loaded():
+    from fetalhc.report import recipe_lines
+
+    recipe = {"epochs": 20, "encoder_weights": "../../w/mobilenet_v2_imagenet.pth"}
+    cells = [
+        {"name": "a", "cell": {"strategy": "decoder"}, "recipe": recipe},
+        {"name": "b", "cell": {"strategy": "encoder-random"}, "recipe": recipe},
+        {"name": "c", "cell": {"strategy": "scratch-unet"}, "recipe": recipe},
+    ]
+    lines = recipe_lines(cells)
+    assert len(lines) == 2
+    assert lines[0].endswith("encoder_weights mobilenet_v2_imagenet.pth (1 cell)")
+    assert lines[1].endswith("encoder_weights none (random init) (2 cells)")

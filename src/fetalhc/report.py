@@ -22,6 +22,7 @@ import numpy as np
 
 from .errors import FetalHCError
 from .fileio import atomic_path, write_csv, write_text
+from .model import SMP_ARCH
 from .strategies import PRESETS
 
 ORDER = list(PRESETS)
@@ -64,8 +65,11 @@ def load_cells(study: Path) -> list[dict]:
         cell["history"] = _read_history(folder / "history.csv")
         config = folder / "config.json"
         try:
-            cell["recipe"] = json.loads(config.read_text()).get("train", {})
-        except (OSError, ValueError):
+            recorded = json.loads(config.read_text())
+            cell["recipe"] = dict(recorded.get("train", {}))
+            if recorded.get("precision"):  # what 'auto' resolved to on the machine
+                cell["recipe"]["precision"] = recorded["precision"].removeprefix("torch.")
+        except (OSError, ValueError, AttributeError):
             cell["recipe"] = {}
         if "degenerate" not in cell:  # cells of an older fetalhc
             cell["degenerate"] = degenerate_reason(
@@ -361,11 +365,18 @@ def recipe_lines(cells: list[dict]) -> list[str]:
     seen: dict[str, list[str]] = defaultdict(list)
     for c in cells:
         r = dict(c.get("recipe", {}))
-        if r.get("encoder_weights") not in (None, "imagenet", "none"):
+        preset = PRESETS.get(c["cell"]["strategy"])
+        if preset and (preset.random_encoder or preset.arch != SMP_ARCH):
+            # recorded as given, but the scratch U-Net and the starred rows load no weights
+            r["encoder_weights"] = "none (random init)"
+        elif r.get("encoder_weights") not in (None, "imagenet", "none"):
             r["encoder_weights"] = Path(r["encoder_weights"]).name
         text = ", ".join(f"{k} {r.get(k, '?')}" for k in keys)
         seen[text].append(c["name"])
-    return [f"- {text} ({len(names)} cells)" for text, names in seen.items()]
+    return [
+        f"- {text} ({len(names)} cell{'' if len(names) == 1 else 's'})"
+        for text, names in seen.items()
+    ]
 
 
 # ---------------------------------------------------------------- output
