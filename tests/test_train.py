@@ -1,5 +1,6 @@
 import csv
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -68,12 +69,34 @@ def test_sigkill_then_resume_equals_uninterrupted_run(tmp_path, sample, sample_s
     assert proc.returncode == -signal.SIGKILL
     done = len(history.read_text().splitlines()) - 1
     assert 1 <= done < 4
+    # what a write cut off by SIGKILL leaves (no cleanup runs): removed by the next run
+    stale = killed / ".resume.pt.fetalhc-tmp-k1ll3d00.pt"
+    stale.write_bytes(b"half a checkpoint")
 
     r = run_cli(*train_args(sample, sample_split, killed, epochs=4), "--resume")
     assert r.returncode == 0, r.stderr
     rows = list(csv.DictReader(open(history)))
     assert [int(x["epoch"]) for x in rows] == [1, 2, 3, 4]
     assert same_weights(straight / "last.safetensors", killed / "last.safetensors")
+    assert not stale.exists()
+
+
+def test_second_trainer_on_a_run_folder_is_refused(tmp_path, sample, sample_split, tiny_run):
+    from fetalhc.fileio import exclusive_folder
+
+    run = tmp_path / "run"
+    shutil.copytree(tiny_run, run)
+    before = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    with exclusive_folder(run):  # as if another `train --resume` were running there
+        r = run_cli(*train_args(sample, sample_split, run, epochs=3), "--resume")
+    assert r.returncode == 2 and "in use by another fetalhc process" in r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+    after = {f.name: f.read_bytes() for f in run.iterdir() if f.is_file()}
+    assert after == before  # nothing of the run touched
+    # once the other process is gone, the same command goes on
+    r = run_cli(*train_args(sample, sample_split, run, epochs=3), "--resume")
+    assert r.returncode == 0, r.stderr
+    assert len(list(csv.DictReader(open(run / "history.csv")))) == 3
 
 
 def test_existing_run_needs_resume(tmp_path, sample, sample_split, tiny_run):

@@ -36,13 +36,19 @@ def quiet_opencv() -> None:
         pass
 
 
+# in the name of every temporary file atomic_path makes, so that one left by a killed
+# process (SIGKILL runs no cleanup) can be told apart and removed
+TEMP_MARK = ".fetalhc-tmp-"
+LOCK_NAME = ".fetalhc.lock"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path next to `path`; it replaces `path` only if the block succeeds."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=suffix or path.suffix or ".tmp"
+        dir=path.parent, prefix=f".{path.name}{TEMP_MARK}", suffix=suffix or path.suffix or ".tmp"
     )
     os.close(fd)
     try:
@@ -52,6 +58,49 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> list[str]:
+    """Delete the temporary files atomic_path left in `folder` when its process was killed
+    (a scratch U-Net's resume.pt is ~370 MB). Only call this while holding the folder's
+    lock: a live writer's temporary file looks the same."""
+    removed = []
+    for tmp in Path(folder).glob(f".*{TEMP_MARK}*"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return removed
+
+
+@contextmanager
+def exclusive_folder(folder: str | os.PathLike, what: str = "run folder") -> Iterator[None]:
+    """Hold `folder` for one process: a second one (another `train --resume`, a second
+    `compare` over the same study) stops with a clear message instead of interleaving its
+    writes with ours. The lock is the OS's (flock), so it dies with its process: a killed
+    run leaves nothing to clean up by hand. Where flock does not exist this does nothing."""
+    from .errors import FetalHCError
+
+    try:
+        import fcntl
+    except ImportError:  # not POSIX
+        yield
+        return
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
+    except OSError as exc:
+        raise FetalHCError(f"{folder}: cannot use as {what} ({exc.strerror or exc})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise FetalHCError(
+                f"{folder}: in use by another fetalhc process; wait for it to finish or stop it"
+            ) from None
+        remove_stale_temporaries(folder)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
 
 
 def ensure_folder(path: str | os.PathLike, what: str = "--out") -> Path:

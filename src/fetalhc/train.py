@@ -30,7 +30,7 @@ from .config import TrainConfig, without_later_defaults
 from .data import Record, load_labelled
 from .dataset import CachedSet, FullSet, epoch_seed, iterate_batches, iterate_crop_batches
 from .errors import FetalHCError
-from .fileio import atomic_path, write_csv
+from .fileio import atomic_path, exclusive_folder, write_csv
 from .model import INPUT_DESCRIPTIONS, ModelConfig, build_model, count_parameters
 from .split import nested_order, nested_subset, part_files, read_split
 from .strategies import apply_strategy, encoder_frozen, resolve, set_train_mode
@@ -235,6 +235,10 @@ class Trainer:
     ) -> dict:
         """Train (or go on training) and return the summary. `datasets` (train, val) replace
         the HC18 folder + split of the config, e.g. from `training_set_from_arrays`."""
+        with exclusive_folder(self.out):  # one trainer per run folder
+            return self._run(datasets)
+
+    def _run(self, datasets: tuple[CachedSet | FullSet, CachedSet | FullSet | None] | None):
         state = self._prepare_out()
         if datasets is None:
             train_records, val_records = self._records()
