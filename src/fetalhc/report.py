@@ -223,12 +223,14 @@ def low_data_table(cells: list[dict]) -> list[dict]:
         for n in sizes:
             sub = [c for c in group if _n_images(c) == n]
             p = paper_by.get((strategy == "scratch-unet", n), {})
+            stat = [paper_statistic(c["history"], "val_paper_dice")[0] for c in sub]
             rows.append(
                 {
                     "model": strategy,
                     "train_images": n,
                     "seeds": len(sub),
                     "Dice": _mean_sd([c["metrics"]["paper_dice"] for c in sub], 100),
+                    "Dice_e6_20": _mean_sd(stat, 100),
                     "paper_Dice": p.get("dice", ""),
                     "PA": _mean_sd([c["metrics"]["paper_pixel_accuracy"] for c in sub], 100),
                     "paper_PA": p.get("pixel_accuracy", ""),
