@@ -7,7 +7,10 @@ model in train mode (every BatchNorm uses batch statistics), albumentations Resi
 Rotate(25, p=1) -> HorizontalFlip(0.5) -> VerticalFlip(0.1) -> Normalize(0, 1) ->
 ToTensorV2, batch 10, Adam 1e-4 over all parameters, BCEWithLogitsLoss, validation in eval
 mode with the Dice of each batch averaged. None of fetalhc's data, model or training code
-is used, only its reader of torchvision-format encoder weights.
+is used, only its reader of torchvision-format encoder weights. Rotate keeps the installed
+albumentations' default border (reflect-101 up to 1.3, the notebooks' mid-2023 version;
+constant from 2.0), so running this in an environment with the 2023 versions
+(smp 0.3.3, albumentations 1.3.1) replays the notebooks' library defaults.
 
     python scripts/notebook_replica.py --row encoder --size 160x128 --epochs 2 \\
         --data ../shared/hc18 --split results/study-paper/split.csv \\
@@ -67,6 +70,12 @@ def main() -> None:
     p.add_argument("--split", type=Path, default=Path("results/study-paper/split.csv"))
     p.add_argument("--weights", default="../shared/weights/mobilenet_v2_imagenet.pth")
     p.add_argument("--train-head", action="store_true", help="also train the 3x3 head")
+    p.add_argument(
+        "--val-augmented",
+        action="store_true",
+        help="validate on images given the training transform, as the notebooks did (they "
+        "split one dataset built with train_transform)",
+    )
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args()
     torch.manual_seed(args.seed)
@@ -92,7 +101,9 @@ def main() -> None:
     train = torch.utils.data.DataLoader(
         Pairs(folder, names["train"], train_tf), batch_size=10, shuffle=True
     )
-    val = torch.utils.data.DataLoader(Pairs(folder, names["val"], val_tf), batch_size=10)
+    val = torch.utils.data.DataLoader(
+        Pairs(folder, names["val"], train_tf if args.val_augmented else val_tf), batch_size=10
+    )
 
     model = smp.Unet("mobilenet_v2", encoder_weights=None, classes=1, activation=None)
     if args.row != "encoder-random":
@@ -108,7 +119,11 @@ def main() -> None:
         for q in model.segmentation_head.parameters():
             q.requires_grad = True
     trainable = sum(q.numel() for q in model.parameters() if q.requires_grad)
-    print(f"row {args.row}, {args.size}, trainable {trainable:,}, head trained {args.train_head}")
+    print(
+        f"row {args.row}, {args.size}, trainable {trainable:,}, head trained {args.train_head}, "
+        f"val augmented {args.val_augmented}; smp {smp.__version__}, albumentations "
+        f"{A.__version__}, torch {torch.__version__}"
+    )
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
     bce = nn.BCEWithLogitsLoss()
     model.train()

@@ -76,17 +76,24 @@ def main() -> None:
         "",
         "## 2. Not fetalhc's training code: an independent loop written from the notebooks",
         "",
-        "`scripts/notebook_replica.py` (smp, albumentations and plain PyTorch only; 160x128).",
+        "`scripts/notebook_replica.py` (smp, albumentations and plain PyTorch only; 160x128). "
+        "Software: the project's environment (smp 0.6, albumentations 2.0), or the notebooks' "
+        "mid-2023 versions (`scripts/old_stack_replica.sh`: smp 0.3.3, albumentations 1.3.1, "
+        "whose Rotate reflects the border; PyTorch stays 2.14.1). `val augmented`: validation "
+        "images rotated and flipped as the notebooks' were (their validation split came from "
+        "a dataset built with the training transform).",
         "",
-        "| run | epoch 1 | epoch 2 |",
-        "|---|---|---|",
+        "| run | software | epoch 1 | epoch 2 |",
+        "|---|---|---|---|",
     ]
     for path in sorted(PROBE.glob("replica_*.txt")):
         text = path.read_text()
         found = re.findall(r"epoch (\d+) train_bce \S+ val_bce (\S+)", text)
         head = text.splitlines()[0] if text else path.stem
+        run, _, software = head.partition("; ")  # runs before versions were printed: no ';'
+        software = software.split(", torch")[0] or "project's environment"
         if found:
-            lines.append(f"| {head} | " + " | ".join(v for _, v in found[:2]) + " |")
+            lines.append(f"| {run} | {software} | " + " | ".join(v for _, v in found[:2]) + " |")
     lines += [
         "",
         "## 3. The study's 20-epoch cells (160x128) beside the paper's 20 epochs",
