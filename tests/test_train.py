@@ -130,3 +130,12 @@ def test_corrupted_checkpoint(tmp_path, sample, sample_split, tiny_run):
     r = run_cli("evaluate", broken, "--data", sample, "--split", sample_split, "--backend", "torch")
     assert r.returncode == 2
     assert "corrupted" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_failed_start_leaves_no_run_folder(tmp_path, sample_split):
+    empty = tmp_path / "no-images"
+    empty.mkdir()
+    out = tmp_path / "run"
+    r = run_cli(*train_args(empty, sample_split, out, epochs=1))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert not any(out.iterdir())  # nothing half-made (the CLI checks --out first)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
+import logging
 import os
 import tempfile
 from collections.abc import Iterator
@@ -14,6 +16,8 @@ from typing import Any
 
 import cv2
 import numpy as np
+
+log = logging.getLogger(__name__)
 
 # Largest image decoded (pixels): beyond it an image gets a clear status instead of an
 # out-of-memory death. 50 MP is 8x the largest ultrasound frames in common use.
@@ -85,6 +89,7 @@ def exclusive_folder(folder: str | os.PathLike, what: str = "run folder") -> Ite
         yield
         return
     folder = Path(folder)
+    created = not folder.exists()
     try:
         folder.mkdir(parents=True, exist_ok=True)
         fd = os.open(folder / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o666 & ~_umask())
@@ -97,8 +102,18 @@ def exclusive_folder(folder: str | os.PathLike, what: str = "run folder") -> Ite
             raise FetalHCError(
                 f"{folder}: in use by another fetalhc process; wait for it to finish or stop it"
             ) from None
-        remove_stale_temporaries(folder)
+        for name in remove_stale_temporaries(folder):
+            log.info("%s: removed %s, left by a killed write", folder, name)
         yield
+    except BaseException:
+        # a run that failed before writing anything leaves nothing behind (nor the folder,
+        # if this made it)
+        if [f.name for f in folder.iterdir()] == [LOCK_NAME]:
+            (folder / LOCK_NAME).unlink(missing_ok=True)
+            if created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        raise
     finally:
         os.close(fd)  # releases the lock
 

@@ -238,7 +238,7 @@ class Trainer:
         with exclusive_folder(self.out):  # one trainer per run folder
             return self._run(datasets)
 
-    def _run(self, datasets: tuple[CachedSet | FullSet, CachedSet | FullSet | None] | None):
+    def _run(self, datasets: tuple[CachedSet | FullSet, CachedSet | FullSet | None] | None) -> dict:
         state = self._prepare_out()
         if datasets is None:
             train_records, val_records = self._records()
