@@ -22,7 +22,6 @@ import numpy as np
 
 from .errors import FetalHCError
 from .fileio import atomic_path, write_csv, write_text
-from .model import SMP_ARCH
 from .strategies import PRESETS
 
 ORDER = list(PRESETS)
@@ -368,8 +367,7 @@ def recipe_lines(cells: list[dict]) -> list[str]:
     for c in cells:
         r = dict(c.get("recipe", {}))
         preset = PRESETS.get(c["cell"]["strategy"])
-        if preset and (preset.random_encoder or preset.arch != SMP_ARCH):
-            # recorded as given, but the scratch U-Net and the starred rows load no weights
+        if preset and not preset.loads_encoder_weights:  # recorded as given, yet not loaded
             r["encoder_weights"] = "none (random init)"
         elif r.get("encoder_weights") not in (None, "imagenet", "none"):
             r["encoder_weights"] = Path(r["encoder_weights"]).name

@@ -29,6 +29,12 @@ class Strategy:
     arch: str = SMP_ARCH
     random_encoder: bool = False  # the paper's starred rows: encoder not pretrained
 
+    @property
+    def loads_encoder_weights(self) -> bool:
+        """Whether training starts from the given encoder weights: not in the starred rows,
+        nor for the scratch U-Net, which has no such encoder."""
+        return not self.random_encoder and self.arch == SMP_ARCH
+
 
 PRESETS: dict[str, Strategy] = {
     s.name: s

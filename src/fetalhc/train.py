@@ -223,7 +223,7 @@ class Trainer:
             head_crop=self.config.head_crop,
         )
         torch.manual_seed(self.config.seed)
-        weights = "none" if s.random_encoder else self.config.encoder_weights
+        weights = self.config.encoder_weights if s.loads_encoder_weights else "none"
         model = build_model(mc, encoder_weights=weights)
         self.trainable = apply_strategy(model, s)
         self.model_config = mc
