@@ -1,0 +1,49 @@
+"""Per-epoch validation Dice of the 79-image cells: the study's (160x128, 3 seeds) beside
+the probe's larger size (scripts/lowdata_resolution_probe.sh), written to
+results/lowdata-probe/summary.md."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+STUDY = Path("results/study-paper/runs")
+PROBE = Path("results/lowdata-probe")
+
+
+def val_dice(run: Path) -> list[float]:
+    """Validation Dice (%) after each finished epoch of one run folder."""
+    path = run / "history.csv"
+    if not path.exists():
+        return []
+    with path.open() as f:
+        return [100 * float(row["val_dice"]) for row in csv.DictReader(f)]
+
+
+def main() -> None:
+    columns: dict[str, list[float]] = {}
+    for row in ("decoder", "scratch-unet"):
+        for seed in range(3):
+            columns[f"{row} 160x128 s{seed}"] = val_dice(STUDY / f"{row}_n079_s{seed}_160x128")
+        for run in sorted(PROBE.glob(f"{row}_n079_s0_*")):
+            columns[f"{row} {run.name.rsplit('_', 1)[1]} s0"] = val_dice(run)
+    epochs = max((len(v) for v in columns.values()), default=0)
+    lines = [
+        "# The 79-image cells' validation Dice (%) after each epoch",
+        "",
+        "Made by `scripts/lowdata_resolution_probe.sh` (then `scripts/lowdata_probe_report.py`):",
+        "the study's recipe (paper BatchNorm, [0, 1] input, BCE, Adam 1e-4, batch 10, the",
+        "study's split); an empty cell is an epoch not run (yet).",
+        "",
+        "| epoch | " + " | ".join(columns) + " |",
+        "|---" * (len(columns) + 1) + "|",
+    ]
+    for e in range(epochs):
+        cells = [f"{v[e]:.1f}" if e < len(v) else "" for v in columns.values()]
+        lines.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+    (PROBE / "summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
