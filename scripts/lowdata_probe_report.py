@@ -5,6 +5,7 @@ results/lowdata-probe/summary.md."""
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 STUDY = Path("results/study-paper/runs")
@@ -20,13 +21,22 @@ def val_dice(run: Path) -> list[float]:
         return [100 * float(row["val_dice"]) for row in csv.DictReader(f)]
 
 
+def test_dice(run: Path) -> str:
+    """Test Dice (%) at the best checkpoint, the study's statistic (`fetalhc evaluate`)."""
+    path = run / "eval-test" / "summary.json"
+    if not path.exists():
+        return ""
+    return f"{100 * json.loads(path.read_text())['metrics']['paper_dice']['mean']:.2f}"
+
+
 def main() -> None:
-    columns: dict[str, list[float]] = {}
+    runs: dict[str, Path] = {}
     for row in ("decoder", "scratch-unet"):
         for seed in range(3):
-            columns[f"{row} 160x128 s{seed}"] = val_dice(STUDY / f"{row}_n079_s{seed}_160x128")
+            runs[f"{row} 160x128 s{seed}"] = STUDY / f"{row}_n079_s{seed}_160x128"
         for run in sorted(PROBE.glob(f"{row}_n079_s0_*")):
-            columns[f"{row} {run.name.rsplit('_', 1)[1]} s0"] = val_dice(run)
+            runs[f"{row} {run.name.rsplit('_', 1)[1]} s0"] = run
+    columns = {name: val_dice(run) for name, run in runs.items()}
     epochs = max((len(v) for v in columns.values()), default=0)
     lines = [
         "# The 79-image cells' validation Dice (%) after each epoch",
@@ -41,6 +51,9 @@ def main() -> None:
     for e in range(epochs):
         cells = [f"{v[e]:.1f}" if e < len(v) else "" for v in columns.values()]
         lines.append(f"| {e + 1} | " + " | ".join(cells) + " |")
+    tests = [test_dice(run) for run in runs.values()]
+    lines.append("| **test** | " + " | ".join(tests) + " |")
+    lines += ["", "**test**: Dice on the study's 160 test images at the best checkpoint."]
     (PROBE / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
