@@ -4,9 +4,10 @@ results/lowdata-probe/summary.md."""
 
 from __future__ import annotations
 
-import csv
 import json
 from pathlib import Path
+
+from fetalhc.report import read_history
 
 STUDY = Path("results/study-paper/runs")
 PROBE = Path("results/lowdata-probe")
@@ -14,11 +15,7 @@ PROBE = Path("results/lowdata-probe")
 
 def val_dice(run: Path) -> list[float]:
     """Validation Dice (%) after each finished epoch of one run folder."""
-    path = run / "history.csv"
-    if not path.exists():
-        return []
-    with path.open() as f:
-        return [100 * float(row["val_dice"]) for row in csv.DictReader(f)]
+    return [100 * epoch["val_dice"] for epoch in read_history(run / "history.csv")]
 
 
 def test_dice(run: Path) -> str:

@@ -61,7 +61,7 @@ def load_cells(study: Path) -> list[dict]:
             ) from None
         folder = path.parent
         cell["folder"] = folder
-        cell["history"] = _read_history(folder / "history.csv")
+        cell["history"] = read_history(folder / "history.csv")
         config = folder / "config.json"
         try:
             recorded = json.loads(config.read_text())
@@ -81,7 +81,8 @@ def load_cells(study: Path) -> list[dict]:
     return cells
 
 
-def _read_history(path: Path) -> list[dict]:
+def read_history(path: Path) -> list[dict]:
+    """A run's history.csv as floats per epoch; [] if missing or unreadable."""
     try:
         with open(path, newline="") as f:
             return [
