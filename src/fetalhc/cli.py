@@ -99,6 +99,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         lr_schedule=args.lr_schedule,
         augment=args.augment,
         head_crop=args.head_crop,
+        skip_rescale=args.skip_rescale,
     )
     ensure_folder(args.out)
     summary = Trainer(config, args.out, resume=args.resume).run()
@@ -169,6 +170,12 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
         default=d["normalization"],
         choices=NORMALIZATIONS,
         help="input: ImageNet mean/std, or unit = [0, 1] as the paper",
+    )
+    p.add_argument(
+        "--skip-rescale",
+        action="store_true",
+        default=d["skip_rescale"],
+        help="divide each encoder skip by its RMS on the first training batch",
     )
     p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads (0: default)")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch")

@@ -24,7 +24,7 @@ LR_SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("paper", "strong")
 # Fields added after the first studies ran: a study cell's identity names them only when
 # they differ from their default, so cells run before they existed stay valid.
-LATER_FIELDS = ("lr_schedule", "augment", "head_crop")
+LATER_FIELDS = ("lr_schedule", "augment", "head_crop", "skip_rescale")
 DEFAULT_IMAGE_SIZE = (320, 224)  # W, H: keeps 800x540's aspect, divisible by 32
 
 
@@ -64,6 +64,10 @@ class TrainConfig:
     # on square crops — the whole image letterboxed (to find the head), then a square
     # around the head with this margin on each side (to outline it). Needs a square size.
     head_crop: float = 0.0
+    # Divide each encoder output (the skips at strides 2-32) by a constant: its RMS on the
+    # first training batch, measured once and stored with the run. The pretrained encoder's
+    # skips are 3-6x louder than a decoder block's output (Wang et al.'s frozen rows).
+    skip_rescale: bool = False
 
     def validate(self) -> None:
         w, h = self.image_size

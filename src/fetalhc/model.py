@@ -8,6 +8,7 @@ paper's notebooks do (``A.Normalize(mean=0, std=1)``). Output: one channel of lo
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -23,6 +24,7 @@ IMAGENET_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 PAPER_DECODER_CHANNELS = (256, 128, 64, 32, 16)
 SCRATCH_ARCH = "scratch-unet"
 SMP_ARCH = "smp-unet"
+SKIP_STAGES = 5  # encoder outputs at strides 2, 4, 8, 16, 32
 
 
 @dataclass
@@ -36,6 +38,10 @@ class ModelConfig:
     normalization: str = "imagenet"
     # > 0: a two-pass model (see crops.py): square crops, the head's with this margin.
     head_crop: float = 0.0
+    # Non-empty: the encoder's five skip outputs are divided by these constants (their RMS
+    # on the first training batch, TrainConfig.skip_rescale); stored as the buffer
+    # `skip_scale.rms` in the weights too.
+    skip_rms: list[float] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,7 +50,15 @@ class ModelConfig:
     def from_dict(cls, d: dict) -> ModelConfig:
         if not isinstance(d, dict):
             raise FetalHCError("config.json: 'model' must be a mapping")
-        names = ("arch", "encoder", "decoder_channels", "image_size", "normalization", "head_crop")
+        names = (
+            "arch",
+            "encoder",
+            "decoder_channels",
+            "image_size",
+            "normalization",
+            "head_crop",
+            "skip_rms",
+        )
         known = {k: d[k] for k in names if k in d}
         for key in ("arch", "encoder", "normalization"):
             if key in known and not isinstance(known[key], str):
@@ -62,6 +76,21 @@ class ModelConfig:
         crop = known.get("head_crop", 0.0)
         if isinstance(crop, bool) or not isinstance(crop, int | float) or not 0 <= crop < 1:
             raise FetalHCError(f"config.json: model 'head_crop' must be in [0, 1), got {crop!r}")
+        rms = known.get("skip_rms", [])
+        if not (
+            isinstance(rms, list)
+            and len(rms) in (0, SKIP_STAGES)
+            and all(
+                isinstance(v, int | float)
+                and not isinstance(v, bool)
+                and math.isfinite(v)
+                and v > 0
+                for v in rms
+            )
+        ):
+            raise FetalHCError(
+                f"config.json: model 'skip_rms' must be [] or {SKIP_STAGES} positive numbers"
+            )
         config = cls(**known)
         if config.normalization not in NORMALIZATIONS:
             raise FetalHCError(f"unknown input normalization {config.normalization!r}")
@@ -135,10 +164,52 @@ class ScratchUNet(nn.Module):
         return self.outc(y)
 
 
+# ---------------------------------------------------------------- skip scaling
+class SkipScale(nn.Module):
+    """Divides the encoder's skip outputs (strides 2-32) by constant per-stage RMS values;
+    the first output (the input itself, which smp's decoder does not use) is passed on."""
+
+    def __init__(self, rms: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("rms", torch.tensor(rms, dtype=torch.float32))
+
+    def forward(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        if len(features) != len(self.rms) + 1:
+            raise FetalHCError(
+                f"skip scaling: the encoder gives {len(features) - 1} stages, not {len(self.rms)}"
+            )
+        scaled = [f / self.rms[i].to(f.dtype) for i, f in enumerate(features[1:])]
+        return [features[0], *scaled]
+
+
+def add_skip_scale(model: nn.Module, rms: list[float]) -> None:
+    """Attach a SkipScale to an smp U-Net: a forward hook on its encoder, so the trainer's
+    frozen-encoder path, `model(x)` and the ONNX export all see the scaled skips."""
+    if not hasattr(model, "encoder") or isinstance(model, ScratchUNet):
+        raise FetalHCError("skip_rescale needs a U-Net with a pretrained-style encoder")
+    model.skip_scale = SkipScale(rms)
+    model.encoder.register_forward_hook(lambda _m, _i, out: model.skip_scale(out))
+
+
+@torch.no_grad()
+def measure_skip_rms(model: nn.Module, x: torch.Tensor) -> list[float]:
+    """RMS of each unscaled encoder output on the batch `x`, in the model's current mode.
+    BatchNorm running statistics are put back, so measuring leaves the model as it was."""
+    buffers = {k: v.clone() for k, v in model.encoder.state_dict().items()}
+    features = model.encoder(x.float())
+    scale = model.skip_scale.rms if hasattr(model, "skip_scale") else torch.ones(SKIP_STAGES)
+    model.encoder.load_state_dict(buffers)
+    return [
+        float(f.float().pow(2).mean().sqrt() * s) for f, s in zip(features[1:], scale, strict=True)
+    ]
+
+
 # ---------------------------------------------------------------- building and weights
 def build_model(config: ModelConfig, encoder_weights: str | None = None) -> nn.Module:
     """Build the model; `encoder_weights` is 'imagenet', 'none'/None or a state-dict path."""
     if config.arch == SCRATCH_ARCH:
+        if config.skip_rms:
+            raise FetalHCError("skip_rescale needs an smp U-Net; the scratch U-Net has none")
         return ScratchUNet()
     if config.arch != SMP_ARCH:
         raise FetalHCError(f"unknown architecture {config.arch!r}")
@@ -164,6 +235,8 @@ def build_model(config: ModelConfig, encoder_weights: str | None = None) -> nn.M
         raise FetalHCError(f"cannot build the U-Net: {exc}") from None
     if encoder_weights not in (None, "none", "imagenet"):
         load_encoder_weights(model.encoder, encoder_weights)
+    if config.skip_rms:
+        add_skip_scale(model, list(config.skip_rms))
     return model
 
 

@@ -42,6 +42,7 @@ GRID_KEYS = (
     "encoders",
     "image_sizes",
     "bn_modes",
+    "skip_rescale",
 )
 
 
@@ -54,6 +55,7 @@ class Cell:
     image_size: str = format_size(DEFAULT_IMAGE_SIZE)
     train_images: int = 0  # 0: all (or `fraction`) of the training part
     bn_mode: str = ""  # "": the study's train.bn_mode
+    skip_rescale: bool = False  # True: the encoder's skips scaled (TrainConfig.skip_rescale)
 
     @property
     def name(self) -> str:
@@ -68,6 +70,8 @@ class Cell:
         parts.append(self.image_size)
         if self.bn_mode:
             parts.append(f"bn-{self.bn_mode}")
+        if self.skip_rescale:
+            parts.append("skip-rescaled")
         return "_".join(parts)
 
 
@@ -87,7 +91,7 @@ class StudyConfig:
         size = self.train.get("image_size", DEFAULT_IMAGE_SIZE)
         default_size = size if isinstance(size, str) else format_size(size)
         for grid in self.grids:
-            for strategy, seed, fraction, n, encoder, size, bn in itertools.product(
+            for strategy, seed, fraction, n, encoder, size, bn, skip in itertools.product(
                 grid["strategies"],
                 grid.get("seeds", [0]),
                 grid.get("fractions", [1.0]),
@@ -95,6 +99,7 @@ class StudyConfig:
                 grid.get("encoders", [self.train.get("encoder", "mobilenet_v2")]),
                 grid.get("image_sizes", [default_size]),
                 grid.get("bn_modes", [""]),
+                grid.get("skip_rescale", [bool(self.train.get("skip_rescale", False))]),
             ):
                 cell = Cell(
                     str(strategy),
@@ -104,6 +109,7 @@ class StudyConfig:
                     str(size),
                     int(n),
                     "" if bn == self.train.get("bn_mode", "paper") else str(bn),
+                    bool(skip),
                 )
                 if cell not in cells:
                     cells.append(cell)
@@ -182,11 +188,16 @@ def _check_grid(path: Path, index: int, grid: object) -> None:
         "encoders": str,
         "image_sizes": str,
         "bn_modes": str,
+        "skip_rescale": bool,
     }
     for key, value in grid.items():
         if not isinstance(value, list) or not value:
             raise FetalHCError(f"{where}: {key!r} must be a non-empty list")
-        bad = [v for v in value if isinstance(v, bool) or not isinstance(v, types_[key])]
+        bad = [
+            v
+            for v in value
+            if (isinstance(v, bool) and types_[key] is not bool) or not isinstance(v, types_[key])
+        ]
         if bad:
             raise FetalHCError(f"{where}: {key!r} holds a value of the wrong type: {bad[0]!r}")
 
@@ -206,6 +217,7 @@ def cell_config(train: dict, cell: Cell, data: str, split: str, weights: str) ->
     }
     if cell.bn_mode:
         fixed["bn_mode"] = cell.bn_mode
+    fixed["skip_rescale"] = cell.skip_rescale
     mapping = {k: v for k, v in train.items() if k not in fixed}
     return config_from_mapping(mapping, **fixed)
 

@@ -31,7 +31,14 @@ from .data import Record, load_labelled
 from .dataset import CachedSet, FullSet, epoch_seed, iterate_batches, iterate_crop_batches
 from .errors import FetalHCError
 from .fileio import atomic_path, exclusive_folder, write_csv
-from .model import INPUT_DESCRIPTIONS, ModelConfig, build_model, count_parameters
+from .model import (
+    INPUT_DESCRIPTIONS,
+    SKIP_STAGES,
+    ModelConfig,
+    build_model,
+    count_parameters,
+    measure_skip_rms,
+)
 from .split import nested_order, nested_subset, part_files, read_split
 from .strategies import apply_strategy, encoder_frozen, resolve, set_train_mode
 
@@ -156,6 +163,10 @@ class Trainer:
         self.out = Path(out)
         self.resume = resume
         self.strategy = resolve(config.strategy)
+        if config.skip_rescale and self.strategy.arch != "smp-unet":
+            raise FetalHCError(
+                f"skip_rescale: strategy {self.strategy.name!r} has no encoder skips"
+            )
         self.device = pick_device(config.device)
         self.amp_dtype = autocast_dtype(config.precision, self.device)
 
@@ -221,6 +232,8 @@ class Trainer:
             image_size=self.config.image_size,
             normalization=self.config.normalization,
             head_crop=self.config.head_crop,
+            # placeholders until measured on the first batch (or restored on resume)
+            skip_rms=[1.0] * SKIP_STAGES if self.config.skip_rescale else [],
         )
         torch.manual_seed(self.config.seed)
         weights = self.config.encoder_weights if s.loads_encoder_weights else "none"
@@ -257,6 +270,8 @@ class Trainer:
         else:
             train, val = datasets
         self.counts = (len(train), len(val) if val is not None else 0)
+        if self.config.skip_rescale:
+            self._set_skip_rms(model, train, measure=state is None)
         write_config(self.out / CONFIG_NAME, self._config_json(*self.counts))
         steps = math.ceil(len(train) / self.config.batch_size)
         self.bar = tqdm(
@@ -315,6 +330,16 @@ class Trainer:
                 f"{self.out / 'resume.pt'}: does not hold this run's state "
                 f"({type(exc).__name__}); start a new --out"
             ) from None
+
+    def _set_skip_rms(self, model: nn.Module, train, measure: bool) -> None:
+        """Measure the skip constants on epoch 1's first batch (a new run) or take them from
+        the restored weights (resume); either way config.json records them."""
+        if measure:
+            set_train_mode(model, self.config.bn_mode)  # the statistics training will see
+            x, _ = next(iter(self._batches(train, epoch_seed(self.config.seed, 1))))
+            rms = measure_skip_rms(model, x.to(self.device))
+            model.skip_scale.rms.copy_(torch.tensor(rms))
+        self.model_config.skip_rms = [float(v) for v in model.skip_scale.rms]
 
     def _copy_split(self) -> None:
         """The run folder is self-contained: it keeps the split it was trained with."""
