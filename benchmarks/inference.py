@@ -29,11 +29,11 @@ import numpy as np
 import onnxruntime
 import torch
 
-from fetalhc.evaluate import evaluation_rows, select_records
-from fetalhc.export import export_onnx, quantize_int8
-from fetalhc.fileio import read_gray
-from fetalhc.inference import Segmenter, default_checkpoint
-from fetalhc.measurer import HeadMeasurer
+from fetalhc.inference.evaluate import evaluation_rows, select_records
+from fetalhc.inference.measurer import HeadMeasurer
+from fetalhc.inference.segmenter import Segmenter, default_checkpoint
+from fetalhc.io.images import read_gray
+from fetalhc.model.export import export_onnx, quantize_int8
 from fetalhc.sample import sample_dir
 
 

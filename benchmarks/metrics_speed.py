@@ -18,9 +18,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from fetalhc.data import load_labelled, load_mask
-from fetalhc.evaluate import image_metrics
-from fetalhc.postprocess import measure
+from fetalhc.data.hc18 import load_labelled, load_mask
+from fetalhc.inference.evaluate import image_metrics
+from fetalhc.measure.postprocess import measure
 from fetalhc.sample import sample_dir
 
 

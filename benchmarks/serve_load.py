@@ -22,9 +22,9 @@ from pathlib import Path
 import httpx
 import uvicorn
 
-from fetalhc.measurer import HeadMeasurer
+from fetalhc.inference.measurer import HeadMeasurer
 from fetalhc.sample import sample_dir
-from fetalhc.serve import ServiceConfig, create_app
+from fetalhc.serve.app import ServiceConfig, create_app
 
 
 def free_port() -> int:

@@ -27,13 +27,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from fetalhc.data import load_labelled
-from fetalhc.dataset import CachedSet, iterate_batches
-from fetalhc.fileio import read_gray
-from fetalhc.model import ModelConfig, build_model, preprocess
+from fetalhc.data.hc18 import load_labelled
+from fetalhc.io.images import read_gray
+from fetalhc.model.config import ModelConfig
+from fetalhc.model.freeze import apply_strategy, encoder_frozen, set_train_mode
+from fetalhc.model.preprocess import preprocess
+from fetalhc.model.strategies import PRESETS
+from fetalhc.model.unet import build_model
 from fetalhc.sample import sample_dir
-from fetalhc.strategies import PRESETS, apply_strategy, encoder_frozen, set_train_mode
-from fetalhc.train import autocast_dtype, train_steps
+from fetalhc.training.datasets import CachedSet, iterate_batches
+from fetalhc.training.trainer import autocast_dtype, train_steps
 
 
 class PaperDataset(Dataset):

@@ -16,8 +16,8 @@ import argparse
 import json
 from pathlib import Path
 
-from fetalhc.checkpoint import load_model, save_weights, write_config
-from fetalhc.inference import DEFAULT_MODEL
+from fetalhc.inference.segmenter import DEFAULT_MODEL
+from fetalhc.model.checkpoint import load_model, save_weights, write_config
 
 
 def main() -> None:

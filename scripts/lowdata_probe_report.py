@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from fetalhc.report import read_history
+from fetalhc.study.report import read_history
 
 STUDY = Path("results/study-paper/runs")
 PROBE = Path("results/lowdata-probe")

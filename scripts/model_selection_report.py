@@ -23,10 +23,17 @@ from pathlib import Path
 import numpy as np
 from scipy.stats import mannwhitneyu
 
-from fetalhc.evaluate import evaluation_rows, select_records
-from fetalhc.fileio import write_csv
-from fetalhc.inference import Prediction, Segmenter
-from fetalhc.measurer import HeadMeasurer
+from fetalhc.inference.evaluate import evaluation_rows, select_records
+from fetalhc.inference.measurer import HeadMeasurer
+from fetalhc.inference.segmenter import Prediction, Segmenter
+from fetalhc.io.files import write_csv
+from fetalhc.measure.quality import (
+    RULES,
+    QualityThresholds,
+    flagged_rows,
+    rule_trips,
+    untuned_flags,
+)
 
 ROOT = Path("results/model-selection")
 FOLDS = 3
@@ -127,36 +134,13 @@ def figures(rows: list[dict]) -> dict:
     return out
 
 
-# Each check: the row's value (a missing one never trips it) and whether it trips above
-# or below the threshold.
-CHECKS = {
-    "min_ellipse_iou": ("ellipse_iou", math.inf, np.less),
-    "max_edge_probability": ("edge_probability", -math.inf, np.greater),
-    "max_pass_disagreement": ("pass_disagreement", -math.inf, np.greater),
-    "max_hc_mm": ("hc_mm", -math.inf, np.greater),
-    "max_pass_distance_mm": ("pass_distance_mm", -math.inf, np.greater),
-}
-
-
-def _column(rows: list[dict], key: str, missing: float) -> np.ndarray:
-    v = np.array([r.get(key, math.nan) for r in rows], dtype=float)
-    return np.where(np.isfinite(v), v, missing)
-
-
-def trips(rows: list[dict], name: str, threshold: float) -> np.ndarray:
-    key, missing, compare = CHECKS[name]
-    return compare(_column(rows, key, missing), threshold)
-
-
 def no_head(rows: list[dict]) -> np.ndarray:
     return ~np.isfinite(np.array([r.get("hc_abs_diff_mm", math.nan) for r in rows], float))
 
 
 def flagged(rows: list[dict], t: dict) -> np.ndarray:
-    out = no_head(rows)  # no head: always for review
-    for name, threshold in t.items():
-        out |= trips(rows, name, threshold)
-    return out
+    """The flag that ships (fetalhc.measure.quality), with `t`; no head: always for review."""
+    return no_head(rows) | flagged_rows(rows, QualityThresholds.from_dict(t))
 
 
 def flag_figures(rows: list[dict], t: dict) -> dict:
@@ -192,8 +176,8 @@ def choose_thresholds(rows: list[dict]) -> dict:
     GRID; each check's flags are computed once and combined as bit sets."""
     adf = np.nan_to_num([r.get("hc_abs_diff_mm", math.nan) for r in rows], nan=1e9)
     tiers = [_bits(adf > mm) for mm in (10, 7.5, 5)]
-    always = _bits(no_head(rows))
-    per_check = [[_bits(trips(rows, name, v)) for v in GRID[name]] for name in GRID]
+    always = _bits(no_head(rows) | untuned_flags(rows))
+    per_check = [[_bits(rule_trips(rows, name, v)) for v in GRID[name]] for name in GRID]
     limit = FLAG_SHARE * len(rows)
     best, best_key = dict(NO_FLAG), None
     for index in itertools.product(*(range(len(GRID[name])) for name in GRID)):
@@ -216,9 +200,10 @@ def feature_aucs(rows: list[dict]) -> list[dict]:
     adf = np.array([r.get("hc_abs_diff_mm", math.nan) for r in rows], dtype=float)
     found = np.isfinite(adf)
     out = []
-    for key, _, compare in CHECKS.values():
+    for rule in RULES:
+        key = rule.feature
         v = np.array([r.get(key, math.nan) for r in rows], dtype=float)[found]
-        v = -v if compare is np.less else v  # higher = more suspicious
+        v = -v if rule.below else v  # higher = more suspicious
         v = np.where(np.isfinite(v), v, np.nanmin(v) if np.isfinite(v).any() else 0.0)
         row = {"feature": key}
         for mm in (5.0, 7.5):

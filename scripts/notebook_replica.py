@@ -32,7 +32,7 @@ import torch
 from albumentations.pytorch import ToTensorV2
 from torch import nn
 
-from fetalhc.model import load_encoder_weights
+from fetalhc.model.unet import load_encoder_weights
 
 ROWS = ("encoder", "encoder-random", "d0")
 

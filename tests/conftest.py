@@ -35,8 +35,8 @@ def run_cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="session")
 def sample_split(tmp_path_factory, sample: Path) -> Path:
-    from fetalhc.data import load_labelled
-    from fetalhc.split import group_split, write_split
+    from fetalhc.data.hc18 import load_labelled
+    from fetalhc.data.split import group_split, write_split
 
     path = tmp_path_factory.mktemp("split") / "split.csv"
     names = [r.filename for r in load_labelled(sample)]
@@ -47,7 +47,8 @@ def sample_split(tmp_path_factory, sample: Path) -> Path:
 @pytest.fixture(scope="session")
 def tiny_run(tmp_path_factory, sample: Path, sample_split: Path) -> Path:
     """A run trained for 2 epochs at 96x64 on the sample (random encoder: no download)."""
-    from fetalhc.train import TrainConfig, Trainer
+    from fetalhc.training.config import TrainConfig
+    from fetalhc.training.trainer import Trainer
 
     out = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(

@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 import fetalhc
-from fetalhc.ellipse import Ellipse, draw_filled
 from fetalhc.errors import FetalHCError
-from fetalhc.inference import DEFAULT_MODEL, Segmenter
-from fetalhc.postprocess import measure
+from fetalhc.inference.segmenter import DEFAULT_MODEL, Segmenter
+from fetalhc.measure.ellipse import Ellipse, draw_filled
+from fetalhc.measure.postprocess import measure
+from fetalhc.model.preprocess import preprocess
 
 needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 
@@ -65,7 +66,7 @@ def test_measure_many_keeps_order_and_reports_bad_inputs(sample, tmp_path):
 
 def test_missing_pixel_size_gives_no_number():
     m = measure(draw_filled(Ellipse(80, 60, 40, 30, 0.3), (128, 160)).astype(np.float32))
-    from fetalhc.measurer import result_from_measurement
+    from fetalhc.inference.measurer import result_from_measurement
 
     result = result_from_measurement("x", m, None)
     assert result.status == "no_pixel_size" and np.isnan(result.hc_mm)
@@ -158,19 +159,17 @@ def test_flip_tta_averages_with_the_mirrored_prediction():
     tta = seg.logits_model_size([image])[0]
     assert not np.allclose(plain, plain[:, ::-1])
     # the average of a prediction and the un-flipped prediction of the mirror image
-    flipped = lopsided(
-        np.ascontiguousarray(
-            __import__("fetalhc.model", fromlist=["preprocess"]).preprocess(image[None])[..., ::-1]
-        )
-    )[0, 0, :, ::-1]
+    flipped = lopsided(np.ascontiguousarray(preprocess(image[None])[..., ::-1]))[0, 0, :, ::-1]
     np.testing.assert_allclose(tta, (plain + flipped) / 2, rtol=1e-6)
     assert tta[:, :32].mean() != plain[:, :32].mean()
 
 
 # ---------------------------------------------------------------- strategies
 def test_a_spec_an_encoder_cannot_honour_is_refused():
-    from fetalhc.model import ModelConfig, build_model
-    from fetalhc.strategies import PRESETS, apply_strategy, resolve
+    from fetalhc.model.config import ModelConfig
+    from fetalhc.model.freeze import apply_strategy
+    from fetalhc.model.strategies import PRESETS, resolve
+    from fetalhc.model.unet import build_model
 
     resnet = build_model(ModelConfig(encoder="resnet18"), encoder_weights="none")
     with pytest.raises(FetalHCError, match="no stage map"):
@@ -180,8 +179,9 @@ def test_a_spec_an_encoder_cannot_honour_is_refused():
 
 
 def test_mobilenet_stage_ends_come_from_the_encoder():
-    from fetalhc.model import ModelConfig, build_model
-    from fetalhc.strategies import encoder_stage_ends
+    from fetalhc.model.config import ModelConfig
+    from fetalhc.model.freeze import encoder_stage_ends
+    from fetalhc.model.unet import build_model
 
     model = build_model(ModelConfig(), encoder_weights="none")
     assert encoder_stage_ends(model.encoder) == tuple(model.encoder._out_indexes)

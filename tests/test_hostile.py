@@ -22,8 +22,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from fetalhc.cli import main
-from fetalhc.inference import DEFAULT_MODEL
+from fetalhc.cli.main import main
+from fetalhc.inference.segmenter import DEFAULT_MODEL
 
 needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 
@@ -178,13 +178,11 @@ def test_output_folder_problems_reported_before_any_work(capsys, tmp_path, image
 
 @needs_model
 def test_one_bad_image_is_a_row_and_the_rest_finish(capsys, tmp_path, images, monkeypatch):
-    from fetalhc import fileio
-
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (images / "empty.png").write_bytes(b"")
     big = np.zeros((1000, 1000), np.uint8)
     cv2.imwrite(str(images / "huge.png"), big)
-    monkeypatch.setattr(fileio, "MAX_IMAGE_PIXELS", 500_000)  # 800x540 fits, 1000x1000 not
+    monkeypatch.setenv("FETALHC_MAX_PIXELS", "500000")  # 800x540 fits, 1000x1000 not
     out = tmp_path / "out"
     code, _, _ = cli(capsys, "predict", images, "--pixel-size", "0.12", "--out", out)
     assert code == 1
@@ -197,7 +195,7 @@ def test_one_bad_image_is_a_row_and_the_rest_finish(capsys, tmp_path, images, mo
 
 @needs_model
 def test_interrupted_predict_keeps_rows_and_rerun_continues(capsys, tmp_path, sample, monkeypatch):
-    from fetalhc import measurer as measurer_module
+    from fetalhc.inference import measurer as measurer_module
 
     out = tmp_path / "out"
     calls: list[int] = []
@@ -247,8 +245,8 @@ def test_interrupted_predict_keeps_rows_and_rerun_continues(capsys, tmp_path, sa
 def test_a_partial_run_with_other_columns_or_thresholds_is_not_resumed(tmp_path, monkeypatch):
     from types import SimpleNamespace
 
-    from fetalhc import predict as predict_module
-    from fetalhc.measurer import HeadMeasurer
+    from fetalhc.inference import predict as predict_module
+    from fetalhc.inference.measurer import HeadMeasurer
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x")
@@ -558,7 +556,7 @@ def test_report_on_a_corrupt_cell_record_is_one_line_error(capsys, tmp_path, con
 
 def test_pixel_size_values_round_trip_in_rows():
     """A row never carries a non-finite number: empty instead."""
-    from fetalhc.measurer import HeadMeasurement
+    from fetalhc.inference.measurer import HeadMeasurement
 
     row = HeadMeasurement("x.png", "no_head", hc_mm=math.inf).as_row()
     assert row["hc_mm"] == "" and row["status"] == "no_head"

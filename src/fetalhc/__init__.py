@@ -22,18 +22,18 @@ from typing import Any
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "HeadMeasurer": "measurer",
-    "HeadMeasurement": "measurer",
-    "measure_image": "measurer",
-    "TrainConfig": "config",
+    "HeadMeasurer": "inference.measurer",
+    "HeadMeasurement": "inference.measurer",
+    "measure_image": "inference.measurer",
+    "TrainConfig": "training.config",
     "train": "api",
     "train_on_arrays": "api",
     "evaluate_rows": "api",
     "write_evaluation": "api",
-    "Ellipse": "ellipse",
-    "hc_mm": "ellipse",
-    "hadlock_ga_weeks": "ellipse",
-    "PRESETS": "strategies",
+    "Ellipse": "measure.ellipse",
+    "hc_mm": "measure.ellipse",
+    "hadlock_ga_weeks": "measure.ellipse",
+    "PRESETS": "model.strategies",
     "FetalHCError": "errors",
 }
 __all__ = ["__version__", *_EXPORTS]

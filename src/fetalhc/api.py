@@ -10,21 +10,21 @@ from pathlib import Path
 
 import numpy as np
 
-from .config import TrainConfig
-from .errors import FetalHCError
-from .evaluate import (
+from fetalhc.errors import FetalHCError
+from fetalhc.inference.evaluate import (
     EvalOptions,
     EvaluationRows,
     evaluate_records,
     evaluation_rows,
     select_records,
 )
-from .measurer import HeadMeasurer
+from fetalhc.inference.measurer import HeadMeasurer
+from fetalhc.training.config import TrainConfig
 
 
 def train(config: TrainConfig, out: str | os.PathLike, resume: bool = False) -> dict:
     """Train on an HC18 folder + split CSV (`config.data`, `config.split`) into `out`."""
-    from .train import Trainer
+    from fetalhc.training.trainer import Trainer
 
     return Trainer(config, out, resume=resume).run()
 
@@ -38,7 +38,7 @@ def train_on_arrays(
     val_masks: Sequence[np.ndarray] | None = None,
 ) -> dict:
     """Train on images and 0/1 head masks held in memory (any data set, not only HC18)."""
-    from .train import Trainer, training_set_from_arrays
+    from fetalhc.training.trainer import Trainer, training_set_from_arrays
 
     train_set = training_set_from_arrays(config, images, masks)
     val_set = None

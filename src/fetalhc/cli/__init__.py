@@ -1,0 +1,1 @@
+"""Stage 9, the command line: parses arguments and calls the stages."""

@@ -1,0 +1,3 @@
+from fetalhc.cli.main import main
+
+raise SystemExit(main())

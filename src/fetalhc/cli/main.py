@@ -1,0 +1,495 @@
+"""Command line: parses arguments and calls the library. No logic lives here."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from fetalhc.cli.types import finite_float, nonnegative_int, positive_int
+from fetalhc.data.split import SPLIT_PARTS
+from fetalhc.errors import FetalHCError
+from fetalhc.inference.segmenter import BACKENDS
+from fetalhc.io.files import ensure_folder
+
+
+# ---------------------------------------------------------------- data
+def cmd_data_check(args: argparse.Namespace) -> int:
+    from fetalhc.data.check import check_dataset, format_report
+
+    report = check_dataset(args.dir)
+    print(format_report(report))
+    return 0 if report.ok else 1
+
+
+def cmd_data_split(args: argparse.Namespace) -> int:
+    from fetalhc.data.hc18 import load_labelled
+    from fetalhc.data.split import fold_split, group_folds, group_split, write_split
+
+    ensure_folder(args.out.parent)
+    records = load_labelled(args.dir)
+    if not records:
+        raise FetalHCError(f"{args.dir}: no labelled images to split")
+    assignment = group_split([r.filename for r in records], args.val, args.test, args.seed)
+    outputs = {args.out: assignment}
+    if args.folds:
+        # Cross-validation over everything but the test part, which stays held out.
+        pool = [name for name, part in assignment.items() if part != "test"]
+        folds = group_folds(pool, args.folds, args.seed)
+        for k in range(args.folds):
+            path = args.out.with_name(f"{args.out.stem}.fold{k}{args.out.suffix}")
+            outputs[path] = fold_split(assignment, folds, k)
+    for path, parts in outputs.items():
+        write_split(path, parts)
+        counts = {p: sum(v == p for v in parts.values()) for p in ("train", "val", "test")}
+        print(f"{path}: " + ", ".join(f"{p} {n}" for p, n in counts.items()))
+    return 0
+
+
+def cmd_data_download(args: argparse.Namespace) -> int:
+    from fetalhc.data.download import download_hc18
+
+    for path in download_hc18(args.dir, base_url=args.url, record=args.record):
+        print(path)
+    return 0
+
+
+# ---------------------------------------------------------------- model and training
+def cmd_strategies(args: argparse.Namespace) -> int:
+    from fetalhc.model.freeze import strategy_table
+
+    rows = strategy_table(args.encoder)
+    print(f"{'strategy':<16}{'trainable layers':<38}{'trainable':>12}{'total':>12}{'% of 31M':>10}")
+    for r in rows:
+        print(
+            f"{r['strategy']:<16}{r['trainable_layers']:<38}{r['trainable_params']:>12,}"
+            f"{r['total_params']:>12,}{r['pct_of_scratch_unet']:>9.2f}%"
+        )
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from fetalhc.training.config import TrainConfig, parse_size
+    from fetalhc.training.trainer import Trainer
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    config = TrainConfig(
+        data=str(args.data),
+        split=str(args.split),
+        strategy=args.strategy,
+        encoder=args.encoder,
+        encoder_weights=str(args.encoder_weights),
+        epochs=args.epochs,
+        batch_size=args.batch,
+        lr=args.lr,
+        loss=args.loss,
+        fraction=args.fraction,
+        seed=args.seed,
+        image_size=parse_size(args.image_size),
+        train_parts=args.train_parts.split(","),
+        val_part=args.val_part,
+        precision=args.precision,
+        device=args.device,
+        bn_mode=args.bn_mode,
+        normalization=args.normalization,
+        train_images=args.train_images,
+        lr_schedule=args.lr_schedule,
+        augment=args.augment,
+        head_crop=args.head_crop,
+        skip_rescale=args.skip_rescale,
+    )
+    ensure_folder(args.out)
+    summary = Trainer(config, args.out, resume=args.resume).run()
+    print(f"{args.out}: best val Dice {summary['best_val_dice']}, {summary['train_seconds']:.0f} s")
+    return 0
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """`fetalhc train`'s options; every default comes from TrainConfig."""
+    from fetalhc.model.preprocess import NORMALIZATIONS
+    from fetalhc.model.strategies import BN_MODES
+    from fetalhc.training.config import (
+        AUGMENTATIONS,
+        DEVICES,
+        LOSSES,
+        LR_SCHEDULES,
+        PRECISIONS,
+        defaults,
+        format_size,
+    )
+
+    d = defaults()
+    p.add_argument("--data", type=Path, required=True, help="HC18 folder")
+    p.add_argument("--split", type=Path, required=True, help="split CSV")
+    p.add_argument("--out", type=Path, required=True, help="run folder")
+    p.add_argument("--strategy", default=d["strategy"], help="preset or spec (decoder.3-4,head)")
+    p.add_argument("--encoder", default=d["encoder"])
+    p.add_argument("--encoder-weights", default=d["encoder_weights"], help="imagenet | none | PATH")
+    p.add_argument("--epochs", type=positive_int, default=d["epochs"])
+    p.add_argument("--batch", type=positive_int, default=d["batch_size"])
+    p.add_argument("--lr", type=finite_float, default=d["lr"])
+    p.add_argument("--loss", default=d["loss"], choices=LOSSES)
+    p.add_argument("--lr-schedule", default=d["lr_schedule"], choices=LR_SCHEDULES)
+    p.add_argument(
+        "--augment",
+        default=d["augment"],
+        choices=AUGMENTATIONS,
+        help="paper: rotate ±25°, flips; strong: also brightness, contrast, gamma",
+    )
+    p.add_argument(
+        "--head-crop",
+        type=finite_float,
+        default=d["head_crop"],
+        help="0: whole image (the paper); >0: two-pass model on square crops, the head's "
+        "with this margin (needs a square --image-size)",
+    )
+    p.add_argument("--fraction", type=finite_float, default=d["fraction"], help="nested subset")
+    p.add_argument(
+        "--train-images", type=int, default=d["train_images"], help="first N of the nested subset"
+    )
+    p.add_argument("--seed", type=int, default=d["seed"])
+    p.add_argument(
+        "--image-size", default=format_size(d["image_size"]), help="WxH, multiples of 32"
+    )
+    p.add_argument("--train-parts", default=",".join(d["train_parts"]), help="split parts")
+    p.add_argument("--val-part", default=d["val_part"], help="validation part ('' for none)")
+    p.add_argument("--precision", default=d["precision"], choices=PRECISIONS)
+    p.add_argument("--device", default=d["device"], choices=DEVICES)
+    p.add_argument(
+        "--bn-mode",
+        default=d["bn_mode"],
+        choices=BN_MODES,
+        help="paper: every BatchNorm in train mode (as the paper); frozen-eval: frozen "
+        "blocks' BatchNorm in eval mode",
+    )
+    p.add_argument(
+        "--normalization",
+        default=d["normalization"],
+        choices=NORMALIZATIONS,
+        help="input: ImageNet mean/std, or unit = [0, 1] as the paper",
+    )
+    p.add_argument(
+        "--skip-rescale",
+        action="store_true",
+        default=d["skip_rescale"],
+        help="divide each encoder skip by its RMS on the first training batch",
+    )
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads (0: default)")
+    p.add_argument("--resume", action="store_true", help="continue from the last epoch")
+
+
+# ---------------------------------------------------------------- evaluation, prediction, export
+def _add_backend_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--run", type=Path, help="run folder (uses RUN/best.safetensors)")
+    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument(
+        "--threads", type=nonnegative_int, default=0, help="CPU threads (0: library default)"
+    )
+    p.add_argument("--batch", type=positive_int, default=8)
+    p.add_argument("--tta", action="store_true", help="average with the mirrored image")
+
+
+def _checkpoint(args: argparse.Namespace, allow_default: bool = False) -> Path:
+    from fetalhc.inference.segmenter import default_checkpoint
+    from fetalhc.model.checkpoint import resolve_checkpoint
+
+    if allow_default and not args.run and not args.checkpoint:
+        return default_checkpoint()
+    return resolve_checkpoint(args.run, args.checkpoint)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from fetalhc.inference.evaluate import EvalOptions, evaluate
+
+    if args.run_pos and not args.run:
+        args.run = args.run_pos
+    checkpoint = _checkpoint(args)
+    out = ensure_folder(args.out or (checkpoint.parent / f"eval-{args.part}"))
+    summary = evaluate(
+        checkpoint,
+        args.data,
+        args.split,
+        out,
+        EvalOptions(part=args.part, worst=args.worst),
+        backend=args.backend,
+        threads=args.threads,
+        batch_size=args.batch,
+        flip_tta=args.tta,
+    )
+    m = summary["metrics"]
+    print(
+        f"{out}: {summary['images']} images  Dice {m['dice']['mean']:.4f}  "
+        f"HD {m['hd_mm']['mean']:.2f} mm  |HC diff| {m['hc_abs_diff_mm']['mean']:.2f} mm "
+        f"(median {m['hc_abs_diff_mm']['median']:.2f})"
+    )
+    return 1 if summary["skipped"] else 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    import sys
+
+    from fetalhc.errors import FetalHCError
+    from fetalhc.inference.measurer import HeadMeasurer
+    from fetalhc.inference.predict import PredictOptions, collect_images, pixel_sizes, predict
+    from fetalhc.measure.quality import plausible_pixel_size
+
+    if args.pixel_size is not None and plausible_pixel_size(args.pixel_size):
+        raise FetalHCError(f"--pixel-size: {plausible_pixel_size(args.pixel_size)}")
+    images, notes = collect_images(args.inputs)
+    for note in notes:
+        print(f"fetalhc: {note}", file=sys.stderr)
+    options = PredictOptions(
+        pixel_size=args.pixel_size, pixel_csv=args.pixel_csv, ga_weeks=_given_ga(args)
+    )
+    sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
+    ensure_folder(args.out)
+    measurer = HeadMeasurer(
+        _checkpoint(args, allow_default=True),
+        backend=args.backend,
+        threads=args.threads,
+        batch_size=args.batch,
+        flip_tta=args.tta,
+    )
+    failed = predict(images, sizes, measurer, args.out, options)
+    print(f"{args.out / 'predictions.csv'}: {len(images) - failed} measured, {failed} failed")
+    return 1 if failed else 0
+
+
+def _given_ga(args: argparse.Namespace) -> float | None:
+    """--ga W+D, or --lmp DATE with --exam-date DATE: the known gestational age."""
+    from fetalhc.errors import FetalHCError
+    from fetalhc.measure.biometry import ga_from_dates, parse_ga
+
+    if args.ga and (args.lmp or args.exam_date):
+        raise FetalHCError("give --ga or --lmp/--exam-date, not both")
+    if args.ga:
+        return parse_ga(args.ga)
+    if args.lmp or args.exam_date:
+        if not (args.lmp and args.exam_date):
+            raise FetalHCError("--lmp and --exam-date go together")
+        return ga_from_dates(args.exam_date, args.lmp)
+    return None
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from fetalhc.errors import FetalHCError
+    from fetalhc.inference.measurer import HeadMeasurer
+
+    try:
+        from fetalhc.serve.app import ServiceConfig, serve
+    except ImportError as exc:
+        raise FetalHCError(
+            f"`fetalhc serve` needs FastAPI and uvicorn ({exc.name} missing)"
+        ) from None
+    if args.save is not None and args.save.exists() and not args.save.is_dir():
+        raise FetalHCError(f"--save {args.save}: exists and is not a folder")
+    measurer = HeadMeasurer(
+        _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
+    )
+    config = ServiceConfig(
+        max_upload_mb=args.max_upload_mb,
+        workers=args.workers,
+        queue=args.queue,
+        save_dir=args.save,
+    )
+    serve(measurer, args.host, args.port, config)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from fetalhc.io.images import read_gray
+    from fetalhc.model.export import export_onnx
+    from fetalhc.sample import sample_dir
+
+    checkpoint = _checkpoint(args, allow_default=True)
+    ensure_folder(args.onnx.parent, "--onnx")
+    folder = sample_dir() / "training_set"
+    images = [read_gray(p) for p in sorted(folder.glob("*HC.png"))[:4]]
+    diff = export_onnx(checkpoint, args.onnx, verify=True, check_images=images)
+    print(
+        f"{args.onnx}: largest |logit| difference from PyTorch on {len(images)} real "
+        f"images: {diff:.2e} (limit 1e-3)"
+    )
+    if args.int8:
+        from fetalhc.inference.predict import collect_images
+        from fetalhc.model.export import quantize_int8
+
+        folders = [args.calibration] if args.calibration else [folder, sample_dir() / "test_set"]
+        calibration = []
+        found, _ = collect_images(folders)
+        for item in found[: args.calibration_images]:
+            try:
+                calibration.append(read_gray(item.path))
+            except ValueError as exc:
+                print(f"skipped {item.name}: {exc}")
+        target = args.onnx.with_name(args.onnx.stem + "_int8.onnx")
+        quantize_int8(args.onnx, target, calibration)
+        print(
+            f"{target}: int8, calibrated on {len(calibration)} images; check its accuracy "
+            "with `fetalhc evaluate --checkpoint` before use"
+        )
+    return 0
+
+
+# ---------------------------------------------------------------- study
+def cmd_compare(args: argparse.Namespace) -> int:
+    from fetalhc.study.run import run_study
+
+    results = run_study(args.config, args.out, args.workers, args.ray, args.rerun_stale)
+    failed = [r for r in results if "error" in r]
+    print(f"{args.out / 'report.md'}: {len(results) - len(failed)} cells run, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from fetalhc.study.report import write_report
+
+    path = write_report(args.dir)
+    print(path)
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fetalhc",
+        description="Fetal head segmentation and head-circumference measurement (HC18).",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def add(name: str, func: Callable, help_: str, parent=sub) -> argparse.ArgumentParser:
+        p = parent.add_parser(name, help=help_, description=help_)
+        p.set_defaults(func=func)
+        return p
+
+    data = sub.add_parser("data", help="HC18 data: check, split, download")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    p = add("check", cmd_data_check, "summarise an HC18 folder and list every problem", data_sub)
+    p.add_argument("dir", type=Path)
+    p = add("split", cmd_data_split, "group-aware train/val/test split as CSV", data_sub)
+    p.add_argument("dir", type=Path)
+    p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--val", type=float, default=0.1)
+    p.add_argument("--test", type=float, default=0.2)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--folds",
+        type=nonnegative_int,
+        default=0,
+        help="also write OUT.foldK.csv for K-fold cross-validation over train+val "
+        "(test stays held out)",
+    )
+    p = add(
+        "download", cmd_data_download, "download HC18 from Zenodo (verified, resumable)", data_sub
+    )
+    p.add_argument("dir", type=Path)
+    p.add_argument("--url", default="https://zenodo.org", help="Zenodo base URL")
+    p.add_argument("--record", default="1327317", help="Zenodo record id")
+
+    p = add("strategies", cmd_strategies, "list the fine-tuning strategies and their sizes")
+    p.add_argument("--encoder", default="mobilenet_v2")
+
+    p = add("train", cmd_train, "train a model with a fine-tuning strategy")
+    _add_train_arguments(p)
+
+    p = add("evaluate", cmd_evaluate, "evaluate a run on labelled images (metrics, HC in mm)")
+    p.add_argument("run_pos", nargs="?", type=Path, metavar="RUN")
+    p.add_argument("--data", type=Path, required=True)
+    p.add_argument("--split", type=Path, help="split CSV (without it: every labelled image)")
+    p.add_argument("--part", default="test", choices=SPLIT_PARTS)
+    p.add_argument("--out", type=Path, help="output folder (default RUN/eval-PART)")
+    p.add_argument(
+        "--worst", type=nonnegative_int, default=10, help="overlays of the N worst images"
+    )
+    _add_backend_flags(p)
+
+    p = add("predict", cmd_predict, "measure HC on images or folders")
+    p.add_argument("inputs", nargs="+", type=Path)
+    p.add_argument("--pixel-size", type=finite_float, help="mm per pixel for every image")
+    p.add_argument("--pixel-csv", type=Path, help="HC18 CSV with filename,pixel size(mm)")
+    p.add_argument("--out", type=Path, default=Path("predictions"))
+    p.add_argument("--ga", help="known gestational age (weeks+days, e.g. 20+3): HC centile")
+    p.add_argument("--lmp", help="first day of the last menstrual period (YYYY-MM-DD)")
+    p.add_argument("--exam-date", help="date of the scan (YYYY-MM-DD), with --lmp")
+    _add_backend_flags(p)
+
+    p = add("serve", cmd_serve, "web page and REST API to measure and correct (local)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--port", type=positive_int, default=8000)
+    p.add_argument("--run", type=Path, help="run folder (default: the bundled model)")
+    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads per model")
+    p.add_argument("--workers", type=positive_int, default=1, help="parallel inferences")
+    p.add_argument("--queue", type=nonnegative_int, default=8, help="requests that may wait")
+    p.add_argument("--max-upload-mb", type=finite_float, default=50.0)
+    p.add_argument("--save", type=Path, help="keep each image and its result here")
+
+    p = add("export", cmd_export, "export a checkpoint to ONNX, checked against PyTorch")
+    p.add_argument("--onnx", type=Path, required=True)
+    p.add_argument("--run", type=Path)
+    p.add_argument("--checkpoint", type=Path)
+    p.add_argument("--int8", action="store_true", help="also write MODEL_int8.onnx (static)")
+    p.add_argument("--calibration", type=Path, help="images to calibrate int8 on")
+    p.add_argument("--calibration-images", type=positive_int, default=64)
+    p = add("compare", cmd_compare, "run a study grid (strategies x seeds x fractions)")
+    p.add_argument("--config", type=Path, required=True, help="study YAML")
+    p.add_argument("--out", type=Path, required=True, help="study folder")
+    p.add_argument("--workers", type=int, help="parallel processes on this machine")
+    p.add_argument(
+        "--rerun-stale",
+        action="store_true",
+        help="re-run cells whose recipe differs from the YAML (default: stop and name them)",
+    )
+    p.add_argument(
+        "--ray", metavar="ADDRESS", help="run cells on a Ray cluster ('local': start one)"
+    )
+    p = add("report", cmd_report, "rebuild a study's report from its finished cells")
+    p.add_argument("dir", type=Path)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import logging
+    import os
+
+    from fetalhc.io.files import quiet_opencv
+
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    logging.getLogger("fetalhc").setLevel(logging.INFO)
+    quiet_opencv()
+    try:
+        return int(args.func(args) or 0)
+    except FetalHCError as exc:
+        print(f"fetalhc: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("fetalhc: interrupted", file=sys.stderr)
+        return 130
+    except OSError as exc:  # a file or folder the user named: missing, read-only, full
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"fetalhc: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("fetalhc: error: out of memory (smaller --batch or images?)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - the promise is one line, never a traceback
+        if os.environ.get("FETALHC_DEBUG"):
+            raise
+        print(
+            f"fetalhc: internal error: {type(exc).__name__}: {exc} "
+            "(set FETALHC_DEBUG=1 for the traceback; please report it)",
+            file=sys.stderr,
+        )
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,2 @@
+"""Stage 5, inference: the segmenter (PyTorch / ONNX Runtime), the measurer, evaluation,
+batch prediction."""

@@ -1,0 +1,353 @@
+"""The one segment-and-measure path: image in, ellipse, HC and GA in mm out.
+
+`HeadMeasurer` is loaded once (like nnU-Net's predictor) and used by the Python API,
+`fetalhc predict`, `fetalhc evaluate` and the web service::
+
+    import fetalhc
+    measurer = fetalhc.HeadMeasurer()                  # the bundled model
+    result = measurer.measure("001_HC.png", pixel_size_mm=0.12)
+    result.hc_mm, result.ga_weeks, result.quality
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from fetalhc.errors import FetalHCError, Status, parse_status, status_text
+from fetalhc.inference.segmenter import Segmenter, default_checkpoint
+from fetalhc.io.images import read_gray
+from fetalhc.io.pixels import to_gray_uint8
+from fetalhc.measure.biometry import Biometry, biometry
+from fetalhc.measure.ellipse import Ellipse
+from fetalhc.measure.postprocess import Measurement, measure
+from fetalhc.measure.quality import (
+    QualityThresholds,
+    flag_reasons,
+    plausible_hc,
+    plausible_pixel_size,
+)
+
+ImageLike = str | os.PathLike | np.ndarray
+# The numbers the quality flag is decided on, in the order of predict's CSV columns.
+QUALITY_FEATURES = (
+    "ellipse_iou",
+    "confidence",
+    "edge_probability",
+    "pass_disagreement",
+    "pass_distance_mm",
+)
+# Grey levels: an image whose values span less than this holds nothing to measure.
+BLANK_RANGE = 16
+
+
+@dataclass
+class HeadMeasurement:
+    """The result for one image. `status` is `ok` only when HC is a trustworthy number of
+    millimetres; every other status says why there is no (or no plausible) HC."""
+
+    filename: str
+    status: Status
+    detail: str = ""  # what follows the status: why it is implausible, unreadable, ...
+    pixel_size_mm: float | None = None
+    ellipse_px: Ellipse | None = None
+    hc_mm: float = math.nan
+    ga_weeks: float = math.nan
+    quality: str = "no_head"  # ok | check | no_head
+    quality_reasons: list[str] = field(default_factory=list)
+    ellipse_iou: float = math.nan
+    confidence: float = math.nan
+    edge_probability: float = math.nan
+    pass_disagreement: float = math.nan
+    pass_distance_mm: float = math.nan  # two-pass models: the passes' outlines, mean distance
+    mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
+    biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
+    image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
+    logits: np.ndarray | None = field(default=None, repr=False)  # at model size (keep_logits)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.status, Status):  # "implausible_hc: ..." as written in rows
+            status, detail = parse_status(self.status)
+            self.status, self.detail = status, self.detail or detail
+
+    @property
+    def ok(self) -> bool:
+        return self.status is Status.OK
+
+    @property
+    def status_text(self) -> str:
+        """The status as CSV rows and JSON carry it: `implausible_hc: HC 12 mm is ...`."""
+        return status_text(self.status, self.detail)
+
+    def quality_features(self) -> dict[str, float]:
+        return {name: getattr(self, name) for name in QUALITY_FEATURES}
+
+    @property
+    def ellipse_mm(self) -> Ellipse | None:
+        if self.ellipse_px is None or self.pixel_size_mm is None:
+            return None
+        return self.ellipse_px.scaled(self.pixel_size_mm)
+
+    def as_row(self) -> dict:
+        """The CSV row: HC18 submission columns first, then HC, GA and the flag."""
+        row: dict = {"filename": self.filename}
+        mm = self.ellipse_mm if self.ok else None
+        hc18 = mm.as_hc18() if mm is not None else {}
+        for key in ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad"):
+            row[key] = _round(hc18.get(key))
+        ok = self.ok
+        row.update(
+            hc_mm=_round(self.hc_mm) if ok else "",
+            ga_weeks=_round(self.ga_weeks) if ok else "",
+            quality=self.quality,
+            **{k: _round(v) for k, v in self.quality_features().items()},
+            status=self.status_text,
+        )
+        b = self.biometry if ok else None
+        row.update(
+            ofd_mm=_round(b.ofd_mm) if b else "",
+            bpd_mm=_round(b.bpd_mm) if b else "",
+            cephalic_index=_round(b.cephalic_index) if b else "",
+            ga_intergrowth_weeks=_round(b.ga_intergrowth_weeks) if b else "",
+            ga_given_weeks=_round(b.ga_given_weeks) if b else "",
+            hc_zscore=_round(b.hc_zscore) if b else "",
+            hc_centile=_round(b.hc_centile) if b else "",
+            growth_chart=b.chart if b else "",
+            notes="; ".join([*self.quality_reasons, *(b.notes if b else [])]),
+        )
+        return row
+
+
+def _round(value: float | None) -> float | str:
+    if value is None or not isinstance(value, float | int) or not math.isfinite(value):
+        return ""
+    return round(float(value), 6)
+
+
+def result_from_measurement(
+    name: str,
+    m: Measurement,
+    pixel_size_mm: float | None,
+    ga_given_weeks: float | None = None,
+    thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
+) -> HeadMeasurement:
+    """Turn a mask measurement into HC/GA in mm, checking every number for plausibility
+    (and, with `thresholds.max_hc_mm`, flagging large heads)."""
+    result = HeadMeasurement(
+        filename=name,
+        status=Status.OK,
+        pixel_size_mm=pixel_size_mm,
+        ellipse_px=m.ellipse,
+        quality=m.quality,
+        quality_reasons=list(m.reasons),
+        ellipse_iou=m.ellipse_iou,
+        confidence=m.confidence,
+        edge_probability=m.edge_probability,
+        pass_disagreement=m.pass_disagreement,
+        mask=m.mask,
+    )
+    if m.ellipse is None:
+        result.status = Status.NO_HEAD
+        return result
+    if pixel_size_mm is None:
+        result.status = Status.NO_PIXEL_SIZE
+        return result
+    why = plausible_pixel_size(pixel_size_mm)
+    if why:
+        result.status, result.detail = Status.IMPLAUSIBLE_PIXEL_SIZE, why
+        return result
+    result.hc_mm = m.hc_mm(pixel_size_mm)
+    result.pass_distance_mm = m.pass_distance_px * pixel_size_mm
+    why = plausible_hc(result.hc_mm)
+    if why:
+        result.status, result.detail = Status.IMPLAUSIBLE_HC, why
+        result.quality = "check"
+        result.quality_reasons.append(why)
+        return result
+    result.biometry = biometry(m.ellipse.scaled(pixel_size_mm), ga_given_weeks)
+    hadlock = result.biometry.ga_hadlock_weeks
+    result.ga_weeks = hadlock if hadlock is not None else math.nan
+    features = {**result.quality_features(), "hc_mm": result.hc_mm}
+    features["cephalic_index"] = result.biometry.cephalic_index
+    result.quality_reasons = flag_reasons(features, thresholds)
+    result.quality = "check" if result.quality_reasons else "ok"
+    return result
+
+
+class HeadMeasurer:
+    """A model loaded once: segment fetal heads and measure them.
+
+    checkpoint: a run's `best.safetensors` (with its config.json), an exported `.onnx`, or
+    None for the bundled model. backend: auto | torch | onnx. flip_tta averages the
+    prediction with that of the mirrored image.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | os.PathLike | None = None,
+        backend: str = "auto",
+        threads: int = 0,
+        batch_size: int = 8,
+        flip_tta: bool = False,
+    ) -> None:
+        self.segmenter = Segmenter(
+            checkpoint if checkpoint is not None else default_checkpoint(),
+            backend=backend,
+            threads=threads,
+            batch_size=batch_size,
+            flip_tta=flip_tta,
+        )
+
+    @classmethod
+    def from_segmenter(cls, segmenter) -> HeadMeasurer:
+        """Wrap any object with a Segmenter's `predict(images)` and `batch_size` (an
+        ensemble, a test double)."""
+        measurer = cls.__new__(cls)
+        measurer.segmenter = segmenter
+        return measurer
+
+    @property
+    def thresholds(self) -> QualityThresholds:
+        """The quality flag's thresholds: the model's own (config.json) or the defaults."""
+        try:
+            return QualityThresholds.from_dict(
+                getattr(self.segmenter, "quality_thresholds", None) or {}
+            )
+        except ValueError as exc:
+            raise FetalHCError(f"{self.model_name}: config.json: {exc}") from None
+
+    @property
+    def batch_size(self) -> int:
+        return self.segmenter.batch_size
+
+    @property
+    def model_name(self) -> str:
+        return self.segmenter.checkpoint.name
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Head probability maps at each image's own size (8-bit grey images in)."""
+        return self.segmenter.probabilities(images)
+
+    def measure(
+        self,
+        image: ImageLike,
+        pixel_size_mm: float | None = None,
+        name: str | None = None,
+        ga_weeks: float | None = None,
+    ) -> HeadMeasurement:
+        """Measure one image (a path or an array: grey or colour, 8/16-bit).
+
+        An image that cannot be read or holds no head gives a result whose `status` says
+        why; a bad argument raises FetalHCError."""
+        names = [name] if name else None
+        return next(iter(self.measure_many([image], [pixel_size_mm], names, ga_weeks=ga_weeks)))
+
+    def measure_many(
+        self,
+        images: Iterable[ImageLike],
+        pixel_sizes_mm: Iterable[float | None] | float | None = None,
+        names: Iterable[str] | None = None,
+        threshold: float = 0.5,
+        keep_logits: bool = False,
+        ga_weeks: float | None = None,
+    ) -> Iterator[HeadMeasurement]:
+        """Measure many images, batch by batch, yielding one result per image in order.
+        One bad image gives its own status; the others are measured."""
+        images = list(images)
+        if pixel_sizes_mm is None or isinstance(pixel_sizes_mm, float | int):
+            sizes = [pixel_sizes_mm] * len(images)
+        else:
+            sizes = list(pixel_sizes_mm)
+        if len(sizes) != len(images):
+            raise FetalHCError(f"{len(images)} images but {len(sizes)} pixel sizes")
+        labels = (
+            list(names) if names is not None else [_name_of(im, i) for i, im in enumerate(images)]
+        )
+        for start in range(0, len(images), self.batch_size):
+            chunk = range(start, min(start + self.batch_size, len(images)))
+            yield from self._measure_batch(
+                [images[i] for i in chunk],
+                [sizes[i] for i in chunk],
+                [labels[i] for i in chunk],
+                threshold,
+                keep_logits,
+                ga_weeks,
+            )
+
+    def _measure_batch(
+        self,
+        images: list[ImageLike],
+        sizes: list[float | None],
+        names: list[str],
+        threshold: float = 0.5,
+        keep_logits: bool = False,
+        ga_weeks: float | None = None,
+    ) -> list[HeadMeasurement]:
+        results: list[HeadMeasurement | None] = [None] * len(images)
+        decoded: list[tuple[int, np.ndarray]] = []
+        for i, image in enumerate(images):
+            try:
+                gray = _as_gray(image)
+            except ValueError as exc:
+                results[i] = HeadMeasurement(names[i], Status.UNREADABLE, str(exc))
+                continue
+            if int(gray.max()) - int(gray.min()) < BLANK_RANGE:
+                # Nothing to measure, and a network shown an empty frame may still "see"
+                # a head (the two-pass model does, in black or white frames).
+                results[i] = HeadMeasurement(
+                    names[i],
+                    Status.NO_HEAD,
+                    quality_reasons=["the image is blank (almost uniform grey)"],
+                    mask=np.zeros(gray.shape, np.uint8),
+                    image=gray,
+                )
+                continue
+            decoded.append((i, gray))
+        if decoded:
+            try:
+                predictions = self.segmenter.predict([im for _, im in decoded])
+            except Exception as exc:  # noqa: BLE001 - a model/input mismatch of any kind
+                predictions = None
+                error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+                for i, _ in decoded:
+                    results[i] = HeadMeasurement(names[i], Status.ERROR, error)
+            if predictions is not None:
+                thresholds = self.thresholds
+                for (i, image), p in zip(decoded, predictions, strict=True):
+                    m = measure(
+                        p.probability, threshold, coarse=p.coarse_probability, thresholds=thresholds
+                    )
+                    result = result_from_measurement(names[i], m, sizes[i], ga_weeks, thresholds)
+                    result.image = image
+                    if keep_logits:
+                        result.logits = p.logits_small
+                    results[i] = result
+        return [r for r in results if r is not None]
+
+
+def _name_of(image: ImageLike, index: int) -> str:
+    return Path(image).name if not isinstance(image, np.ndarray) else f"image_{index}"
+
+
+def _as_gray(image: ImageLike) -> np.ndarray:
+    if isinstance(image, np.ndarray):
+        if image.ndim not in (2, 3) or image.size == 0:
+            raise ValueError(f"expected a 2D image array, got shape {image.shape}")
+        return to_gray_uint8(image)
+    return read_gray(image)  # PNG, JPEG, ... or DICOM
+
+
+def measure_image(
+    image: ImageLike,
+    pixel_size_mm: float | None = None,
+    checkpoint: str | None = None,
+    ga_weeks: float | None = None,
+) -> HeadMeasurement:
+    """One call: load the (bundled) model and measure one image. Use `HeadMeasurer` to
+    measure many images without reloading the model."""
+    return HeadMeasurer(checkpoint).measure(image, pixel_size_mm, ga_weeks=ga_weeks)

@@ -1,0 +1,286 @@
+"""`fetalhc predict`: HC18 submission rows, masks and overlays for images or folders.
+
+Guarantees: the output folder is checked before any work; every input image gets exactly
+one row (measured, or a status saying why not); rows reach disk as they are measured
+(`predictions.partial.csv`, flushed per batch), so a killed run keeps them and a re-run
+continues where it stopped; `predictions.csv` is written atomically at the end.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import math
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path, PurePosixPath
+
+from tqdm import tqdm
+
+from fetalhc.data.hc18 import CONFLICT, is_annotation, parse_positive, read_pixel_csv
+from fetalhc.errors import FetalHCError, Status
+from fetalhc.inference.measurer import QUALITY_FEATURES, HeadMeasurement, HeadMeasurer
+from fetalhc.io.dicom import DICOM_SUFFIXES, header_pixel_size
+from fetalhc.io.files import ensure_folder, write_csv, write_json, write_png
+from fetalhc.measure.biometry import weeks_days
+from fetalhc.measure.overlay import overlay
+
+log = logging.getLogger(__name__)
+
+COLUMNS = [
+    "filename",
+    "center_x_mm",
+    "center_y_mm",
+    "semi_axes_a_mm",
+    "semi_axes_b_mm",
+    "angle_rad",
+    "hc_mm",
+    "ga_weeks",
+    "quality",
+    *QUALITY_FEATURES,
+    "status",
+    # clinical outputs (after the columns above, so the HC18 columns stay first)
+    "ofd_mm",
+    "bpd_mm",
+    "cephalic_index",
+    "ga_intergrowth_weeks",
+    "ga_given_weeks",
+    "hc_zscore",
+    "hc_centile",
+    "growth_chart",
+    "notes",
+]
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
+PARTIAL = "predictions.partial.csv"
+PARTIAL_KEY = "predictions.partial.json"
+
+
+@dataclass
+class PredictOptions:
+    pixel_size: float | None = None
+    pixel_csv: Path | None = None
+    masks: bool = True
+    overlays: bool = True
+    ga_weeks: float | None = None  # known gestational age: HC z-score and centile
+
+
+@dataclass(frozen=True)
+class InputImage:
+    path: Path
+    name: str  # unique in this batch: the row's filename and the masks' sub-path
+
+
+def collect_images(inputs: list[Path]) -> tuple[list[InputImage], list[str]]:
+    """Images named on the command line or inside named folders, sub-folders included
+    (annotations left out). Returns the images and notes on what was left out, so every
+    input is accounted for. Names are made unique: a file in a sub-folder is named by its
+    path inside the folder; the same name from two inputs is prefixed by its folder."""
+    found: list[tuple[Path, str, str]] = []  # path, name, folder label
+    notes: list[str] = []
+    for item in inputs:
+        if item.is_dir():
+            ignored = 0
+            for p in sorted(item.rglob("*")):
+                if not p.is_file():
+                    continue
+                if p.suffix.lower() in IMAGE_SUFFIXES and not is_annotation(p):
+                    found.append((p, p.relative_to(item).as_posix(), item.name or str(item)))
+                elif not is_annotation(p) and not p.name.startswith("."):
+                    ignored += 1
+            if ignored:
+                notes.append(f"{item}: {ignored} file(s) that are not images were ignored")
+        elif item.is_file():
+            found.append((item, item.name, item.parent.name))
+        elif item.exists():
+            raise FetalHCError(f"{item}: not a file or folder")
+        else:
+            raise FetalHCError(f"{item}: no such file or folder")
+    if not found:
+        raise FetalHCError("no images found in " + ", ".join(map(str, inputs)))
+    seen: dict[Path, str] = {}
+    counts: dict[str, int] = {}
+    for _path, name, _folder in found:
+        counts[name] = counts.get(name, 0) + 1
+    images: list[InputImage] = []
+    used: set[str] = set()
+    for path, name, folder in found:
+        resolved = path.resolve()
+        if resolved in seen:
+            notes.append(f"{path}: given twice; measured once as {seen[resolved]}")
+            continue
+        unique = name if counts[name] == 1 else f"{folder}/{name}"
+        base, n = unique, 2
+        while unique in used:
+            unique = f"{base}~{n}"
+            n += 1
+        used.add(unique)
+        seen[resolved] = unique
+        images.append(InputImage(path, unique))
+    return images, notes
+
+
+def pixel_sizes(images: list[InputImage], options: PredictOptions) -> dict[str, float | None]:
+    """Pixel size of each image: its CSV row (by path inside the folder, then file name),
+    else a DICOM file's header, else --pixel-size. CSV columns are found by header name."""
+    dicom_sizes = {
+        im.name: header_pixel_size(im.path)[0]
+        for im in images
+        if im.path.suffix.lower() in DICOM_SUFFIXES
+    }
+    all_dicom = bool(dicom_sizes) and len(dicom_sizes) == len(images)
+    if options.pixel_csv is None and options.pixel_size is None and not all_dicom:
+        raise FetalHCError("give --pixel-size MM or --pixel-csv CSV (HC is reported in mm)")
+    rows = read_pixel_csv(options.pixel_csv) if options.pixel_csv else {}
+    out: dict[str, float | None] = {}
+    for image in images:
+        row = rows.get(image.name) or rows.get(image.path.name)
+        if row is None:
+            header = dicom_sizes.get(image.name)
+            out[image.name] = header if header is not None else options.pixel_size
+        elif row["pixel_size"] == CONFLICT:
+            out[image.name] = None
+        else:
+            value = parse_positive(row["pixel_size"])
+            out[image.name] = value if value is not None else float("nan")
+    return out
+
+
+def _status_for_size(size: float | None) -> tuple[Status, str] | None:
+    """Why an image cannot be measured in mm before it is even read (None: it can)."""
+    if size is None:
+        return Status.NO_PIXEL_SIZE, ""
+    if size != size:  # NaN: a CSV value that is not a number
+        return Status.IMPLAUSIBLE_PIXEL_SIZE, "not a positive number"
+    return None
+
+
+def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) -> str:
+    """What a partial result depends on: the model, its settings (its quality thresholds
+    too), the pixel sizes and the columns (a partial file of another version has others)."""
+    seg = measurer.segmenter
+    stat = seg.checkpoint.stat()
+    identity = {
+        "checkpoint": str(seg.checkpoint.resolve()),
+        "size": stat.st_size,
+        "mtime": stat.st_mtime_ns,
+        "tta": seg.flip_tta,
+        "sizes": {k: (None if v is None or v != v else v) for k, v in sorted(sizes.items())},
+        "masks": options.masks,
+        "ga": options.ga_weeks,
+        "overlays": options.overlays,
+        "quality": asdict(measurer.thresholds),
+        "columns": COLUMNS,
+    }
+    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
+
+
+def _read_partial(out: Path, key: str) -> dict[str, dict]:
+    """Rows of an interrupted run with the same model and pixel sizes (else none)."""
+    partial, key_file = out / PARTIAL, out / PARTIAL_KEY
+    if not partial.is_file() or not key_file.is_file():
+        return {}
+    try:
+        if json.loads(key_file.read_text()).get("key") != key:
+            return {}
+        with open(partial, newline="") as f:
+            rows = [r for r in csv.DictReader(f) if r.get("status") and None not in r.values()]
+    except (OSError, ValueError, csv.Error):
+        return {}
+    return {r["filename"]: r for r in rows}
+
+
+def predict(
+    images: list[InputImage],
+    sizes: dict[str, float | None],
+    measurer: HeadMeasurer,
+    out: Path,
+    options: PredictOptions,
+) -> int:
+    """Write OUT/predictions.csv (+ masks, overlays); return how many images failed."""
+    ensure_folder(out)
+    key = _run_key(measurer, sizes, options)
+    done = _read_partial(out, key)
+    if done:
+        log.info(
+            "continuing an interrupted run: %d of %d images already measured",
+            len(done),
+            len(images),
+        )
+    else:
+        write_json(out / PARTIAL_KEY, {"key": key})
+    todo = [im for im in images if im.name not in done]
+    mode = "a" if done else "w"
+    with open(out / PARTIAL, mode, newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        if not done:
+            writer.writeheader()
+        for start in tqdm(
+            range(0, len(todo), measurer.batch_size), desc="predict", unit="batch", disable=None
+        ):
+            batch = todo[start : start + measurer.batch_size]
+            for row in _measure_batch(batch, sizes, measurer, out, options):
+                writer.writerow(row)
+                done[row["filename"]] = row
+            f.flush()
+            os.fsync(f.fileno())
+    rows = [done[im.name] for im in images]
+    rows.sort(key=lambda r: r["filename"])
+    write_csv(out / "predictions.csv", rows, COLUMNS)
+    for name in (PARTIAL, PARTIAL_KEY):
+        (out / name).unlink(missing_ok=True)
+    return sum(r["status"] != "ok" for r in rows)
+
+
+def _measure_batch(
+    batch: list[InputImage],
+    sizes: dict[str, float | None],
+    measurer: HeadMeasurer,
+    out: Path,
+    options: PredictOptions,
+) -> list[dict]:
+    rows = []
+    for im in batch:
+        status = _status_for_size(sizes[im.name])
+        if status:
+            rows.append(HeadMeasurement(im.name, *status).as_row())
+    runnable = [im for im in batch if not _status_for_size(sizes[im.name])]
+    results = measurer.measure_many(
+        [im.path for im in runnable],
+        [sizes[im.name] for im in runnable],
+        [im.name for im in runnable],
+        ga_weeks=options.ga_weeks,
+    )
+    for result in results:
+        try:
+            _write_pictures(result, out, options)
+        except OSError as exc:
+            result.status = Status.ERROR
+            result.detail = f"cannot write mask or overlay ({exc.strerror or exc})"
+        rows.append(result.as_row())
+    return rows
+
+
+def _write_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:
+    if result.image is None:
+        return
+    stem = str(PurePosixPath(result.filename).with_suffix(""))
+    if options.masks and result.mask is not None:
+        write_png(out / "masks" / f"{stem}_mask.png", result.mask * 255)
+    if not options.overlays:
+        return
+    if result.ellipse_px is None:
+        picture = overlay(result.image, None, ["no head found"])
+    else:
+        lines = []
+        if result.ok:
+            lines = [f"HC {result.hc_mm:.1f} mm"]
+            if math.isfinite(result.ga_weeks):
+                lines.append(f"GA {weeks_days(result.ga_weeks)} weeks (Hadlock)")
+        else:
+            lines = [result.status.value]
+        if result.quality != "ok":
+            lines.append("check: measurement may be unreliable")
+        picture = overlay(result.image, result.ellipse_px, lines, flagged=result.quality != "ok")
+    write_png(out / "overlays" / f"{stem}_overlay.png", picture)

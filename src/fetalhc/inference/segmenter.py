@@ -1,0 +1,287 @@
+"""Inference backends (PyTorch, ONNX Runtime) behind one `Segmenter`: grey images in,
+probability maps at each image's original size out."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from fetalhc.errors import FetalHCError
+from fetalhc.measure.postprocess import clean_mask
+from fetalhc.model.crops import around_box, box_of, crop_matrix, cut, uncrop_logits, whole_image
+from fetalhc.model.preprocess import preprocess
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("auto", "torch", "onnx")
+
+DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "bundled" / "default.safetensors"
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("FETALHC_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fetalhc"
+    )
+    return Path(base)
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+class Segmenter:
+    """Runs a trained model on batches of grey images.
+
+    The image is resized to the model size (area interpolation), the logits are resized
+    back to the original size (bilinear) before the sigmoid, so the thresholded mask has
+    a smooth boundary at full resolution. `flip_tta` averages with the mirrored image.
+    """
+
+    def __init__(
+        self,
+        checkpoint: str | Path,
+        backend: str = "auto",
+        threads: int = 0,
+        batch_size: int = 8,
+        flip_tta: bool = False,
+    ) -> None:
+        from fetalhc.model.checkpoint import config_for_checkpoint
+
+        if backend not in BACKENDS:
+            raise FetalHCError(f"--backend must be one of {', '.join(BACKENDS)}")
+        self.checkpoint = Path(checkpoint)
+        if self.checkpoint.suffix == ".onnx":
+            if backend == "torch":
+                raise FetalHCError("--backend torch needs a .safetensors checkpoint, not ONNX")
+            backend = "onnx"
+        if not self.checkpoint.is_file():
+            raise FetalHCError(f"{self.checkpoint}: checkpoint not found")
+        if self.checkpoint.suffix == ".onnx":
+            self.config = onnx_config(self.checkpoint)
+        else:
+            self.config = config_for_checkpoint(self.checkpoint)
+        from fetalhc.model.config import ModelConfig
+
+        if not isinstance(self.config, dict):
+            raise FetalHCError(f"{self.checkpoint}: its config is not a mapping")
+        model_config = ModelConfig.from_dict(self.config.get("model", {}))  # checks the types
+        w, h = model_config.image_size
+        self.size = (int(w), int(h))
+        self.normalization = model_config.normalization
+        self.head_crop = model_config.head_crop
+        # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
+        quality = self.config.get("quality", {})
+        self.quality_thresholds = quality if isinstance(quality, dict) else {}
+        self.batch_size = max(1, batch_size)
+        self.flip_tta = flip_tta
+        self.threads = threads
+        if backend == "auto":
+            backend = "onnx" if _has_onnxruntime() else "torch"
+            if backend == "onnx" and self.checkpoint.suffix != ".onnx":
+                try:
+                    self._run = self._onnx_runner()
+                    self.backend = "onnx"
+                    return
+                except (FetalHCError, OSError) as exc:  # no ONNX here: PyTorch still works
+                    log.info("fetalhc: ONNX Runtime unavailable (%s); using PyTorch", exc)
+                    backend = "torch"
+        self.backend = backend
+        self._run = self._onnx_runner() if backend == "onnx" else self._torch_runner()
+
+    # ------------------------------------------------------------ backends
+    def _torch_runner(self):
+        import torch
+
+        from fetalhc.model.checkpoint import load_model
+
+        if self.threads:
+            torch.set_num_threads(self.threads)
+        model, _ = load_model(self.checkpoint)
+        model = model.to(memory_format=torch.channels_last)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            with torch.inference_mode():
+                t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
+                return model(t).float().numpy()
+
+        return run
+
+    def _onnx_runner(self):
+        import onnxruntime as ort
+
+        path = self.checkpoint if self.checkpoint.suffix == ".onnx" else self._cached_onnx()
+        options = ort.SessionOptions()
+        if self.threads:
+            options.intra_op_num_threads = self.threads
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        try:
+            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+            raise FetalHCError(f"{path}: cannot load ONNX model ({exc})") from None
+        name = session.get_inputs()[0].name
+
+        def run(x: np.ndarray) -> np.ndarray:
+            return session.run(None, {name: x})[0]
+
+        return run
+
+    def _cached_onnx(self) -> Path:
+        """Export the checkpoint once and reuse it (keyed by the checkpoint's hash)."""
+        from fetalhc.model.export import export_onnx
+
+        name = f"{file_sha256(self.checkpoint)[:16]}.onnx"
+        target = cache_dir() / name
+        if target.is_file():
+            return target
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            log.info("fetalhc: exporting the model to ONNX once (cached in %s)", target.parent)
+            export_onnx(self.checkpoint, target, verify=False)
+            return target
+        except OSError as exc:
+            # A read-only home or cache (clusters, containers): export to a private temporary
+            # folder for this process instead; nothing is kept.
+            self._tmp = tempfile.TemporaryDirectory(prefix="fetalhc-")
+            log.info(
+                "fetalhc: cache %s not writable (%s); using a temporary copy",
+                target.parent,
+                exc.strerror or exc,
+            )
+            target = Path(self._tmp.name) / name
+            export_onnx(self.checkpoint, target, verify=False)
+            return target
+
+    # ------------------------------------------------------------ API
+    def _network(self, x: np.ndarray) -> np.ndarray:
+        """(N, H, W) logits of a preprocessed batch, in chunks, with flip TTA if asked."""
+        out = []
+        for start in range(0, len(x), self.batch_size):
+            chunk = x[start : start + self.batch_size]
+            logits = self._run(chunk)[:, 0]
+            if self.flip_tta:
+                flipped = self._run(np.ascontiguousarray(chunk[..., ::-1]))[:, 0, :, ::-1]
+                logits = (logits + flipped) / 2
+            out.append(logits)
+        return np.concatenate(out, axis=0)
+
+    def logits_model_size(self, images: Sequence[np.ndarray]) -> np.ndarray:
+        """(N, H, W) logits at the model's input size: of the whole image resized, or (a
+        two-pass model) of the whole image letterboxed into the model's square."""
+        if self.head_crop:
+            return self._crop_logits(images, [whole_image(im.shape) for im in images])[0]
+        w, h = self.size
+        small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
+        return self._network(preprocess(small, self.normalization))
+
+    def _crop_logits(self, images, squares) -> tuple[np.ndarray, list[np.ndarray]]:
+        side = self.size[0]
+        matrices = [crop_matrix(sq, side) for sq in squares]
+        crops = np.stack([cut(im, m, side) for im, m in zip(images, matrices, strict=True)])
+        return self._network(preprocess(crops, self.normalization)), matrices
+
+    def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
+        """Probability maps at each image's own size (and what the measurement and the
+        quality flag need besides)."""
+        if not self.head_crop:
+            logits = self.logits_model_size(images)
+            return [
+                Prediction(upsample_probability(lg, im.shape[:2]), lg)
+                for lg, im in zip(logits, images, strict=True)
+            ]
+        # Pass 1: find the head in the whole image.
+        shapes = [im.shape[:2] for im in images]
+        coarse_logits, matrices = self._crop_logits(images, [whole_image(s) for s in shapes])
+        full = [
+            uncrop_logits(lg, m, s)
+            for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
+        ]
+        coarse = [sigmoid(lg) for lg in full]
+        final = list(coarse)
+        # Pass 2: outline it in a square around what pass 1 found.
+        boxes = [box_of(clean_mask(p >= 0.5)) for p in coarse]
+        found = [i for i, box in enumerate(boxes) if box is not None]
+        if found:
+            squares = [around_box(boxes[i], self.head_crop) for i in found]
+            fine_logits, fine_matrices = self._crop_logits([images[i] for i in found], squares)
+            for i, lg, m in zip(found, fine_logits, fine_matrices, strict=True):
+                full[i] = uncrop_logits(lg, m, shapes[i])
+                final[i] = sigmoid(full[i])
+        # The paper's metrics compare at the model's size: the final logits resized to it.
+        return [
+            Prediction(p, cv2.resize(lg, self.size, interpolation=cv2.INTER_AREA), c)
+            for p, lg, c in zip(final, full, coarse, strict=True)
+        ]
+
+    def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Probability maps at each image's own size."""
+        return [p.probability for p in self.predict(images)]
+
+
+@dataclass
+class Prediction:
+    """One image's prediction: the head probability at the image's size, the logits at
+    the model's size of the whole image resized (for the paper's metrics), and, for a
+    two-pass model, the first (locating) pass's probability at the image's size."""
+
+    probability: np.ndarray
+    logits_small: np.ndarray
+    coarse_probability: np.ndarray | None = None
+
+
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+
+def upsample_probability(logits: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
+    h, w = shape_hw
+    return sigmoid(cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
+
+
+def onnx_config(path: Path) -> dict:
+    """The model config that `fetalhc export` stored in the ONNX metadata (or a
+    config.json beside the file)."""
+    import json
+
+    import onnx
+
+    from fetalhc.model.export import CONFIG_KEY
+
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
+        raise FetalHCError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
+    for entry in proto.metadata_props:
+        if entry.key == CONFIG_KEY:
+            return json.loads(entry.value)
+    sidecar = path.parent / "config.json"
+    if sidecar.is_file():
+        from fetalhc.model.checkpoint import read_config
+
+        return read_config(sidecar)
+    raise FetalHCError(f"{path}: no fetalhc config in the ONNX metadata (export with fetalhc)")
+
+
+def _has_onnxruntime() -> bool:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def default_checkpoint() -> Path:
+    if not DEFAULT_MODEL.is_file():
+        raise FetalHCError("no bundled model in this installation; pass --checkpoint or --run")
+    return DEFAULT_MODEL

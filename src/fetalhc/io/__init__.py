@@ -1,0 +1,1 @@
+"""Stage 1, input and output: atomic files, run-folder locks, image and DICOM reading."""

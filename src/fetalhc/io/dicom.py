@@ -1,0 +1,129 @@
+"""DICOM input: the image as 8-bit grey and its pixel size in mm, from the header.
+
+Pixel size, in order: the ultrasound region's `PhysicalDeltaX/Y` (cm, units code 3) in
+`SequenceOfUltrasoundRegions` — the region that holds the image centre, else the first with
+a physical spacing — then `PixelSpacing` (mm), then `ImagerPixelSpacing` (mm).
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from fetalhc.errors import ImageTooLarge, NotAnImage, UnreadableImage, UnsupportedImage
+from fetalhc.io.pixels import max_image_pixels, to_gray_uint8
+
+CM_UNITS = 3  # DICOM PhysicalUnits code for centimetres
+DICOM_SUFFIXES = {".dcm", ".dicom"}
+
+
+@dataclass
+class DicomImage:
+    image: np.ndarray  # uint8 grey
+    pixel_size_mm: float | None
+    pixel_size_source: str  # "ultrasound region", "PixelSpacing", ... or "" if none
+
+
+def is_dicom(data: bytes) -> bool:
+    """The DICOM Part 10 preamble: 128 bytes, then 'DICM'."""
+    return len(data) >= 132 and data[128:132] == b"DICM"
+
+
+def read_dicom(source: str | Path | bytes) -> DicomImage:
+    """Decode a single-frame DICOM; UnreadableImage (a ValueError) with a short reason
+    otherwise."""
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+
+    try:
+        if isinstance(source, bytes | bytearray):
+            ds = pydicom.dcmread(io.BytesIO(source))
+        else:
+            ds = pydicom.dcmread(str(source))
+    except (InvalidDicomError, OSError, EOFError, ValueError, KeyError, TypeError) as exc:
+        raise UnreadableImage(f"not a readable DICOM file ({type(exc).__name__})") from None
+    if "PixelData" not in ds:
+        raise NotAnImage("DICOM file without an image (no PixelData)")
+    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    if frames > 1:
+        raise UnsupportedImage(
+            f"multi-frame DICOM ({frames} frames): export the frozen frame as a single image"
+        )
+    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    limit = max_image_pixels()
+    if rows * cols > limit:
+        raise ImageTooLarge(f"image too large ({cols}x{rows} pixels; limit {limit:,})")
+    try:
+        pixels = ds.pixel_array
+    except Exception as exc:  # noqa: BLE001 - pydicom raises many types for codecs
+        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+        name = getattr(syntax, "name", str(syntax))
+        raise UnsupportedImage(
+            f"cannot decode the DICOM pixel data (transfer syntax {name}: {str(exc)[:120]})"
+        ) from None
+    pixels = np.asarray(pixels)
+    interpretation = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    if interpretation.startswith("YBR") and pixels.ndim == 3:
+        from pydicom.pixels import convert_color_space
+
+        pixels = convert_color_space(pixels, interpretation, "RGB")
+    if pixels.ndim == 3 and pixels.shape[-1] == 3:
+        pixels = pixels[..., ::-1]  # RGB -> BGR for OpenCV's conversion
+    gray = to_gray_uint8(pixels)
+    if interpretation == "MONOCHROME1":  # 0 is white
+        gray = 255 - gray
+    size, source = dicom_pixel_size(ds, gray.shape)
+    return DicomImage(gray, size, source)
+
+
+def dicom_pixel_size(ds, shape: tuple[int, int]) -> tuple[float | None, str]:
+    regions = getattr(ds, "SequenceOfUltrasoundRegions", None) or []
+    h, w = shape
+    chosen = None
+    for region in regions:
+        if not all(hasattr(region, k) for k in ("PhysicalDeltaX", "PhysicalDeltaY")):
+            continue
+        units = (
+            getattr(region, "PhysicalUnitsXDirection", CM_UNITS),
+            getattr(region, "PhysicalUnitsYDirection", CM_UNITS),
+        )
+        if units != (CM_UNITS, CM_UNITS):
+            continue
+        x0 = getattr(region, "RegionLocationMinX0", 0)
+        y0 = getattr(region, "RegionLocationMinY0", 0)
+        x1 = getattr(region, "RegionLocationMaxX1", w - 1)
+        y1 = getattr(region, "RegionLocationMaxY1", h - 1)
+        if chosen is None or (x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1):
+            chosen = region
+            if x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1:
+                break
+    if chosen is not None:
+        dx, dy = abs(float(chosen.PhysicalDeltaX)) * 10, abs(float(chosen.PhysicalDeltaY)) * 10
+        if math.isfinite(dx) and dx > 0 and math.isclose(dx, dy, rel_tol=0.02):
+            return dx, "ultrasound region"
+        if math.isfinite(dx) and dx > 0:
+            # anisotropic pixels cannot be measured with one pixel size
+            return None, f"ultrasound region has unequal spacing ({dx:g} x {dy:g} mm)"
+    for key in ("PixelSpacing", "ImagerPixelSpacing"):
+        spacing = getattr(ds, key, None)
+        if spacing is not None and len(spacing) == 2:
+            row, col = float(spacing[0]), float(spacing[1])
+            if row > 0 and math.isclose(row, col, rel_tol=0.02):
+                return col, key
+    return None, ""
+
+
+def header_pixel_size(path: str | Path) -> tuple[float | None, str]:
+    """Pixel size from a DICOM file's header only (pixel data not decoded)."""
+    import pydicom
+
+    try:
+        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
+        shape = (int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0))
+        return dicom_pixel_size(ds, shape)
+    except Exception:  # noqa: BLE001 - an unreadable file gets its status when measured
+        return None, ""

@@ -1,0 +1,2 @@
+"""Stage 2, measurement (NumPy/OpenCV only, no torch): ellipses, masks, quality, biometry, metrics,
+overlays."""

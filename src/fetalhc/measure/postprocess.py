@@ -1,0 +1,120 @@
+"""From a probability map to a clean head mask, its ellipse and a measurement-quality flag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from fetalhc.measure.ellipse import Ellipse, draw_filled, fit_mask, hc_mm
+from fetalhc.measure.metrics import assd, iou
+from fetalhc.measure.quality import QualityThresholds, flag_reasons
+
+EDGE_RING = 0.06  # the ring outside the ellipse: up to 6 % beyond each semi-axis
+# The passes' outline distance is computed on masks at most this many pixels a side: exact
+# distance transforms of a 50-megapixel image would take gigabytes, for a sub-pixel gain.
+OUTLINE_DISTANCE_MAX_SIDE = 2048
+
+
+@dataclass
+class Measurement:
+    mask: np.ndarray  # uint8 0/1, original size
+    ellipse: Ellipse | None  # pixels
+    status: str  # ok | no_head
+    ellipse_iou: float = float("nan")  # agreement of the mask with its own fitted ellipse
+    confidence: float = float("nan")  # mean probability inside the mask
+    edge_probability: float = float("nan")  # mean probability in a ring just outside
+    pass_disagreement: float = float("nan")  # two-pass models: relative HC difference
+    pass_distance_px: float = float("nan")  # two-pass models: mean outline distance (ASSD)
+    quality: str = "no_head"  # ok | check | no_head
+    reasons: list[str] = field(default_factory=list)  # plain-language reasons for `check`
+
+    def hc_mm(self, pixel_size_mm: float) -> float:
+        return hc_mm(self.ellipse, pixel_size_mm) if self.ellipse is not None else float("nan")
+
+
+def clean_mask(binary: np.ndarray) -> np.ndarray:
+    """Largest connected component with its holes filled (0/1 uint8)."""
+    m = (np.asarray(binary) > 0).astype(np.uint8)
+    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    out = np.zeros_like(m)
+    if not contours:
+        return out
+    # Filling the outer contour of the largest component keeps it and fills its holes.
+    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
+    cv2.drawContours(out, [largest], -1, 1, thickness=cv2.FILLED)
+    return out
+
+
+def outline_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean symmetric distance (pixels of `a`) between the outlines of two 0/1 masks of the
+    same shape, on copies shrunk to OUTLINE_DISTANCE_MAX_SIDE when larger."""
+    scale = max(a.shape) / OUTLINE_DISTANCE_MAX_SIDE
+    if scale <= 1:
+        return assd(a, b)
+    size = (round(a.shape[1] / scale), round(a.shape[0] / scale))
+
+    def shrink(m: np.ndarray) -> np.ndarray:
+        return cv2.resize(np.asarray(m, np.uint8), size, interpolation=cv2.INTER_NEAREST)
+
+    return assd(shrink(a), shrink(b)) * scale
+
+
+def measure(
+    prob: np.ndarray,
+    threshold: float = 0.5,
+    min_area_px: int = 100,
+    coarse: np.ndarray | None = None,
+    thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
+) -> Measurement:
+    """Threshold, clean, fit; flag the measurement for review when the mask is not
+    ellipse-like, the network was unsure, or (given the first pass's probability
+    `coarse`) the two passes disagree."""
+    mask = clean_mask(prob >= threshold)
+    if int(mask.sum()) < min_area_px:
+        return Measurement(mask, None, "no_head")
+    ellipse = fit_mask(mask)
+    if ellipse is None:
+        return Measurement(mask, None, "no_head")
+    inside = draw_filled(ellipse, mask.shape).astype(bool)
+    agreement = iou(mask, inside)
+    confidence = float(prob[mask > 0].mean())
+    grown = Ellipse(
+        ellipse.cx,
+        ellipse.cy,
+        ellipse.a * (1 + EDGE_RING),
+        ellipse.b * (1 + EDGE_RING),
+        ellipse.angle,
+    )
+    ring = draw_filled(grown, mask.shape).astype(bool) & ~inside
+    edge = float(prob[ring].mean()) if ring.any() else 0.0
+    disagreement = distance = float("nan")
+    if coarse is not None:
+        first_mask = clean_mask(coarse >= threshold)
+        first = fit_mask(first_mask)
+        perimeter = hc_mm(ellipse, 1.0)
+        disagreement = abs(perimeter - hc_mm(first, 1.0)) / perimeter if first else 1.0
+        # No first-pass head: as far apart as the image is wide.
+        distance = float(max(mask.shape))
+        if first_mask.any():
+            distance = outline_distance(mask, first_mask)
+    features = {
+        "ellipse_iou": agreement,
+        "edge_probability": edge,
+        "pass_disagreement": disagreement,
+    }
+    reasons = flag_reasons(features, thresholds)  # the mm rules follow where mm are known
+    quality = "check" if reasons else "ok"
+    return Measurement(
+        mask,
+        ellipse,
+        "ok",
+        ellipse_iou=agreement,
+        confidence=confidence,
+        edge_probability=edge,
+        pass_disagreement=disagreement,
+        pass_distance_px=distance,
+        quality=quality,
+        reasons=reasons,
+    )

@@ -1,0 +1,191 @@
+"""The measurement's quality: plausible ranges and the `check` flag's thresholds.
+
+NumPy only. The flag's rules are defined here once; `predict`, `evaluate`, `serve` and the
+model-selection script's threshold search all use them.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+
+# Physically plausible ranges: a value outside them is a wrong unit or column, not a head.
+PIXEL_SIZE_RANGE_MM = (0.01, 2.0)  # HC18: 0.05-0.29 mm per pixel
+HC_RANGE_MM = (40.0, 450.0)  # about 10 weeks to beyond term, macrocephaly included
+
+
+def plausible_pixel_size(value: float | None) -> str:
+    """'' if `value` is a plausible pixel size in mm, else why not."""
+    low, high = PIXEL_SIZE_RANGE_MM
+    if value is None or not math.isfinite(value) or value <= 0:
+        return "pixel size is not a positive number"
+    if not low <= value <= high:
+        return f"pixel size {value:g} mm is outside the plausible {low:g}-{high:g} mm"
+    return ""
+
+
+def plausible_hc(value: float) -> str:
+    low, high = HC_RANGE_MM
+    if not math.isfinite(value):
+        return "HC is not a finite number"
+    if not low <= value <= high:
+        return f"HC {value:.1f} mm is outside the plausible {low:g}-{high:g} mm"
+    return ""
+
+
+@dataclass(frozen=True)
+class QualityThresholds:
+    """When a measurement is flagged `check`: the mask departs from its own ellipse, the
+    network still sees head just outside the fitted edge, or (two-pass models) the two
+    passes disagree on the circumference. A model's config.json may carry its own values
+    (chosen on out-of-fold predictions, see MODEL_CARD.md); these defaults are those of
+    the first bundled model, chosen on its validation part."""
+
+    min_ellipse_iou: float = 0.96
+    max_edge_probability: float = 0.25
+    max_pass_disagreement: float = math.inf  # |HC pass 2 - HC pass 1| / HC pass 2
+    # Mean distance (mm) between the two passes' head outlines: unlike the HC difference it
+    # does not cancel when one side grows and the other shrinks (checked where the pixel
+    # size is known, in measurer.result_from_measurement).
+    max_pass_distance_mm: float = math.inf
+    # Heads larger than this (mm) are flagged: the error in mm grows with the head, and
+    # third-trimester skulls are often faint or cut off (checked where HC is known).
+    max_hc_mm: float = math.inf
+
+    @classmethod
+    def from_dict(cls, d: dict) -> QualityThresholds:
+        known = {f.name for f in fields(cls)}
+        values = {}
+        for key, value in d.items():
+            if key not in known:
+                continue
+            if value is None:  # that check is off
+                values[key] = 0.0 if key.startswith("min_") else math.inf
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"quality threshold {key!r} must be a number, got {value!r}")
+            values[key] = float(value)
+        return cls(**values)
+
+
+# ---------------------------------------------------------------- the flag's rules
+# A measured head whose cephalic index (BPD/OFD x 100) lies outside this range is more
+# likely a segmentation error than a head shape: a fixed rule, not tuned per model.
+CEPHALIC_INDEX_IMPLAUSIBLE = (60.0, 100.0)
+# The numbers the flag is decided on, as named in predict's and evaluate's rows.
+FEATURES = (
+    "ellipse_iou",
+    "edge_probability",
+    "pass_disagreement",
+    "hc_mm",
+    "pass_distance_mm",
+    "cephalic_index",
+)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """One check of the flag: `feature` trips it when below (`min_`) or above (`max_`) the
+    threshold named `threshold`; a missing (NaN) value never trips it."""
+
+    threshold: str  # a QualityThresholds field
+    feature: str  # a name in FEATURES
+
+    @property
+    def below(self) -> bool:
+        return self.threshold.startswith("min_")
+
+    def trips(self, value: float, limit: float) -> bool:
+        if value is None or not math.isfinite(value):
+            return False
+        return value < limit if self.below else value > limit
+
+    def reason(self, value: float, limit: float) -> str:
+        return _REASONS[self.threshold](value, limit)
+
+
+_REASONS = {
+    "min_ellipse_iou": lambda v, t: (
+        f"the head outline is not elliptical (agreement {v:.2f} < {t:.2f})"
+    ),
+    "max_edge_probability": lambda v, t: (
+        "the model still sees head just outside the fitted ellipse (the skull edge may "
+        "be faint or the mask may be cut short)"
+    ),
+    "max_pass_disagreement": lambda v, t: (
+        f"the whole-image and close-up passes disagree on HC by {100 * v:.0f} %"
+    ),
+    "max_hc_mm": lambda v, t: (
+        f"a large head (HC over {t:.0f} mm): this model's errors are "
+        "largest there; check the outline against the skull"
+    ),
+    "max_pass_distance_mm": lambda v, t: (
+        f"the whole-image and close-up passes' outlines lie {v:.1f} mm "
+        "apart on average: the skull edge is ambiguous"
+    ),
+}
+# In the order their reasons are listed.
+RULES = tuple(
+    Rule(name, feature)
+    for name, feature in (
+        ("min_ellipse_iou", "ellipse_iou"),
+        ("max_edge_probability", "edge_probability"),
+        ("max_pass_disagreement", "pass_disagreement"),
+        ("max_hc_mm", "hc_mm"),
+        ("max_pass_distance_mm", "pass_distance_mm"),
+    )
+)
+
+
+def cephalic_index_reason(ci: float) -> str:
+    low, high = CEPHALIC_INDEX_IMPLAUSIBLE
+    if ci is None or not math.isfinite(ci) or low <= ci <= high:
+        return ""
+    return f"cephalic index {ci:.0f} is implausible for a head"
+
+
+def flag_reasons(features: dict[str, float], thresholds: QualityThresholds) -> list[str]:
+    """Why a measurement is flagged `check` ([] if it is not): every rule, in order, on
+    the features known (a missing one never trips its rule)."""
+    reasons = []
+    for rule in RULES:
+        value = features.get(rule.feature, math.nan)
+        limit = getattr(thresholds, rule.threshold)
+        if rule.trips(value, limit):
+            reasons.append(rule.reason(value, limit))
+    ci = cephalic_index_reason(features.get("cephalic_index", math.nan))
+    if ci:
+        reasons.append(ci)
+    return reasons
+
+
+def is_flagged(row: dict, thresholds: QualityThresholds) -> bool:
+    """Whether a measured row (predict's or evaluate's columns) is flagged: the same rules
+    as `flag_reasons`, read from the row's columns (text cells such as '' count as missing)."""
+    return bool(flag_reasons({k: _number(row.get(k)) for k in FEATURES}, thresholds))
+
+
+def _number(value) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def rule_trips(rows: list[dict], threshold: str, limit: float) -> np.ndarray:
+    """For each row, whether the rule named `threshold` trips at `limit` (the threshold
+    search combines these; `Rule.trips` decides, as for a single measurement)."""
+    rule = next(r for r in RULES if r.threshold == threshold)
+    return np.array([rule.trips(_number(r.get(rule.feature)), limit) for r in rows], bool)
+
+
+def untuned_flags(rows: list[dict]) -> np.ndarray:
+    """The rules no threshold search changes (the cephalic index), for each row."""
+    return np.array([bool(cephalic_index_reason(_number(r.get("cephalic_index")))) for r in rows])
+
+
+def flagged_rows(rows: list[dict], thresholds: QualityThresholds) -> np.ndarray:
+    """`is_flagged` for each row."""
+    return np.array([is_flagged(r, thresholds) for r in rows], bool)

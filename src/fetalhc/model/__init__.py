@@ -1,0 +1,2 @@
+"""Stage 4, the model: config, preprocessing, U-Nets, crops, strategies, checkpoints, export,
+the bundled weights."""

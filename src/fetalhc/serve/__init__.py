@@ -1,0 +1,1 @@
+"""Stage 8, the web service and its page."""

@@ -1,0 +1,340 @@
+"""`fetalhc serve`: a local web page to measure and correct, and a REST API (FastAPI).
+
+The model is loaded once and shared; inference runs in a bounded worker pool (a full queue
+answers 503 with Retry-After); every error is JSON with a message, never a traceback. The
+service binds 127.0.0.1 unless told otherwise and stores nothing unless started with
+`--save DIR`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import logging
+import math
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Annotated
+
+import cv2
+import numpy as np
+from fastapi import FastAPI, File, Form, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+
+from fetalhc import __version__
+from fetalhc.errors import (
+    EmptyImage,
+    FetalHCError,
+    ImageTooLarge,
+    NotAnImage,
+    UnreadableImage,
+)
+from fetalhc.inference.measurer import HeadMeasurement, HeadMeasurer
+from fetalhc.io.dicom import is_dicom, read_dicom
+from fetalhc.io.files import write_json, write_png
+from fetalhc.io.images import decode_gray
+from fetalhc.io.pixels import max_image_pixels
+from fetalhc.measure.biometry import biometry, parse_ga, weeks_days
+from fetalhc.measure.quality import plausible_pixel_size
+
+log = logging.getLogger(__name__)
+
+STATUS_MESSAGES = {
+    "ok": "measured",
+    "no_head": "no fetal head was found in this image",
+    "no_pixel_size": "give the pixel size (mm per pixel) or calibrate on the depth scale "
+    "to get HC in mm",
+}
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.headers = status, message, headers or {}
+
+
+@dataclass
+class ServiceConfig:
+    max_upload_mb: float = 50.0
+    max_pixels: int = field(default_factory=max_image_pixels)
+    workers: int = 1
+    queue: int = 8  # requests waiting for a worker beyond those running
+    save_dir: Path | None = None
+    retry_after_s: int = 5
+
+
+# HTTP status of each kind of unusable upload: over the limit 413, not an image at all 415
+# (the client sent the wrong thing); any other unusable image 422.
+HTTP_STATUS = {ImageTooLarge: 413, NotAnImage: 415, EmptyImage: 415}
+NOT_READABLE = "not an image fetalhc can read (PNG, JPEG, BMP, TIFF or DICOM)"
+
+
+def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | None, str]:
+    """Bytes of a PNG/JPEG/16-bit PNG/DICOM -> (grey image, header pixel size, its source)."""
+    if is_dicom(data):
+        try:
+            dcm = read_dicom(data)
+        except UnreadableImage as exc:
+            code = 413 if isinstance(exc, ImageTooLarge) else 422
+            raise ApiError(code, f"DICOM: {exc}") from None
+        image, size, source = dcm.image, dcm.pixel_size_mm, dcm.pixel_size_source
+    else:
+        try:
+            image = decode_gray(np.frombuffer(data, np.uint8))
+        except (ImageTooLarge, NotAnImage, EmptyImage) as exc:
+            message = str(exc) if isinstance(exc, ImageTooLarge) else NOT_READABLE
+            raise ApiError(HTTP_STATUS[type(exc)], message) from None
+        except UnreadableImage as exc:
+            raise ApiError(422, f"unusable image: {exc}") from None
+        size, source = None, ""
+    if image.shape[0] * image.shape[1] > max_pixels:
+        raise ApiError(413, f"image too large ({image.shape[1]}x{image.shape[0]} pixels)")
+    return image, size, source
+
+
+def parse_pixel_size(text: str | None) -> float | None:
+    if text is None or str(text).strip() == "":
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        raise ApiError(422, f"pixel_size_mm {text!r} is not a number") from None
+    why = plausible_pixel_size(value)
+    if why:
+        raise ApiError(422, f"pixel_size_mm: {why}")
+    return value
+
+
+def png_base64(image: np.ndarray) -> str:
+    ok, encoded = cv2.imencode(".png", image)
+    if not ok:
+        raise ApiError(500, "cannot encode PNG")
+    return base64.b64encode(encoded.tobytes()).decode()
+
+
+def result_json(
+    result: HeadMeasurement, source: str, image: np.ndarray, with_mask: bool, with_image: bool
+) -> dict:
+    e = result.ellipse_px
+    b = result.biometry
+    body = {
+        "filename": result.filename,
+        "status": result.status_text,
+        "message": STATUS_MESSAGES.get(result.status_text, result.status_text),
+        "pixel_size_mm": result.pixel_size_mm,
+        "pixel_size_source": source,
+        "image_size": {"width": int(image.shape[1]), "height": int(image.shape[0])},
+        "ellipse_px": None
+        if e is None
+        else {"cx": e.cx, "cy": e.cy, "a": e.a, "b": e.b, "angle_rad": e.angle},
+        "ellipse_mm": result.ellipse_mm.as_hc18() if result.ellipse_mm is not None else None,
+        "hc_mm": _finite(result.hc_mm),
+        "ga_weeks": _finite(result.ga_weeks),
+        "ga_weeks_days": weeks_days(_finite(result.ga_weeks)),
+        "quality": result.quality,
+        "quality_reasons": result.quality_reasons,
+        # the numbers the flag is decided on, as in predict's CSV (None: not measured)
+        "quality_features": {k: _finite(v) for k, v in result.quality_features().items()},
+        "biometry": None
+        if b is None
+        else {
+            "ofd_mm": b.ofd_mm,
+            "bpd_mm": b.bpd_mm,
+            "cephalic_index": b.cephalic_index,
+            "ga_hadlock_weeks": b.ga_hadlock_weeks,
+            "ga_intergrowth_weeks": b.ga_intergrowth_weeks,
+            "ga_given_weeks": b.ga_given_weeks,
+            "hc_zscore": b.hc_zscore,
+            "hc_centile": b.hc_centile,
+            "growth_chart": b.chart,
+            "notes": b.notes,
+        },
+        "model_version": __version__,
+    }
+    if with_mask and result.mask is not None:
+        body["mask_png_base64"] = png_base64((result.mask * 255).astype(np.uint8))
+    if with_image:
+        body["image_png_base64"] = png_base64(image)
+    return body
+
+
+def _finite(value: float | None) -> float | None:
+    return float(value) if value is not None and math.isfinite(value) else None
+
+
+class Batcher:
+    """Measures concurrent requests together: a worker takes up to `batch` waiting requests
+    (waiting at most `wait_s` for more) and runs them as one batch, which is what makes a
+    loaded service as fast per image as `fetalhc predict`."""
+
+    def __init__(self, measurer, workers: int, batch: int = 8, wait_s: float = 0.004) -> None:
+        self.measurer, self.batch, self.wait_s = measurer, max(1, batch), wait_s
+        self.jobs: queue.Queue = queue.Queue()
+        self.threads = [
+            threading.Thread(target=self._work, daemon=True, name=f"fetalhc-infer-{i}")
+            for i in range(max(1, workers))
+        ]
+        for t in self.threads:
+            t.start()
+
+    def submit(self, image: np.ndarray, size: float | None, name: str, ga: float | None):
+        future: Future = Future()
+        self.jobs.put((image, size, name, ga, future))
+        return future
+
+    def _work(self) -> None:
+        while True:
+            jobs = [self.jobs.get()]
+            deadline = time.perf_counter() + self.wait_s
+            while len(jobs) < self.batch:
+                try:
+                    jobs.append(self.jobs.get(timeout=max(0.0, deadline - time.perf_counter())))
+                except queue.Empty:
+                    break
+            self._run(jobs)
+
+    def _run(self, jobs: list) -> None:
+        try:
+            if hasattr(self.measurer, "measure_many"):
+                results = list(
+                    self.measurer.measure_many(
+                        [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs]
+                    )
+                )
+            else:  # any object with measure() (a test double)
+                results = [self.measurer.measure(j[0], j[1], name=j[2]) for j in jobs]
+        except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
+            for job in jobs:
+                job[4].set_exception(exc)
+            return
+        for job, result in zip(jobs, results, strict=True):
+            ga = job[3]
+            if ga is not None and result.ellipse_mm is not None and result.biometry is not None:
+                result.biometry = biometry(result.ellipse_mm, ga)
+            job[4].set_result(result)
+
+
+def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
+    """The FastAPI application around one loaded model."""
+    config = config or ServiceConfig()
+    limit = int(config.max_upload_mb * 1024 * 1024)
+    batcher = Batcher(measurer, config.workers)
+    slots = threading.BoundedSemaphore(max(1, config.workers) + max(0, config.queue))
+    web = resources.files("fetalhc.serve") / "web"
+
+    app = FastAPI(
+        title="fetalhc",
+        version=__version__,
+        description="Fetal head circumference from 2D ultrasound. Research software, not a "
+        "medical device.",
+    )
+
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError):
+        return JSONResponse({"detail": exc.message}, exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_request(_: Request, exc: RequestValidationError):
+        first = exc.errors()[0] if exc.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", []) if x != "body")
+        return JSONResponse({"detail": f"{where}: {first.get('msg', 'invalid request')}"}, 422)
+
+    @app.exception_handler(Exception)
+    async def internal(_: Request, exc: Exception):
+        log.exception("internal error")
+        return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, 500)
+
+    @app.middleware("http")
+    async def upload_limit(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if request.method == "POST" and length and length.isdigit() and int(length) > limit:
+            return JSONResponse(
+                {"detail": f"upload over the limit of {config.max_upload_mb:g} MB"}, 413
+            )
+        return await call_next(request)
+
+    @app.get("/", response_class=HTMLResponse, include_in_schema=False)
+    async def page():
+        return HTMLResponse((web / "index.html").read_text(encoding="utf-8"))
+
+    @app.get("/app.js", include_in_schema=False)
+    async def script():
+        return Response((web / "app.js").read_text(encoding="utf-8"), media_type="text/javascript")
+
+    @app.get("/api/v1/health")
+    async def health():
+        """Service status and the model it serves."""
+        return {"status": "ok", "model": measurer.model_name, "version": __version__}
+
+    @app.post("/api/v1/measure")
+    async def measure_endpoint(
+        file: Annotated[UploadFile, File(description="PNG, JPEG, 16-bit PNG or DICOM")],
+        pixel_size_mm: Annotated[
+            str | None, Form(description="mm per pixel (else the DICOM header)")
+        ] = None,
+        ga: Annotated[
+            str | None, Form(description="known gestational age, weeks+days (20+3)")
+        ] = None,
+        mask: Annotated[bool, Form(description="include the head mask (base64 PNG)")] = False,
+        image: Annotated[bool, Form(description="include the grey image (base64 PNG)")] = False,
+    ):
+        """Measure one image: ellipse in pixels and mm, HC, GA, quality, biometry."""
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, f"upload over the limit of {config.max_upload_mb:g} MB")
+        if not data:
+            raise ApiError(422, "empty upload")
+        size = parse_pixel_size(pixel_size_mm)
+        try:
+            ga_weeks = parse_ga(ga) if ga not in (None, "") else None
+        except FetalHCError as exc:
+            raise ApiError(422, str(exc)) from None
+        gray, header_size, header_source = decode_upload(data, config.max_pixels)
+        source = (
+            "form" if size is not None else (f"dicom: {header_source}" if header_size else "none")
+        )
+        size = size if size is not None else header_size
+        if not slots.acquire(blocking=False):
+            raise ApiError(
+                503,
+                "busy: the inference queue is full, try again shortly",
+                {"Retry-After": str(config.retry_after_s)},
+            )
+        name = file.filename or "upload"
+        try:
+            result = await asyncio.wrap_future(batcher.submit(gray, size, name, ga_weeks))
+        finally:
+            slots.release()
+        if result.status.failed:
+            raise ApiError(422, result.status_text)
+        body = result_json(result, source, gray, mask, image)
+        if config.save_dir is not None:
+            _save(config.save_dir, name, gray, body)
+        return body
+
+    app.state.batcher = batcher
+    return app
+
+
+def _save(folder: Path, name: str, image: np.ndarray, body: dict) -> None:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    stem = f"{stamp}_{Path(name).stem}"[:120]
+    write_png(folder / f"{stem}.png", image)
+    record = {k: v for k, v in body.items() if not k.endswith("_base64")}
+    write_json(folder / f"{stem}.json", record)
+
+
+def serve(
+    measurer: HeadMeasurer, host: str, port: int, config: ServiceConfig
+) -> None:  # pragma: no cover - exercised by the browser test through uvicorn
+    import uvicorn
+
+    app = create_app(measurer, config)
+    log.info("fetalhc: serving on http://%s:%d (model %s)", host, port, measurer.model_name)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,1 @@
+"""Stage 6, training: the recipe (TrainConfig), datasets, the training loop."""

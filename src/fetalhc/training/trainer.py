@@ -1,0 +1,529 @@
+"""The training engine: the paper's recipe by default, resumable, everything in RUN/."""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm import tqdm
+
+from fetalhc import __version__
+from fetalhc.data.hc18 import Record, load_labelled
+from fetalhc.data.split import nested_order, nested_subset, part_files, read_split
+from fetalhc.errors import FetalHCError
+from fetalhc.io.files import atomic_path, exclusive_folder, write_csv
+from fetalhc.model.checkpoint import (
+    CONFIG_NAME,
+    load_resume_state,
+    read_config,
+    save_resume_state,
+    save_weights,
+    write_config,
+)
+from fetalhc.model.config import SKIP_STAGES, ModelConfig
+from fetalhc.model.freeze import apply_strategy, encoder_frozen, set_train_mode
+from fetalhc.model.preprocess import INPUT_DESCRIPTIONS
+from fetalhc.model.strategies import resolve
+from fetalhc.model.unet import build_model, count_parameters, measure_skip_rms
+from fetalhc.training.config import TrainConfig, without_later_defaults
+from fetalhc.training.datasets import (
+    CachedSet,
+    FullSet,
+    epoch_seed,
+    iterate_batches,
+    iterate_crop_batches,
+)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise FetalHCError("--device cuda: no CUDA device available")
+    return torch.device(name)
+
+
+def cpu_supports_bf16() -> bool:
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on CPUs with native bf16 (3-4x faster here), fp16 AMP on CUDA."""
+    if precision == "fp32":
+        return None
+    if precision == "auto":
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if cpu_supports_bf16() else None
+    if precision == "fp16" and device.type != "cuda":
+        raise FetalHCError("--precision fp16 needs a CUDA device (use bf16 or fp32 on a CPU)")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def loss_fn(name: str, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    logits = logits.float()
+    bce = F.binary_cross_entropy_with_logits(logits, target) if "bce" in name else 0.0
+    dice = 0.0
+    if "dice" in name:
+        prob = torch.sigmoid(logits)
+        inter = (prob * target).sum(dim=(1, 2, 3))
+        denom = prob.sum(dim=(1, 2, 3)) + target.sum(dim=(1, 2, 3))
+        dice = 1 - ((2 * inter + 1) / (denom + 1)).mean()
+    return bce + dice
+
+
+def forward(model: nn.Module, x: torch.Tensor, frozen_encoder: bool) -> torch.Tensor:
+    """Forward pass; a frozen encoder runs without autograd bookkeeping."""
+    if frozen_encoder:
+        with torch.no_grad():
+            features = model.encoder(x)
+        return model.segmentation_head(model.decoder(features))
+    return model(x)
+
+
+def dice_per_image(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
+    pred = logits.float() > 0
+    ref = target > 0.5
+    inter = (pred & ref).sum(dim=(1, 2, 3)).double()
+    total = (pred.sum(dim=(1, 2, 3)) + ref.sum(dim=(1, 2, 3))).double()
+    return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)).numpy()
+
+
+def train_steps(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    batches,
+    loss_name: str,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    frozen_encoder: bool,
+):
+    """One optimisation step per batch; yields each step's loss. Shared with the benchmark."""
+    for x, y in batches:
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        y = y.to(device)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            logits = forward(model, x, frozen_encoder)
+        loss = loss_fn(loss_name, logits, y)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        yield loss.item()
+
+
+VAL_KEYS = ("val_dice", "val_paper_pa", "val_paper_dice", "val_paper_miou")
+log = logging.getLogger(__name__)
+
+
+def training_set(
+    config: TrainConfig, records: Sequence[Record], desc: str = ""
+) -> CachedSet | FullSet:
+    """What a config trains on: two-pass (head-crop) models cut their crops from the
+    full-size images on the fly; the others train on images cached at the model's size."""
+    if config.head_crop:
+        return FullSet(records, desc=desc)
+    return CachedSet(records, tuple(config.image_size), desc=desc)
+
+
+def training_set_from_arrays(
+    config: TrainConfig, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> CachedSet | FullSet:
+    """`training_set` for images and 0/1 masks held in memory."""
+    if config.head_crop:
+        return FullSet.from_arrays(images, masks)
+    return CachedSet.from_arrays(images, masks, tuple(config.image_size))
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of an epoch (1-based): constant, or cosine from lr towards 0."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / config.epochs))
+    return config.lr
+
+
+class Trainer:
+    def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
+        config.validate()
+        self.config = config
+        self.out = Path(out)
+        self.resume = resume
+        self.strategy = resolve(config.strategy)
+        if config.skip_rescale and self.strategy.arch != "smp-unet":
+            raise FetalHCError(
+                f"skip_rescale: strategy {self.strategy.name!r} has no encoder skips"
+            )
+        self.device = pick_device(config.device)
+        self.amp_dtype = autocast_dtype(config.precision, self.device)
+
+    # ------------------------------------------------------------ set-up
+    def _prepare_out(self) -> dict | None:
+        config_path = self.out / CONFIG_NAME
+        if config_path.exists() and not self.resume:
+            if (self.out / "resume.pt").exists() or (self.out / "last.safetensors").exists():
+                raise FetalHCError(f"{self.out}: holds a run already; use --resume or a new --out")
+        if self.resume and (self.out / "resume.pt").exists():
+            previous = read_config(config_path).get("train", {})
+            if not isinstance(previous, dict):
+                raise FetalHCError(f"{config_path}: no 'train' settings; start a new --out")
+            # a run made before a setting existed ran with that setting's default
+            recorded = self._recorded_train()
+            mine, previous = without_later_defaults(recorded), without_later_defaults(previous)
+            changed = [
+                k
+                for k in recorded
+                if k not in ("epochs", "device") and previous.get(k) != mine.get(k)
+            ]
+            if changed:
+                raise FetalHCError(f"--resume with different settings: {', '.join(changed)}")
+            return load_resume_state(self.out / "resume.pt")
+        return None
+
+    def _records(self):
+        split = read_split(self.config.split)
+        records = {r.filename: r for r in load_labelled(self.config.data)}
+        if not records:
+            raise FetalHCError(f"{self.config.data}: no labelled images found")
+
+        def part(names: list[str]) -> list:
+            missing = [n for n in names if n not in records]
+            if missing:
+                raise FetalHCError(
+                    f"{len(missing)} split file(s) not in {self.config.data}, e.g. {missing[0]}"
+                )
+            return [records[n] for n in names]
+
+        train_names = sorted(n for p in self.config.train_parts for n in part_files(split, p))
+        if not train_names:
+            raise FetalHCError(f"split part(s) {'+'.join(self.config.train_parts)} are empty")
+        if self.config.train_images:
+            if self.config.train_images > len(train_names):
+                raise FetalHCError(
+                    f"train_images {self.config.train_images}: the training part(s) hold only "
+                    f"{len(train_names)} images"
+                )
+            train_names = sorted(
+                nested_order(train_names, self.config.seed)[: self.config.train_images]
+            )
+        elif self.config.fraction < 1:
+            train_names = nested_subset(train_names, self.config.fraction, self.config.seed)
+        val_names = part_files(split, self.config.val_part) if self.config.val_part else []
+        return part(train_names), part(val_names)
+
+    def _model(self) -> nn.Module:
+        s = self.strategy
+        mc = ModelConfig(
+            arch=s.arch,
+            encoder=self.config.encoder,
+            image_size=self.config.image_size,
+            normalization=self.config.normalization,
+            head_crop=self.config.head_crop,
+            # placeholders until measured on the first batch (or restored on resume)
+            skip_rms=[1.0] * SKIP_STAGES if self.config.skip_rescale else [],
+        )
+        torch.manual_seed(self.config.seed)
+        weights = self.config.encoder_weights if s.loads_encoder_weights else "none"
+        model = build_model(mc, encoder_weights=weights)
+        self.trainable = apply_strategy(model, s)
+        self.model_config = mc
+        return model
+
+    # ------------------------------------------------------------ the loop
+    def run(
+        self, datasets: tuple[CachedSet | FullSet, CachedSet | FullSet | None] | None = None
+    ) -> dict:
+        """Train (or go on training) and return the summary. `datasets` (train, val) replace
+        the HC18 folder + split of the config, e.g. from `training_set_from_arrays`."""
+        with exclusive_folder(self.out):  # one trainer per run folder
+            return self._run(datasets)
+
+    def _run(self, datasets: tuple[CachedSet | FullSet, CachedSet | FullSet | None] | None) -> dict:
+        state = self._prepare_out()
+        if datasets is None:
+            train_records, val_records = self._records()
+        model = self._model().to(self.device).to(memory_format=torch.channels_last)
+        params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        self.start_epoch, self.best, self.history, self.seconds = 1, -1.0, [], 0.0
+        if state is not None:
+            self._restore(model, state)
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._copy_split()
+        if datasets is None:
+            train = training_set(self.config, train_records, desc="decode train")
+            val = training_set(self.config, val_records, desc="decode val") if val_records else None
+        else:
+            train, val = datasets
+        self.counts = (len(train), len(val) if val is not None else 0)
+        if self.config.skip_rescale:
+            self._set_skip_rms(model, train, measure=state is None)
+        write_config(self.out / CONFIG_NAME, self._config_json(*self.counts))
+        steps = math.ceil(len(train) / self.config.batch_size)
+        self.bar = tqdm(
+            total=steps * self.config.epochs,
+            initial=steps * (self.start_epoch - 1),
+            desc=f"train {self.strategy.name}",
+            unit="batch",
+            dynamic_ncols=True,
+            disable=None,
+        )
+        for epoch in range(self.start_epoch, self.config.epochs + 1):
+            t0 = time.perf_counter()
+            losses = self.train_one_epoch(model, train, epoch)
+            train_time = time.perf_counter() - t0
+            val_row = self.validate(model, val) if val is not None else {"val_loss": math.nan}
+            self.seconds += time.perf_counter() - t0
+            row = {
+                "epoch": epoch,
+                "train_loss": float(np.mean(losses)),
+                "val_loss": val_row["val_loss"],
+                **{k: val_row.get(k, math.nan) for k in VAL_KEYS},
+                "images_per_s": len(train) / train_time,
+                "seconds": time.perf_counter() - t0,
+            }
+            self._end_of_epoch(model, row)
+        self.bar.close()
+        summary = {
+            "epochs": self.config.epochs,
+            "best_val_dice": self.best if val is not None else None,
+            "train_seconds": self.seconds,
+            "trainable_params": self.trainable,
+            "total_params": count_parameters(model),
+        }
+        cfg = self._config_json(*self.counts)
+        cfg["result"] = summary
+        write_config(self.out / CONFIG_NAME, cfg)
+        return summary
+
+    def _restore(self, model: nn.Module, state: dict) -> None:
+        """Model, optimiser, AMP scaler and history from resume.pt."""
+        try:
+            model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if "scaler" in state:
+                self.scaler.load_state_dict(state["scaler"])
+            self.start_epoch = int(state["epoch"]) + 1
+            self.best = float(state["best_dice"])
+            self.history = [
+                dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
+            ]
+            self.seconds = float(state["seconds"])
+            for row in self.history:
+                row["epoch"] = int(row["epoch"])
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
+            raise FetalHCError(
+                f"{self.out / 'resume.pt'}: does not hold this run's state "
+                f"({type(exc).__name__}); start a new --out"
+            ) from None
+
+    def _set_skip_rms(self, model: nn.Module, train, measure: bool) -> None:
+        """Measure the skip constants on epoch 1's first batch (a new run) or take them from
+        the restored weights (resume); either way config.json records them."""
+        if measure:
+            set_train_mode(model, self.config.bn_mode)  # the statistics training will see
+            x, _ = next(iter(self._batches(train, epoch_seed(self.config.seed, 1))))
+            rms = measure_skip_rms(model, x.to(self.device))
+            model.skip_scale.rms.copy_(torch.tensor(rms))
+        self.model_config.skip_rms = [float(v) for v in model.skip_scale.rms]
+
+    def _copy_split(self) -> None:
+        """The run folder is self-contained: it keeps the split it was trained with."""
+        if not self.config.split:
+            return
+        split_copy = self.out / "split.csv"
+        if Path(self.config.split).resolve() != split_copy.resolve():
+            # byte for byte (a study identifies its cells by the split's hash)
+            with atomic_path(split_copy) as tmp:
+                shutil.copyfile(self.config.split, tmp)
+
+    def train_one_epoch(self, model: nn.Module, train: CachedSet, epoch: int) -> list[float]:
+        set_train_mode(model, self.config.bn_mode)
+        for group in self.optimizer.param_groups:
+            group["lr"] = learning_rate(self.config, epoch)
+        seed = epoch_seed(self.config.seed, epoch)
+        torch.manual_seed(seed)
+        batches = self._batches(train, seed)
+        losses: list[float] = []
+        for loss in train_steps(
+            model,
+            self.optimizer,
+            self.scaler,
+            batches,
+            self.config.loss,
+            self.device,
+            self.amp_dtype,
+            encoder_frozen(model),
+        ):
+            losses.append(loss)
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
+        return losses
+
+    def _batches(self, data, seed: int | None):
+        """Training batches (with a seed: shuffled and augmented) or validation batches."""
+        c = self.config
+        if c.head_crop:
+            return iterate_crop_batches(
+                data,
+                c.batch_size,
+                c.image_size[0],
+                c.head_crop,
+                seed=seed,
+                strong=c.augment == "strong",
+                normalization=c.normalization,
+            )
+        return iterate_batches(
+            data,
+            c.batch_size,
+            seed=seed,
+            augment=seed is not None,
+            strong=c.augment == "strong",
+            normalization=c.normalization,
+        )
+
+    def _end_of_epoch(self, model: nn.Module, row: dict) -> None:
+        """Checkpoints (best, last, resume state) and history, all written atomically."""
+        epoch = row["epoch"]
+        self.history.append(row)
+        score = row["val_dice"] if not math.isnan(row["val_dice"]) else float(epoch)
+        improved = score > self.best
+        if improved:
+            self.best = score
+            save_weights(model, self.out / "best.safetensors", {"epoch": epoch})
+        save_weights(model, self.out / "last.safetensors", {"epoch": epoch})
+        save_resume_state(
+            self.out / "resume.pt",
+            {
+                "model": model.state_dict(),
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "epoch": epoch,
+                "best_dice": self.best,
+                "history_keys": list(row),
+                "history": [[float(v) for v in r.values()] for r in self.history],
+                "seconds": self.seconds,
+            },
+        )
+        self._write_history(self.history)
+        log.info(
+            "epoch %d/%d  loss %.4f  val Dice %.4f%s  %.1f img/s",
+            epoch,
+            self.config.epochs,
+            row["train_loss"],
+            row["val_dice"],
+            " *" if improved else "",
+            row["images_per_s"],
+        )
+
+    @torch.no_grad()
+    def validate(self, model: nn.Module, val: CachedSet) -> dict[str, float]:
+        """Validation loss, mean per-image Dice, and the paper's per-batch metrics
+        (pixel accuracy over all pixels; Dice and IoU of each batch of pixels, averaged over
+        batches), all at model resolution."""
+        model.eval()
+        losses, dices, batch_dice, batch_iou = [], [], [], []
+        correct = pixels = 0
+        for x, y in self._batches(val, None):
+            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
+            y = y.to(self.device)
+            with torch.autocast(
+                self.device.type,
+                dtype=self.amp_dtype or torch.float32,
+                enabled=self.amp_dtype is not None,
+            ):
+                logits = model(x)
+            losses.append(float(loss_fn(self.config.loss, logits, y)) * len(x))
+            dices.extend(dice_per_image(logits.cpu(), y.cpu()))
+            pred, ref = logits.float() > 0, y > 0.5
+            inter = float((pred & ref).sum())
+            total = float(pred.sum() + ref.sum())
+            correct += int((pred == ref).sum())
+            pixels += pred.numel()
+            batch_dice.append(2 * inter / (total + 1e-8))
+            batch_iou.append(inter / (total - inter + 1e-8))
+        return {
+            "val_loss": sum(losses) / len(val),
+            "val_dice": float(np.mean(dices)),
+            "val_paper_pa": correct / pixels,
+            "val_paper_dice": float(np.mean(batch_dice)),
+            "val_paper_miou": float(np.mean(batch_iou)),
+        }
+
+    # ------------------------------------------------------------ outputs
+    def _config_json(self, n_train: int, n_val: int) -> dict:
+        return {
+            "fetalhc_version": __version__,
+            "model": self.model_config.to_dict(),
+            "strategy": {
+                "name": self.strategy.name,
+                "spec": self.strategy.spec,
+                "label": self.strategy.label,
+                "random_encoder": self.strategy.random_encoder,
+                "trainable_params": self.trainable,
+            },
+            "train": self._recorded_train(),
+            "images": {"train": n_train, "val": n_val},
+            "input": INPUT_DESCRIPTIONS[self.model_config.normalization],
+            "precision": str(self.amp_dtype or "fp32"),
+            "device": str(self.device),
+        }
+
+    def _recorded_train(self) -> dict:
+        """The config as recorded in config.json: paths relative to the run folder, so a
+        run folder holds no absolute path of the machine it ran on."""
+        train = asdict(self.config)
+        out = self.out.resolve()
+        if self.config.data:
+            train["data"] = os.path.relpath(Path(self.config.data).resolve(), out)
+        if self.config.split:
+            train["split"] = "split.csv"  # the copy inside the run folder
+        if self.config.encoder_weights not in ("imagenet", "none"):
+            weights = Path(self.config.encoder_weights).resolve()
+            train["encoder_weights"] = os.path.relpath(weights, out)
+        return train
+
+    def _write_history(self, history: list[dict]) -> None:
+        write_csv(self.out / "history.csv", history)
+        title = f"{self.out.name} ({self.strategy.name})"
+        plot_learning_curve(history, self.out / "learning_curve.png", title)
+
+
+def plot_learning_curve(history: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(epochs, [r["train_loss"] for r in history], "o-", label="train loss")
+    ax.plot(epochs, [r["val_loss"] for r in history], "s-", label="val loss")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax2 = ax.twinx()
+    ax2.plot(epochs, [100 * r["val_dice"] for r in history], "g^-", label="val Dice")
+    ax2.set_ylim(0, 100)  # fixed axis: curves of different runs can be compared by eye
+    ax2.set_ylabel("val Dice (%)")
+    fig.legend(loc="upper right", fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    with atomic_path(path, suffix=".png") as tmp:
+        fig.savefig(tmp, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,113 @@
+import csv
+import shutil
+
+import cv2
+import pytest
+
+from fetalhc.data.hc18 import load_labelled
+from fetalhc.inference.segmenter import DEFAULT_MODEL
+from tests.conftest import run_cli
+
+HC18_COLUMNS = [
+    "filename",
+    "center_x_mm",
+    "center_y_mm",
+    "semi_axes_a_mm",
+    "semi_axes_b_mm",
+    "angle_rad",
+]
+needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
+
+
+def read_rows(path):
+    return list(csv.DictReader(open(path)))
+
+
+def predict_folder(folder, pixel_csv, out):
+    """Run `fetalhc predict` with the bundled model; it must succeed; return its rows."""
+    r = run_cli("predict", folder, "--pixel-csv", pixel_csv, "--out", out)
+    assert r.returncode == 0, r.stderr
+    return read_rows(out / "predictions.csv")
+
+
+@needs_model
+def test_bundled_model_on_sample_test_set(tmp_path, sample):
+    out = tmp_path / "pred"
+    rows = predict_folder(sample / "test_set", sample / "test_set_pixel_size.csv", out)
+    assert list(rows[0])[:6] == HC18_COLUMNS
+    assert {"hc_mm", "ga_weeks", "status", "quality"} <= set(rows[0])
+    assert len(rows) == 4 and all(row["status"] == "ok" for row in rows)
+    for row in rows:
+        stem = row["filename"][:-4]
+        mask = cv2.imread(str(out / "masks" / f"{stem}_mask.png"), cv2.IMREAD_GRAYSCALE)
+        image = cv2.imread(str(sample / "test_set" / row["filename"]), cv2.IMREAD_GRAYSCALE)
+        assert mask.shape == image.shape and set(mask.ravel()) <= {0, 255}
+        assert (out / "overlays" / f"{stem}_overlay.png").is_file()
+        assert 30 < float(row["hc_mm"]) < 400
+
+
+@needs_model
+def test_bundled_model_measures_labelled_sample(tmp_path, sample):
+    """The training CSV works as a pixel CSV; HC close to the sonographer's on most images."""
+    out = tmp_path / "pred"
+    rows = predict_folder(
+        sample / "training_set", sample / "training_set_pixel_size_and_HC.csv", out
+    )
+    ref = {rec.filename: rec.hc_mm for rec in load_labelled(sample)}
+    assert len(rows) == len(ref)  # annotations are not measured as images
+    errors = sorted(abs(float(row["hc_mm"]) - ref[row["filename"]]) for row in rows)
+    assert errors[len(errors) // 2] < 5.0  # median within 5 mm
+
+
+@needs_model
+def test_bad_images_are_reported_and_skipped(tmp_path, sample):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    shutil.copy(sample / "test_set" / "090_HC.png", folder / "good.png")
+    (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    out = tmp_path / "pred"
+    r = run_cli("predict", folder, "--pixel-size", "0.12", "--out", out)
+    assert r.returncode == 1
+    rows = {row["filename"]: row for row in read_rows(out / "predictions.csv")}
+    assert rows["good.png"]["status"] == "ok"
+    assert rows["broken.png"]["status"].startswith("unreadable")
+
+
+def test_pixel_size_is_required(tmp_path, sample):
+    r = run_cli("predict", sample / "test_set" / "090_HC.png", "--out", tmp_path / "p")
+    assert r.returncode == 2 and "--pixel-size" in r.stderr and "Traceback" not in r.stderr
+
+
+def test_missing_input(tmp_path):
+    r = run_cli("predict", tmp_path / "nothing.png", "--pixel-size", "0.1")
+    assert r.returncode == 2 and "no such file" in r.stderr
+
+
+@needs_model
+def test_clinical_columns_follow_the_hc18_columns(tmp_path, sample):
+    out = tmp_path / "pred"
+    r = run_cli(
+        "predict",
+        sample / "test_set" / "090_HC.png",
+        "--pixel-size",
+        "0.104674311976",
+        "--ga",
+        "20+3",
+        "--out",
+        out,
+    )
+    assert r.returncode == 0, r.stderr
+    row = read_rows(out / "predictions.csv")[0]
+    columns = list(row)
+    assert columns[:6] == HC18_COLUMNS
+    assert columns.index("ofd_mm") > columns.index("status")
+    ofd, bpd = float(row["ofd_mm"]), float(row["bpd_mm"])
+    assert ofd >= bpd > 0
+    assert float(row["cephalic_index"]) == pytest.approx(100 * bpd / ofd, abs=1e-3)
+    assert float(row["ga_given_weeks"]) == pytest.approx(20 + 3 / 7, abs=1e-5)
+    assert 0 <= float(row["hc_centile"]) <= 100 and row["hc_zscore"]
+    assert row["growth_chart"].startswith("INTERGROWTH-21st")
+    hc = float(row["hc_mm"])
+    # both formulas give a value, or the notes say why not
+    for column, formula in (("ga_weeks", "Hadlock"), ("ga_intergrowth_weeks", "INTERGROWTH")):
+        assert row[column] or f"{formula}" in row["notes"], (column, hc)

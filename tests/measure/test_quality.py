@@ -1,0 +1,87 @@
+"""The quality flag is defined once: the measurer's flag, the rows' flag and the threshold
+search's flag agree."""
+
+from __future__ import annotations
+
+import importlib.util
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fetalhc.measure.quality import (
+    RULES,
+    QualityThresholds,
+    flag_reasons,
+    flagged_rows,
+    is_flagged,
+    rule_trips,
+    untuned_flags,
+)
+
+SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_selection_report.py"
+
+
+def test_each_rule_trips_on_its_side_and_never_on_a_missing_value():
+    t = QualityThresholds(
+        min_ellipse_iou=0.9,
+        max_edge_probability=0.3,
+        max_pass_disagreement=0.05,
+        max_hc_mm=300.0,
+        max_pass_distance_mm=1.0,
+    )
+    calm = dict(ellipse_iou=0.95, edge_probability=0.1, pass_disagreement=0.01, hc_mm=200.0)
+    calm.update(pass_distance_mm=0.5, cephalic_index=80.0)
+    assert flag_reasons(calm, t) == []
+    for rule in RULES:
+        limit = getattr(t, rule.threshold)
+        bad = {**calm, rule.feature: limit * (0.9 if rule.below else 1.1)}
+        assert len(flag_reasons(bad, t)) == 1, rule
+        assert flag_reasons({**calm, rule.feature: math.nan}, t) == []
+    assert "cephalic index 110" in flag_reasons({**calm, "cephalic_index": 110.0}, t)[0]
+
+
+def test_rows_flag_as_the_measurer_did(sample):
+    """Measured rows of the bundled model, with thresholds that flag some of them: the row
+    rule (used by evaluate's catch figures and the selection script) gives the same."""
+    from fetalhc.data.hc18 import load_labelled
+    from fetalhc.inference.measurer import HeadMeasurer
+
+    records = load_labelled(sample)
+    measurer = HeadMeasurer(backend="torch")
+    table = {"min_ellipse_iou": 0.985, "max_edge_probability": 0.2, "max_hc_mm": 250.0}
+    measurer.segmenter.quality_thresholds = table
+    results = list(
+        measurer.measure_many([r.image_path for r in records], [r.pixel_size_mm for r in records])
+    )
+    rows = [r.as_row() for r in results if r.ok]
+    shipped = np.array([row["quality"] == "check" for row in rows])
+    assert 0 < shipped.sum() < len(rows)  # the check means something: some flagged, not all
+    t = QualityThresholds.from_dict(table)
+    np.testing.assert_array_equal(flagged_rows(rows, t), shipped)
+    spec = importlib.util.spec_from_file_location("model_selection_report", SCRIPT)
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    scored = [{**row, "hc_abs_diff_mm": 1.0} for row in rows]
+    np.testing.assert_array_equal(script.flagged(scored, table), shipped)
+
+
+def test_the_search_combines_the_same_rules():
+    rows = [
+        {"ellipse_iou": 0.95, "edge_probability": 0.1, "hc_mm": 200.0, "cephalic_index": 80.0},
+        {"ellipse_iou": 0.80, "edge_probability": 0.1, "hc_mm": 200.0, "cephalic_index": 80.0},
+        {"ellipse_iou": 0.95, "edge_probability": 0.5, "hc_mm": 320.0, "cephalic_index": 80.0},
+        {"ellipse_iou": 0.95, "edge_probability": 0.1, "hc_mm": "", "cephalic_index": 120.0},
+    ]
+    t = QualityThresholds(min_ellipse_iou=0.9, max_edge_probability=0.3, max_hc_mm=300.0)
+    combined = untuned_flags(rows).copy()
+    for rule in RULES:
+        combined |= rule_trips(rows, rule.threshold, getattr(t, rule.threshold))
+    np.testing.assert_array_equal(combined, [False, True, True, True])
+    np.testing.assert_array_equal(combined, [is_flagged(r, t) for r in rows])
+
+
+@pytest.mark.parametrize("value", ["", None, "n/a"])
+def test_text_cells_count_as_missing(value):
+    assert not is_flagged({"ellipse_iou": value}, QualityThresholds(min_ellipse_iou=0.99))

@@ -1,0 +1,246 @@
+"""`fetalhc serve`: real requests against the app, DICOM input, every status code."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+pytest.importorskip("fastapi")
+pydicom = pytest.importorskip("pydicom")
+
+from fastapi.testclient import TestClient  # noqa: E402
+from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
+from pydicom.uid import (  # noqa: E402
+    ExplicitVRLittleEndian,
+    JPEGBaseline8Bit,
+    UltrasoundImageStorage,
+    generate_uid,
+)
+
+from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
+from fetalhc.io.dicom import read_dicom  # noqa: E402
+from fetalhc.serve.app import ServiceConfig, create_app  # noqa: E402
+
+needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
+PIXEL = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
+
+
+def make_dicom(
+    path: Path,
+    image: np.ndarray,
+    region_cm: float | None = None,
+    spacing_mm: float | None = None,
+    frames: int = 1,
+    syntax=ExplicitVRLittleEndian,
+) -> Path:
+    meta = FileMetaDataset()
+    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
+    meta.MediaStorageSOPInstanceUID = generate_uid()
+    meta.TransferSyntaxUID = syntax
+    ds = Dataset()
+    ds.file_meta = meta
+    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundImageStorage, meta.MediaStorageSOPInstanceUID
+    ds.Modality = "US"
+    ds.Rows, ds.Columns = image.shape
+    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
+    ds.BitsAllocated = ds.BitsStored = 8
+    ds.HighBit, ds.PixelRepresentation = 7, 0
+    pixels = np.stack([image] * frames) if frames > 1 else image
+    if frames > 1:
+        ds.NumberOfFrames = frames
+    raw = pixels.astype(np.uint8).tobytes()
+    if syntax.is_compressed:  # a stream no codec can decode, stored as the syntax requires
+        from pydicom.encaps import encapsulate
+
+        raw = encapsulate([raw[: len(raw) // 2]])
+    ds.PixelData = raw
+    if region_cm is not None:
+        region = Dataset()
+        region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
+        region.RegionLocationMaxX1, region.RegionLocationMaxY1 = (
+            image.shape[1] - 1,
+            image.shape[0] - 1,
+        )
+        region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
+        region.PhysicalDeltaX = region.PhysicalDeltaY = region_cm
+        ds.SequenceOfUltrasoundRegions = [region]
+    if spacing_mm is not None:
+        ds.PixelSpacing = [spacing_mm, spacing_mm]
+    ds.save_as(str(path), enforce_file_format=True)
+    return path
+
+
+@pytest.fixture(scope="module")
+def gray(sample) -> np.ndarray:
+    return cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture(scope="module")
+def client():
+    from fetalhc.inference.measurer import HeadMeasurer
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no bundled model")
+    app = create_app(HeadMeasurer(backend="torch"), ServiceConfig(max_upload_mb=2))
+    with TestClient(app) as c:
+        yield c
+
+
+def post(client, name: str, data: bytes, **form):
+    return client.post("/api/v1/measure", files={"file": (name, data)}, data=form)
+
+
+# ---------------------------------------------------------------- DICOM reader
+def test_dicom_pixel_size_from_ultrasound_region_then_pixel_spacing(tmp_path, gray):
+    with_region = read_dicom(make_dicom(tmp_path / "a.dcm", gray, region_cm=PIXEL / 10))
+    assert with_region.pixel_size_mm == pytest.approx(PIXEL)
+    assert with_region.pixel_size_source == "ultrasound region"
+    np.testing.assert_array_equal(with_region.image, gray)
+    spacing = read_dicom(make_dicom(tmp_path / "b.dcm", gray, spacing_mm=0.2))
+    assert (spacing.pixel_size_mm, spacing.pixel_size_source) == (0.2, "PixelSpacing")
+    neither = read_dicom(make_dicom(tmp_path / "c.dcm", gray))
+    assert neither.pixel_size_mm is None
+
+
+def test_dicom_multiframe_and_undecodable_syntax_are_clear_errors(tmp_path, gray):
+    with pytest.raises(ValueError, match="multi-frame"):
+        read_dicom(make_dicom(tmp_path / "m.dcm", gray, frames=3))
+    broken = make_dicom(tmp_path / "j.dcm", gray, syntax=JPEGBaseline8Bit)
+    with pytest.raises(ValueError, match="cannot decode the DICOM pixel data"):
+        read_dicom(broken)  # raw bytes declared as JPEG: no codec can read them
+    with pytest.raises(ValueError, match="not a readable DICOM|without an image"):
+        read_dicom(b"\x00" * 128 + b"DICM" + b"garbage")
+
+
+# ---------------------------------------------------------------- API
+def test_health(client):
+    body = client.get("/api/v1/health").json()
+    assert body["status"] == "ok" and body["model"] == "default.safetensors" and body["version"]
+    assert client.get("/openapi.json").json()["paths"]["/api/v1/measure"]
+    assert client.get("/docs").status_code == 200
+    page = client.get("/")
+    assert page.status_code == 200 and "fetalhc" in page.text
+    assert client.get("/app.js").status_code == 200
+
+
+@needs_model
+def test_png_and_the_same_image_as_dicom_give_the_same_hc(client, tmp_path, sample, gray):
+    png = (sample / "test_set" / "180_HC.png").read_bytes()
+    r = post(client, "180_HC.png", png, pixel_size_mm=str(PIXEL), mask="true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["status"] == "ok" and body["pixel_size_source"] == "form"
+    assert 40 < body["hc_mm"] < 450 and body["ellipse_px"]["a"] > 0
+    assert body["ellipse_mm"]["semi_axes_a_mm"] == pytest.approx(body["ellipse_px"]["a"] * PIXEL)
+    assert body["mask_png_base64"]
+    # the flag's features, as in predict's CSV; the bundled model has two passes
+    features = body["quality_features"]
+    assert 0.9 < features["ellipse_iou"] <= 1 and 0 <= features["pass_distance_mm"] < 5
+    dcm = make_dicom(tmp_path / "x.dcm", gray, region_cm=PIXEL / 10).read_bytes()
+    d = post(client, "x.dcm", dcm).json()
+    assert d["pixel_size_source"] == "dicom: ultrasound region"
+    assert d["hc_mm"] == pytest.approx(body["hc_mm"], abs=0.01)
+
+
+@needs_model
+def test_missing_pixel_size_gives_the_ellipse_and_a_message(client, sample):
+    r = post(client, "a.png", (sample / "test_set" / "180_HC.png").read_bytes())
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "no_pixel_size"
+    assert body["hc_mm"] is None and body["ellipse_px"] and "pixel size" in body["message"]
+
+
+@needs_model
+def test_image_without_head(client):
+    blank = cv2.imencode(".png", np.zeros((300, 400), np.uint8))[1].tobytes()
+    body = post(client, "blank.png", blank, pixel_size_mm="0.1").json()
+    assert body["status"] == "no_head" and "no fetal head" in body["message"]
+
+
+@pytest.mark.parametrize(
+    "name,data,form,code",
+    [
+        ("notes.txt", b"this is not an image", {}, 415),
+        ("empty.png", b"", {}, 422),
+        ("trunc.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, {}, 422),
+        ("a.png", None, {"pixel_size_mm": "abc"}, 422),
+        ("a.png", None, {"pixel_size_mm": "inf"}, 422),
+        ("a.png", None, {"pixel_size_mm": "5"}, 422),
+        ("a.png", None, {"ga": "20+9"}, 422),
+    ],
+)
+def test_bad_uploads_get_a_clear_4xx_json(client, sample, name, data, form, code):
+    data = data if data is not None else (sample / "test_set" / "180_HC.png").read_bytes()
+    r = post(client, name, data, **form)
+    assert r.status_code == code, r.text
+    detail = r.json()["detail"]
+    assert isinstance(detail, str) and detail and "Traceback" not in detail
+
+
+def test_missing_file_field_is_422(client):
+    r = client.post("/api/v1/measure", data={"pixel_size_mm": "0.1"})
+    assert r.status_code == 422 and "file" in r.json()["detail"]
+
+
+def test_oversized_upload_and_image_are_413(client, tmp_path):
+    big = np.random.default_rng(0).integers(0, 255, (1500, 1500), dtype=np.uint8)
+    data = cv2.imencode(".png", big)[1].tobytes()  # incompressible: > 2 MB
+    assert len(data) > 2 * 1024 * 1024
+    r = post(client, "big.png", data)
+    assert r.status_code == 413 and "limit" in r.json()["detail"]
+    from fetalhc.inference.measurer import HeadMeasurer
+
+    app = create_app(HeadMeasurer(backend="torch"), ServiceConfig(max_pixels=100_000))
+    with TestClient(app) as small:
+        wide = cv2.imencode(".png", np.zeros((400, 400), np.uint8))[1].tobytes()
+        r = post(small, "wide.png", wide)
+        assert r.status_code == 413 and "too large" in r.json()["detail"]
+
+
+class SlowMeasurer:
+    """Stands in for a model that takes a while, to fill the queue."""
+
+    model_name = "slow"
+
+    def __init__(self) -> None:
+        self.release = threading.Event()
+
+    def measure(self, image, pixel_size_mm=None, name=None, ga_weeks=None):
+        from fetalhc.inference.measurer import HeadMeasurement
+
+        self.release.wait(10)
+        return HeadMeasurement(name or "x", "no_head")
+
+
+def test_full_queue_is_503_with_retry_after(sample):
+    slow = SlowMeasurer()
+    app = create_app(slow, ServiceConfig(workers=1, queue=0))
+    png = (sample / "test_set" / "180_HC.png").read_bytes()
+    with TestClient(app) as c:
+        first: dict = {}
+        thread = threading.Thread(target=lambda: first.update(r=post(c, "a.png", png)))
+        thread.start()
+        time.sleep(0.5)  # the first request now holds the only worker
+        r = post(c, "b.png", png)
+        slow.release.set()
+        thread.join(10)
+    assert r.status_code == 503 and r.headers["Retry-After"]
+    assert "busy" in r.json()["detail"]
+    assert first["r"].status_code == 200
+
+
+def test_save_dir_keeps_image_and_result(sample, tmp_path):
+    slow = SlowMeasurer()
+    slow.release.set()
+    app = create_app(slow, ServiceConfig(save_dir=tmp_path / "saved"))
+    with TestClient(app) as c:
+        assert (
+            post(c, "a.png", (sample / "test_set" / "180_HC.png").read_bytes()).status_code == 200
+        )
+    saved = sorted(p.suffix for p in (tmp_path / "saved").iterdir())
+    assert saved == [".json", ".png"]
