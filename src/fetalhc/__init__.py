@@ -32,7 +32,7 @@ _EXPORTS = {
     "write_evaluation": "api",
     "Ellipse": "measure.ellipse",
     "hc_mm": "measure.ellipse",
-    "hadlock_ga_weeks": "measure.ellipse",
+    "hadlock_ga_weeks": "measure.biometry",
     "PRESETS": "model.strategies",
     "FetalHCError": "errors",
 }

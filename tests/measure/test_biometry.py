@@ -13,8 +13,8 @@ from fetalhc.measure.biometry import (
     cephalic_index,
     diameters_mm,
     ga_from_dates,
-    ga_hadlock_weeks,
     ga_intergrowth_days,
+    hadlock_ga_weeks,
     hc_zscore,
     intergrowth_hc_centile_value,
     parse_ga,
@@ -73,8 +73,8 @@ def test_zscore_and_centile_at_a_known_ga():
 
 
 def test_ga_formulas_give_no_value_outside_their_range():
-    assert ga_hadlock_weeks(50) is None  # about 11.7 weeks: below Hadlock's 14
-    assert ga_hadlock_weeks(175) == pytest.approx(8.96 + 0.54 * 17.5 + 0.0003 * 17.5**3)
+    assert hadlock_ga_weeks(50) is None  # about 11.7 weeks: below Hadlock's 14
+    assert hadlock_ga_weeks(175) == pytest.approx(8.96 + 0.54 * 17.5 + 0.0003 * 17.5**3)
     assert ga_intergrowth_days(50) is None
     assert ga_intergrowth_days(320) is None  # third trimester: outside 14+0-25+6
     # the dating equation and the growth standard describe the same fetuses: the

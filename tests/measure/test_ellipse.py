@@ -10,7 +10,6 @@ from fetalhc.measure.ellipse import (
     draw_filled,
     fit_mask,
     fit_outline,
-    hadlock_ga_weeks,
     hc_mm,
     ramanujan_perimeter,
 )
@@ -77,8 +76,11 @@ def test_mm_conversion_and_hc18_fields():
 
 def test_hadlock():
     # 8.96 + 0.540*HC + 0.0003*HC^3 with HC in cm
+    from fetalhc.measure.biometry import hadlock_ga_weeks
+
     assert hadlock_ga_weeks(175.0) == pytest.approx(8.96 + 0.54 * 17.5 + 0.0003 * 17.5**3)
     assert hadlock_ga_weeks(100) < hadlock_ga_weeks(200) < hadlock_ga_weeks(300)
+    assert hadlock_ga_weeks(40) is None and hadlock_ga_weeks(40, extrapolate=True) < 14
 
 
 def test_degenerate_input_gives_none():

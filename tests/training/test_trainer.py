@@ -110,7 +110,7 @@ def test_existing_run_needs_resume(tmp_path, sample, sample_split, tiny_run):
         (["--strategy", "bogus"], "unknown strategy"),
         (["--encoder", "no_such_encoder"], "unknown encoder"),
         (["--image-size", "100x64"], "multiples of 32"),
-        (["--train-parts", "nothing"], "train parts must be among"),
+        (["--train-parts", "nothing"], "train_parts must be among"),
     ],
 )
 def test_bad_flags_give_one_clear_line(tmp_path, sample, sample_split, extra, message):

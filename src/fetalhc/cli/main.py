@@ -25,21 +25,15 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_data_split(args: argparse.Namespace) -> int:
     from fetalhc.data.hc18 import load_labelled
-    from fetalhc.data.split import fold_split, group_folds, group_split, write_split
+    from fetalhc.data.split import split_files, write_split
 
     ensure_folder(args.out.parent)
     records = load_labelled(args.dir)
     if not records:
         raise FetalHCError(f"{args.dir}: no labelled images to split")
-    assignment = group_split([r.filename for r in records], args.val, args.test, args.seed)
-    outputs = {args.out: assignment}
-    if args.folds:
-        # Cross-validation over everything but the test part, which stays held out.
-        pool = [name for name, part in assignment.items() if part != "test"]
-        folds = group_folds(pool, args.folds, args.seed)
-        for k in range(args.folds):
-            path = args.out.with_name(f"{args.out.stem}.fold{k}{args.out.suffix}")
-            outputs[path] = fold_split(assignment, folds, k)
+    outputs = split_files(
+        [r.filename for r in records], args.out, args.val, args.test, args.seed, args.folds
+    )
     for path, parts in outputs.items():
         write_split(path, parts)
         counts = {p: sum(v == p for v in parts.values()) for p in ("train", "val", "test")}
@@ -69,115 +63,80 @@ def cmd_strategies(args: argparse.Namespace) -> int:
     return 0
 
 
+def train_config(args: argparse.Namespace):
+    """The run's TrainConfig: defaults < --config YAML < the flags given."""
+    from fetalhc.training.config import config_from_mapping, read_config_file
+
+    mapping = read_config_file(args.config) if args.config else {}
+    mapping.update(getattr(args, "recipe", {}))
+    for key in ("data", "split"):
+        if not mapping.get(key):
+            raise FetalHCError(f"give --{key} (or '{key}:' in --config)")
+    return config_from_mapping(mapping)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
-    from fetalhc.training.config import TrainConfig, parse_size
     from fetalhc.training.trainer import Trainer
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    config = TrainConfig(
-        data=str(args.data),
-        split=str(args.split),
-        strategy=args.strategy,
-        encoder=args.encoder,
-        encoder_weights=str(args.encoder_weights),
-        epochs=args.epochs,
-        batch_size=args.batch,
-        lr=args.lr,
-        loss=args.loss,
-        fraction=args.fraction,
-        seed=args.seed,
-        image_size=parse_size(args.image_size),
-        train_parts=args.train_parts.split(","),
-        val_part=args.val_part,
-        precision=args.precision,
-        device=args.device,
-        bn_mode=args.bn_mode,
-        normalization=args.normalization,
-        train_images=args.train_images,
-        lr_schedule=args.lr_schedule,
-        augment=args.augment,
-        head_crop=args.head_crop,
-        skip_rescale=args.skip_rescale,
-    )
+    config = train_config(args)
     ensure_folder(args.out)
     summary = Trainer(config, args.out, resume=args.resume).run()
     print(f"{args.out}: best val Dice {summary['best_val_dice']}, {summary['train_seconds']:.0f} s")
     return 0
 
 
-def _add_train_arguments(p: argparse.ArgumentParser) -> None:
-    """`fetalhc train`'s options; every default comes from TrainConfig."""
-    from fetalhc.model.preprocess import NORMALIZATIONS
-    from fetalhc.model.strategies import BN_MODES
-    from fetalhc.training.config import (
-        AUGMENTATIONS,
-        DEVICES,
-        LOSSES,
-        LR_SCHEDULES,
-        PRECISIONS,
-        defaults,
-        format_size,
-    )
+class _Recipe(argparse.Action):
+    """Collects the TrainConfig keys given on the command line in `args.recipe`, so a flag
+    overrides --config and an absent flag leaves the YAML's (or the default) value."""
 
+    def __call__(self, parser, namespace, values, option_string=None):
+        recipe = dict(getattr(namespace, "recipe", None) or {})
+        recipe[self.dest] = self.const if self.nargs == 0 else values
+        namespace.recipe = recipe
+
+
+def _add_train_arguments(p: argparse.ArgumentParser) -> None:
+    """`fetalhc train`'s options, generated from TrainConfig's fields (flag = key)."""
+    import typing
+    from dataclasses import fields
+
+    from fetalhc.training.config import TrainConfig, defaults, format_size
+
+    hints = typing.get_type_hints(TrainConfig)
     d = defaults()
-    p.add_argument("--data", type=Path, required=True, help="HC18 folder")
-    p.add_argument("--split", type=Path, required=True, help="split CSV")
+    p.set_defaults(recipe={})
+    p.add_argument("--config", type=Path, help="YAML of TrainConfig keys; flags override it")
     p.add_argument("--out", type=Path, required=True, help="run folder")
-    p.add_argument("--strategy", default=d["strategy"], help="preset or spec (decoder.3-4,head)")
-    p.add_argument("--encoder", default=d["encoder"])
-    p.add_argument("--encoder-weights", default=d["encoder_weights"], help="imagenet | none | PATH")
-    p.add_argument("--epochs", type=positive_int, default=d["epochs"])
-    p.add_argument("--batch", type=positive_int, default=d["batch_size"])
-    p.add_argument("--lr", type=finite_float, default=d["lr"])
-    p.add_argument("--loss", default=d["loss"], choices=LOSSES)
-    p.add_argument("--lr-schedule", default=d["lr_schedule"], choices=LR_SCHEDULES)
-    p.add_argument(
-        "--augment",
-        default=d["augment"],
-        choices=AUGMENTATIONS,
-        help="paper: rotate ±25°, flips; strong: also brightness, contrast, gamma",
-    )
-    p.add_argument(
-        "--head-crop",
-        type=finite_float,
-        default=d["head_crop"],
-        help="0: whole image (the paper); >0: two-pass model on square crops, the head's "
-        "with this margin (needs a square --image-size)",
-    )
-    p.add_argument("--fraction", type=finite_float, default=d["fraction"], help="nested subset")
-    p.add_argument(
-        "--train-images", type=int, default=d["train_images"], help="first N of the nested subset"
-    )
-    p.add_argument("--seed", type=int, default=d["seed"])
-    p.add_argument(
-        "--image-size", default=format_size(d["image_size"]), help="WxH, multiples of 32"
-    )
-    p.add_argument("--train-parts", default=",".join(d["train_parts"]), help="split parts")
-    p.add_argument("--val-part", default=d["val_part"], help="validation part ('' for none)")
-    p.add_argument("--precision", default=d["precision"], choices=PRECISIONS)
-    p.add_argument("--device", default=d["device"], choices=DEVICES)
-    p.add_argument(
-        "--bn-mode",
-        default=d["bn_mode"],
-        choices=BN_MODES,
-        help="paper: every BatchNorm in train mode (as the paper); frozen-eval: frozen "
-        "blocks' BatchNorm in eval mode",
-    )
-    p.add_argument(
-        "--normalization",
-        default=d["normalization"],
-        choices=NORMALIZATIONS,
-        help="input: ImageNet mean/std, or unit = [0, 1] as the paper",
-    )
-    p.add_argument(
-        "--skip-rescale",
-        action="store_true",
-        default=d["skip_rescale"],
-        help="divide each encoder skip by its RMS on the first training batch",
-    )
+    for f in fields(TrainConfig):
+        flags = [f"--{f.name.replace('_', '-')}", *f.metadata.get("aliases", ())]
+        shown = format_size(d[f.name]) if f.name == "image_size" else d[f.name]
+        if isinstance(shown, list):
+            shown = ",".join(map(str, shown))
+        help_text = (
+            f"{f.metadata['help']} (default: {shown!s})" if shown != "" else f.metadata["help"]
+        )
+        kind = hints[f.name]
+        metavar = f.name.upper()
+        options: dict = {"dest": f.name, "action": _Recipe, "help": help_text, "metavar": metavar}
+        if kind is bool:
+            options.update(nargs=0, const=True, metavar=None)
+            p.add_argument(*flags, **options)
+            p.add_argument(
+                f"--no-{f.name.replace('_', '-')}",
+                dest=f.name,
+                action=_Recipe,
+                nargs=0,
+                const=False,
+                help=argparse.SUPPRESS,
+            )
+            continue
+        if kind is int:
+            options["type"] = int
+        elif kind is float:
+            options["type"] = finite_float
+        if f.metadata.get("choices"):
+            options.update(choices=f.metadata["choices"], metavar=None)
+        p.add_argument(*flags, **options)
     p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads (0: default)")
     p.add_argument("--resume", action="store_true", help="continue from the last epoch")
 
@@ -302,36 +261,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from fetalhc.io.images import read_gray
-    from fetalhc.model.export import export_onnx
-    from fetalhc.sample import sample_dir
+    from fetalhc.inference.onnx_export import export_checked
 
     checkpoint = _checkpoint(args, allow_default=True)
     ensure_folder(args.onnx.parent, "--onnx")
-    folder = sample_dir() / "training_set"
-    images = [read_gray(p) for p in sorted(folder.glob("*HC.png"))[:4]]
-    diff = export_onnx(checkpoint, args.onnx, verify=True, check_images=images)
-    print(
-        f"{args.onnx}: largest |logit| difference from PyTorch on {len(images)} real "
-        f"images: {diff:.2e} (limit 1e-3)"
+    report = export_checked(
+        checkpoint,
+        args.onnx,
+        int8=args.int8,
+        calibration=args.calibration,
+        calibration_images=args.calibration_images,
     )
-    if args.int8:
-        from fetalhc.inference.predict import collect_images
-        from fetalhc.model.export import quantize_int8
-
-        folders = [args.calibration] if args.calibration else [folder, sample_dir() / "test_set"]
-        calibration = []
-        found, _ = collect_images(folders)
-        for item in found[: args.calibration_images]:
-            try:
-                calibration.append(read_gray(item.path))
-            except ValueError as exc:
-                print(f"skipped {item.name}: {exc}")
-        target = args.onnx.with_name(args.onnx.stem + "_int8.onnx")
-        quantize_int8(args.onnx, target, calibration)
+    print(
+        f"{args.onnx}: largest |logit| difference from PyTorch on {report.checked_images} real "
+        f"images: {report.max_difference:.2e} (limit 1e-3)"
+    )
+    for note in report.skipped:
+        print(f"skipped {note}")
+    if report.int8 is not None:
         print(
-            f"{target}: int8, calibrated on {len(calibration)} images; check its accuracy "
-            "with `fetalhc evaluate --checkpoint` before use"
+            f"{report.int8}: int8, calibrated on {report.calibrated_images} images; check its "
+            "accuracy with `fetalhc evaluate --checkpoint` before use"
         )
     return 0
 
@@ -466,6 +416,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("fetalhc").setLevel(logging.INFO)
     quiet_opencv()
     try:
+        if getattr(args, "threads", 0):
+            from fetalhc.model.unet import set_threads  # PyTorch's, for the whole process
+
+            set_threads(args.threads)
         return int(args.func(args) or 0)
     except FetalHCError as exc:
         print(f"fetalhc: error: {exc}", file=sys.stderr)

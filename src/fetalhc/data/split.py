@@ -143,3 +143,20 @@ def read_split(path: str | Path) -> dict[str, str]:
 
 def part_files(split: dict[str, str], part: str) -> list[str]:
     return sorted(name for name, p in split.items() if p == part)
+
+
+def split_files(
+    filenames: Sequence[str], out: Path, val: float, test: float, seed: int, folds: int = 0
+) -> dict[Path, dict[str, str]]:
+    """`fetalhc data split`'s outputs: OUT (train/val/test) and, with `folds`, OUT.foldK for
+    K-fold cross-validation over everything but the test part, which stays held out."""
+    assignment = group_split(filenames, val, test, seed)
+    outputs = {out: assignment}
+    if folds:
+        pool = [name for name, part in assignment.items() if part != "test"]
+        groups = group_folds(pool, folds, seed)
+        for k in range(folds):
+            outputs[out.with_name(f"{out.stem}.fold{k}{out.suffix}")] = fold_split(
+                assignment, groups, k
+            )
+    return outputs

@@ -16,12 +16,13 @@ from tqdm import tqdm
 from fetalhc.data.hc18 import Record, load_labelled, reference_ellipse
 from fetalhc.data.split import part_files, read_split
 from fetalhc.errors import FetalHCError
-from fetalhc.inference.measurer import HeadMeasurer
+from fetalhc.inference.measurer import QUALITY_FEATURES, HeadMeasurer
 from fetalhc.inference.segmenter import Segmenter
 from fetalhc.io.files import write_csv, write_json, write_png, write_text
 from fetalhc.io.images import read_gray
 from fetalhc.measure import metrics
-from fetalhc.measure.ellipse import Ellipse, draw_filled, hadlock_ga_weeks, hc_mm
+from fetalhc.measure.biometry import hadlock_ga_weeks
+from fetalhc.measure.ellipse import Ellipse, draw_filled, hc_mm
 from fetalhc.measure.overlay import overlay
 
 log = logging.getLogger(__name__)
@@ -47,6 +48,10 @@ SUMMARY_KEYS = (
     "ellipse_dice",
     "ellipse_hd_mm",
 )
+
+
+# The biometry columns of an evaluation row.
+EVALUATED_BIOMETRY = ("ofd_mm", "bpd_mm", "cephalic_index", "ga_intergrowth_weeks")
 
 
 @dataclass
@@ -141,7 +146,8 @@ def evaluation_rows(
             log.warning("skipped %s: annotation: %s", rec.filename, exc)
             continue
         ref_hc = rec.hc_mm if rec.hc_mm else hc_mm(ref_ellipse, rec.pixel_size_mm)
-        pred_hc = result.hc_mm
+        measured = result.record()
+        pred_hc = measured["hc_mm"]
         row = {"filename": rec.filename, "subject": rec.subject, "pixel_size_mm": rec.pixel_size_mm}
         row.update(image_metrics(result.mask, ref, rec.pixel_size_mm))
         row.update(paper_metrics(result.logits, ref))
@@ -152,24 +158,12 @@ def evaluation_rows(
                 "ref_hc_mm": ref_hc,
                 "hc_diff_mm": pred_hc - ref_hc,
                 "hc_abs_diff_mm": abs(pred_hc - ref_hc),
-                "ga_weeks": result.ga_weeks,
-                "ref_ga_weeks": hadlock_ga_weeks(ref_hc),
-                **result.quality_features(),
-                "quality": result.quality,
-                "status": result.status_text,
+                "ga_weeks": measured["ga_weeks"],
+                "ref_ga_weeks": hadlock_ga_weeks(ref_hc, extrapolate=True),
             }
         )
-        b = result.biometry
-        row.update(
-            {
-                "ofd_mm": b.ofd_mm if b else math.nan,
-                "bpd_mm": b.bpd_mm if b else math.nan,
-                "cephalic_index": b.cephalic_index if b else math.nan,
-                "ga_intergrowth_weeks": b.ga_intergrowth_weeks
-                if b and b.ga_intergrowth_weeks is not None
-                else math.nan,
-            }
-        )
+        row.update({k: measured[k] for k in (*QUALITY_FEATURES, "quality", "status")})
+        row.update({k: measured[k] for k in EVALUATED_BIOMETRY})
         rows.append(row)
         ellipses[rec.filename] = (rec.image_path, result.ellipse_px, ref_ellipse)
     return EvaluationRows(rows, skipped, ellipses, time.perf_counter() - t0)

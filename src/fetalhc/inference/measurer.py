@@ -42,6 +42,18 @@ QUALITY_FEATURES = (
     "pass_disagreement",
     "pass_distance_mm",
 )
+HC18_KEYS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
+BIOMETRY_KEYS = (
+    "ofd_mm",
+    "bpd_mm",
+    "cephalic_index",
+    "ga_intergrowth_weeks",
+    "ga_given_weeks",
+    "hc_zscore",
+    "hc_centile",
+)
+# Columns left empty in a row whose status is not `ok`.
+MM_KEYS = {*HC18_KEYS, "hc_mm", "ga_weeks", *BIOMETRY_KEYS, "growth_chart"}
 # Grey levels: an image whose values span less than this holds nothing to measure.
 BLANK_RANGE = 16
 
@@ -93,33 +105,36 @@ class HeadMeasurement:
             return None
         return self.ellipse_px.scaled(self.pixel_size_mm)
 
-    def as_row(self) -> dict:
-        """The CSV row: HC18 submission columns first, then HC, GA and the flag."""
-        row: dict = {"filename": self.filename}
-        mm = self.ellipse_mm if self.ok else None
+    def record(self) -> dict[str, float | str]:
+        """The result as one flat record, every number as measured (NaN where there is
+        none): the CSV row, the evaluation row and the service's numbers come from it."""
+        mm = self.ellipse_mm
         hc18 = mm.as_hc18() if mm is not None else {}
-        for key in ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad"):
-            row[key] = _round(hc18.get(key))
-        ok = self.ok
-        row.update(
-            hc_mm=_round(self.hc_mm) if ok else "",
-            ga_weeks=_round(self.ga_weeks) if ok else "",
+        b = self.biometry
+        record: dict[str, float | str] = {"filename": self.filename}
+        record.update({key: hc18.get(key, math.nan) for key in HC18_KEYS})
+        record.update(
+            hc_mm=self.hc_mm,
+            ga_weeks=self.ga_weeks,
             quality=self.quality,
-            **{k: _round(v) for k, v in self.quality_features().items()},
+            **self.quality_features(),
             status=self.status_text,
         )
-        b = self.biometry if ok else None
-        row.update(
-            ofd_mm=_round(b.ofd_mm) if b else "",
-            bpd_mm=_round(b.bpd_mm) if b else "",
-            cephalic_index=_round(b.cephalic_index) if b else "",
-            ga_intergrowth_weeks=_round(b.ga_intergrowth_weeks) if b else "",
-            ga_given_weeks=_round(b.ga_given_weeks) if b else "",
-            hc_zscore=_round(b.hc_zscore) if b else "",
-            hc_centile=_round(b.hc_centile) if b else "",
-            growth_chart=b.chart if b else "",
-            notes="; ".join([*self.quality_reasons, *(b.notes if b else [])]),
-        )
+        for key in BIOMETRY_KEYS:
+            value = getattr(b, key, None) if b is not None else None
+            record[key] = math.nan if value is None else value
+        record["growth_chart"] = b.chart if b is not None else ""
+        record["notes"] = "; ".join([*self.quality_reasons, *(b.notes if b else [])])
+        return record
+
+    def as_row(self) -> dict:
+        """The CSV row: HC18 submission columns first, then HC, GA and the flag; numbers in
+        mm only where the status is `ok` (never a wrong number beside a measured one)."""
+        row = {}
+        for key, value in self.record().items():
+            if key in MM_KEYS and not self.ok:
+                value = ""
+            row[key] = value if isinstance(value, str) else _round(value)
         return row
 
 

@@ -57,14 +57,16 @@ class Segmenter:
         batch_size: int = 8,
         flip_tta: bool = False,
     ) -> None:
+        """`threads`: ONNX Runtime's intra-op threads for this model (0: its default).
+        PyTorch's threads belong to the process: set them with `model.unet.set_threads`."""
         from fetalhc.model.checkpoint import config_for_checkpoint
 
         if backend not in BACKENDS:
-            raise FetalHCError(f"--backend must be one of {', '.join(BACKENDS)}")
+            raise FetalHCError(f"backend must be one of {', '.join(BACKENDS)}")
         self.checkpoint = Path(checkpoint)
         if self.checkpoint.suffix == ".onnx":
             if backend == "torch":
-                raise FetalHCError("--backend torch needs a .safetensors checkpoint, not ONNX")
+                raise FetalHCError("backend torch needs a .safetensors checkpoint, not ONNX")
             backend = "onnx"
         if not self.checkpoint.is_file():
             raise FetalHCError(f"{self.checkpoint}: checkpoint not found")
@@ -106,9 +108,8 @@ class Segmenter:
 
         from fetalhc.model.checkpoint import load_model
 
-        if self.threads:
-            torch.set_num_threads(self.threads)
-        model, _ = load_model(self.checkpoint)
+        # PyTorch's threads are the process's: the caller sets them (model.unet.set_threads)
+        model, _ = load_model(self.checkpoint, self.config)  # config.json read once, above
         model = model.to(memory_format=torch.channels_last)
 
         def run(x: np.ndarray) -> np.ndarray:

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from scipy.stats import norm
 
 from fetalhc.errors import FetalHCError
-from fetalhc.measure.ellipse import Ellipse, hadlock_ga_weeks, hc_mm
+from fetalhc.measure.ellipse import Ellipse, hc_mm
 
 HADLOCK_RANGE_WEEKS = (14.0, 42.0)
 INTERGROWTH_DATING_RANGE_DAYS = (98.0, 181.0)
@@ -64,13 +64,16 @@ def head_shape_note(ci: float) -> str:
     return f"cephalic index {ci:.1f} outside {low:g}-{high:g} ({kind}): prefer HC to BPD for dating"
 
 
-def ga_hadlock_weeks(hc: float) -> float | None:
-    """Hadlock 1984; None outside the 14-42 weeks it was derived on."""
-    if not (math.isfinite(hc) and hc > 0):
+def hadlock_ga_weeks(hc_mm: float, extrapolate: bool = False) -> float | None:
+    """Gestational age (weeks) from head circumference, Hadlock et al. 1984 (HC in cm):
+    8.96 + 0.540 HC + 0.0003 HC^3. None outside the 14-42 weeks it was derived on, unless
+    `extrapolate` (a reference HC's GA in an evaluation, say)."""
+    if not (math.isfinite(hc_mm) and hc_mm > 0):
         return None
-    weeks = hadlock_ga_weeks(hc)
+    hc_cm = float(hc_mm) / 10.0
+    weeks = 8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3
     low, high = HADLOCK_RANGE_WEEKS
-    return weeks if low <= weeks <= high else None
+    return weeks if extrapolate or low <= weeks <= high else None
 
 
 def ga_intergrowth_days(hc: float) -> float | None:
@@ -176,7 +179,7 @@ def biometry(ellipse_mm: Ellipse, ga_given_weeks: float | None = None) -> Biomet
     shape = head_shape_note(ci)
     if shape:
         notes.append(shape)
-    hadlock = ga_hadlock_weeks(hc)
+    hadlock = hadlock_ga_weeks(hc)
     if hadlock is None:
         notes.append(f"Hadlock GA not given: HC {hc:.0f} mm is outside its 14-42 weeks")
     ig_days = ga_intergrowth_days(hc)

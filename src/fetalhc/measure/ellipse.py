@@ -51,12 +51,6 @@ def ramanujan_perimeter(a: float, b: float) -> float:
     return math.pi * (a + b) * (1 + 3 * h / (10 + math.sqrt(4 - 3 * h)))
 
 
-def hadlock_ga_weeks(hc_mm: float) -> float:
-    """Gestational age (weeks) from head circumference, Hadlock et al. 1984 (HC in cm)."""
-    hc_cm = float(hc_mm) / 10.0
-    return 8.96 + 0.540 * hc_cm + 0.0003 * hc_cm**3
-
-
 def fit_points(points: np.ndarray) -> Ellipse | None:
     """Least-squares ellipse (OpenCV, Fitzgibbon) through (x, y) points; None if < 5 points."""
     pts = np.asarray(points, dtype=np.float32).reshape(-1, 2)

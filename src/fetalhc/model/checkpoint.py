@@ -55,12 +55,14 @@ def config_for_checkpoint(checkpoint: Path) -> dict:
     return read_config(checkpoint.parent / CONFIG_NAME)
 
 
-def load_model(checkpoint: str | Path) -> tuple[nn.Module, dict]:
-    """Rebuild a model from `checkpoint` and the config.json next to it; eval mode."""
+def load_model(checkpoint: str | Path, config: dict | None = None) -> tuple[nn.Module, dict]:
+    """Rebuild a model from `checkpoint` and its config (the config.json next to it, unless
+    the caller has read it already); eval mode."""
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise FetalHCError(f"{checkpoint}: checkpoint not found")
-    config = config_for_checkpoint(checkpoint)
+    if config is None:
+        config = config_for_checkpoint(checkpoint)
     model = build_model(ModelConfig.from_dict(config.get("model", {})), encoder_weights="none")
     load_weights(model, checkpoint)
     model.eval()

@@ -176,5 +176,12 @@ def load_encoder_weights(encoder: nn.Module, path: str | Path) -> None:
     nn.Module.load_state_dict(encoder, state, strict=True)
 
 
+def set_threads(threads: int) -> None:
+    """PyTorch's intra-op threads for this process (0: leave the library default). A
+    process-wide setting, so the CLI (or a worker process) applies it, never a constructor."""
+    if threads:
+        torch.set_num_threads(threads)
+
+
 def count_parameters(module: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only)

@@ -35,7 +35,7 @@ from fetalhc.errors import (
     NotAnImage,
     UnreadableImage,
 )
-from fetalhc.inference.measurer import HeadMeasurement, HeadMeasurer
+from fetalhc.inference.measurer import QUALITY_FEATURES, HeadMeasurement, HeadMeasurer
 from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.files import write_json, write_png
 from fetalhc.io.images import decode_gray
@@ -123,6 +123,7 @@ def result_json(
 ) -> dict:
     e = result.ellipse_px
     b = result.biometry
+    measured = result.record()
     body = {
         "filename": result.filename,
         "status": result.status_text,
@@ -134,13 +135,13 @@ def result_json(
         if e is None
         else {"cx": e.cx, "cy": e.cy, "a": e.a, "b": e.b, "angle_rad": e.angle},
         "ellipse_mm": result.ellipse_mm.as_hc18() if result.ellipse_mm is not None else None,
-        "hc_mm": _finite(result.hc_mm),
-        "ga_weeks": _finite(result.ga_weeks),
-        "ga_weeks_days": weeks_days(_finite(result.ga_weeks)),
+        "hc_mm": _finite(measured["hc_mm"]),
+        "ga_weeks": _finite(measured["ga_weeks"]),
+        "ga_weeks_days": weeks_days(_finite(measured["ga_weeks"])),
         "quality": result.quality,
         "quality_reasons": result.quality_reasons,
         # the numbers the flag is decided on, as in predict's CSV (None: not measured)
-        "quality_features": {k: _finite(v) for k, v in result.quality_features().items()},
+        "quality_features": {k: _finite(measured[k]) for k in QUALITY_FEATURES},
         "biometry": None
         if b is None
         else {

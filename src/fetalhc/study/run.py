@@ -54,13 +54,11 @@ def run_cell(
 
     A finished or half-trained cell whose recipe differs from the study's is never reused:
     it is re-run with `rerun_stale`, otherwise the study stops with the differing keys."""
-    import torch
-
     from fetalhc.inference.evaluate import EvalOptions, evaluate
+    from fetalhc.model.unet import set_threads
     from fetalhc.training.trainer import Trainer
 
-    if threads:
-        torch.set_num_threads(threads)
+    set_threads(threads)  # this worker process's own setting
     c = Cell(**cell)
     folder = Path(out) / "runs" / c.name
     config = cell_config(study["train"], c, study["data"], split, study["encoder_weights"])

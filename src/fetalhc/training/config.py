@@ -10,6 +10,7 @@ import math
 import types
 import typing
 from dataclasses import MISSING, asdict, dataclass, field, fields
+from pathlib import Path
 
 from fetalhc.data.split import SPLIT_PARTS
 from fetalhc.errors import FetalHCError
@@ -27,66 +28,83 @@ AUGMENTATIONS = ("paper", "strong")
 LATER_FIELDS = ("lr_schedule", "augment", "head_crop", "skip_rescale")
 
 
+def _option(default, help: str, choices: tuple[str, ...] | None = None, **extra):
+    """A TrainConfig field with what its command-line flag says (`fetalhc train --help` is
+    generated from these: flag name = key, with _ as -)."""
+    meta = {"help": help, "choices": choices, **extra}
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass
 class TrainConfig:
     """One training run. Defaults are the paper's recipe at fetalhc's CPU-friendly size."""
 
-    data: str = ""
-    split: str = ""
-    strategy: str = "decoder"
-    encoder: str = "mobilenet_v2"
-    encoder_weights: str = "imagenet"
-    epochs: int = 20
-    batch_size: int = 10
-    lr: float = 1e-4
-    loss: str = "bce"
-    fraction: float = 1.0
-    seed: int = 0
-    image_size: list[int] = field(default_factory=lambda: list(DEFAULT_IMAGE_SIZE))
-    train_parts: list[str] = field(default_factory=lambda: ["train"])
-    val_part: str = "val"
-    precision: str = "auto"
-    device: str = "auto"
-    # BatchNorm in training: "paper" (every layer in train mode, as the paper's notebooks)
-    # or "frozen-eval" (BatchNorm of frozen blocks in eval mode, running statistics kept).
-    bn_mode: str = "paper"
-    # Network input: "imagenet" mean/std, or "unit" ([0, 1], as the paper's notebooks).
-    normalization: str = "imagenet"
-    # Training images (0: all of the training parts; otherwise the first N of the nested
-    # subset order, as the paper's 79 / 239 / 399-image table). Overrides `fraction`.
-    train_images: int = 0
-    # Learning rate over epochs: "constant" (the paper) or "cosine" (decays to 0).
-    lr_schedule: str = "constant"
-    # "paper": rotate ±25°, flips; "strong": also brightness, contrast and gamma.
-    augment: str = "paper"
-    # 0: the whole image resized to image_size (the paper). > 0: a two-pass model trained
-    # on square crops — the whole image letterboxed (to find the head), then a square
-    # around the head with this margin on each side (to outline it). Needs a square size.
-    head_crop: float = 0.0
-    # Divide each encoder output (the skips at strides 2-32) by a constant: its RMS on the
-    # first training batch, measured once and stored with the run. The pretrained encoder's
-    # skips are 3-6x louder than a decoder block's output (Wang et al.'s frozen rows).
-    skip_rescale: bool = False
+    data: str = _option("", "HC18 folder (official layout)")
+    split: str = _option("", "split CSV (fetalhc data split)")
+    strategy: str = _option("decoder", "preset or layer-group spec (decoder.3-4,head)")
+    encoder: str = _option("mobilenet_v2", "smp encoder name")
+    encoder_weights: str = _option("imagenet", "imagenet | none | PATH (torchvision format)")
+    epochs: int = _option(20, "epochs")
+    batch_size: int = _option(10, "images per batch", aliases=("--batch",))
+    lr: float = _option(1e-4, "Adam learning rate")
+    loss: str = _option("bce", "training loss", LOSSES)
+    fraction: float = _option(1.0, "nested subset of the training part (whole subjects)")
+    seed: int = _option(0, "seed of initialisation, augmentation and subsets")
+    image_size: list[int] = _option(list(DEFAULT_IMAGE_SIZE), "WxH, multiples of 32")
+    train_parts: list[str] = _option(["train"], "split parts to train on (comma-separated)")
+    val_part: str = _option("val", "split part to validate on ('' for none)")
+    precision: str = _option(
+        "auto", "auto: bf16 on CPUs that have it, fp16 AMP on CUDA", PRECISIONS
+    )
+    device: str = _option("auto", "where to train", DEVICES)
+    bn_mode: str = _option(
+        "paper",
+        "BatchNorm in training: paper = every layer in train mode (the paper's notebooks); "
+        "frozen-eval = frozen blocks' BatchNorm in eval mode, running statistics kept",
+        BN_MODES,
+    )
+    normalization: str = _option(
+        "imagenet", "input: ImageNet mean/std, or unit = [0, 1] as the paper", NORMALIZATIONS
+    )
+    train_images: int = _option(
+        0,
+        "training images: 0 = all of the training parts, else the first N of the nested "
+        "subset order (the paper's 79 / 239 / 399); overrides fraction",
+    )
+    lr_schedule: str = _option(
+        "constant", "constant (the paper) or cosine (decays to 0)", LR_SCHEDULES
+    )
+    augment: str = _option(
+        "paper",
+        "paper: rotate ±25°, flips; strong: also brightness, contrast, gamma",
+        AUGMENTATIONS,
+    )
+    head_crop: float = _option(
+        0.0,
+        "0: whole image (the paper); > 0: a two-pass model on square crops, the head's with "
+        "this margin on each side (needs a square image_size)",
+    )
+    skip_rescale: bool = _option(
+        False,
+        "divide each encoder skip (strides 2-32) by its RMS on the first training batch, "
+        "measured once and stored with the run (the pretrained skips are 3-6x louder than a "
+        "decoder block's output)",
+    )
 
     def validate(self) -> None:
         w, h = self.image_size
         if w % 32 or h % 32 or w <= 0 or h <= 0:
-            raise FetalHCError(f"--image-size {w}x{h}: both sides must be positive multiples of 32")
-        for name, allowed in (
-            ("loss", LOSSES),
-            ("precision", PRECISIONS),
-            ("device", DEVICES),
-            ("bn_mode", BN_MODES),
-            ("normalization", NORMALIZATIONS),
-            ("lr_schedule", LR_SCHEDULES),
-            ("augment", AUGMENTATIONS),
-        ):
-            if getattr(self, name) not in allowed:
+            raise FetalHCError(f"image_size {w}x{h}: both sides must be positive multiples of 32")
+        for f in fields(self):
+            allowed = f.metadata.get("choices")
+            if allowed and getattr(self, f.name) not in allowed:
                 raise FetalHCError(
-                    f"{name} must be one of {', '.join(allowed)}, got {getattr(self, name)!r}"
+                    f"{f.name} must be one of {', '.join(allowed)}, got {getattr(self, f.name)!r}"
                 )
         if self.epochs < 1 or self.batch_size < 1:
-            raise FetalHCError("epochs and batch size must be >= 1")
+            raise FetalHCError("epochs and batch_size must be >= 1")
         if not (math.isfinite(self.lr) and 0 < self.lr <= 1):
             raise FetalHCError(f"lr must be a finite number in (0, 1], got {self.lr}")
         if not (math.isfinite(self.fraction) and 0 < self.fraction <= 1):
@@ -100,10 +118,10 @@ class TrainConfig:
         bad = [p for p in self.train_parts if p not in SPLIT_PARTS]
         if bad or not self.train_parts:
             raise FetalHCError(
-                f"train parts must be among {', '.join(SPLIT_PARTS)}, got {','.join(bad) or '-'}"
+                f"train_parts must be among {', '.join(SPLIT_PARTS)}, got {','.join(bad) or '-'}"
             )
         if self.val_part and self.val_part not in SPLIT_PARTS:
-            raise FetalHCError(f"val part must be one of {', '.join(SPLIT_PARTS)} or ''")
+            raise FetalHCError(f"val_part must be one of {', '.join(SPLIT_PARTS)} or ''")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -153,6 +171,8 @@ def _coerce(name: str, value: typing.Any, hint: typing.Any) -> typing.Any:
         return value
     if origin in (typing.Union, types.UnionType):
         hint = next(a for a in typing.get_args(hint) if a is not type(None))
+    if hint is bool and isinstance(value, bool):
+        return value
     if hint is float and isinstance(value, int) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, bool) or not isinstance(value, hint):
@@ -160,6 +180,27 @@ def _coerce(name: str, value: typing.Any, hint: typing.Any) -> typing.Any:
             f"train key {name!r}: expected {hint.__name__}, got {type(value).__name__} {value!r}"
         )
     return value
+
+
+def read_config_file(path: str | Path) -> dict:
+    """A run's recipe from a YAML (or JSON) file: a mapping of TrainConfig keys (checked
+    by `config_from_mapping`, which the study YAML's `train:` block goes through too)."""
+    import yaml
+
+    path = Path(path)
+    try:
+        mapping = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FetalHCError(f"{path}: config file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FetalHCError(f"{path}: cannot read ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise FetalHCError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    if mapping is None:
+        return {}
+    if not isinstance(mapping, dict):
+        raise FetalHCError(f"{path}: expected a mapping of key: value")
+    return mapping
 
 
 def config_from_mapping(mapping: dict, **fixed: typing.Any) -> TrainConfig:

@@ -8,7 +8,7 @@ import os
 import shutil
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from fetalhc.data.hc18 import Record, load_labelled
 from fetalhc.data.split import nested_order, nested_subset, part_files, read_split
 from fetalhc.errors import FetalHCError
 from fetalhc.io.files import atomic_path, exclusive_folder, write_csv
+from fetalhc.measure import metrics
 from fetalhc.model.checkpoint import (
     CONFIG_NAME,
     load_resume_state,
@@ -49,7 +50,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        raise FetalHCError("--device cuda: no CUDA device available")
+        raise FetalHCError("device cuda: no CUDA device available")
     return torch.device(name)
 
 
@@ -69,7 +70,7 @@ def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
             return torch.float16
         return torch.bfloat16 if cpu_supports_bf16() else None
     if precision == "fp16" and device.type != "cuda":
-        raise FetalHCError("--precision fp16 needs a CUDA device (use bf16 or fp32 on a CPU)")
+        raise FetalHCError("precision fp16 needs a CUDA device (use bf16 or fp32 on a CPU)")
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
@@ -92,14 +93,6 @@ def forward(model: nn.Module, x: torch.Tensor, frozen_encoder: bool) -> torch.Te
             features = model.encoder(x)
         return model.segmentation_head(model.decoder(features))
     return model(x)
-
-
-def dice_per_image(logits: torch.Tensor, target: torch.Tensor) -> np.ndarray:
-    pred = logits.float() > 0
-    ref = target > 0.5
-    inter = (pred & ref).sum(dim=(1, 2, 3)).double()
-    total = (pred.sum(dim=(1, 2, 3)) + ref.sum(dim=(1, 2, 3))).double()
-    return torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total)).numpy()
 
 
 def train_steps(
@@ -126,6 +119,73 @@ def train_steps(
         scaler.step(optimizer)
         scaler.update()
         yield loss.item()
+
+
+def train_one_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    scaler,
+    batches,
+    *,
+    loss: str,
+    lr: float,
+    bn_mode: str,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+    on_step=None,
+) -> list[float]:
+    """One epoch over `batches` at learning rate `lr`; returns each step's loss.
+    `on_step(losses)` is called after every step (a progress bar)."""
+    set_train_mode(model, bn_mode)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    losses: list[float] = []
+    frozen = encoder_frozen(model)
+    for value in train_steps(model, optimizer, scaler, batches, loss, device, amp_dtype, frozen):
+        losses.append(value)
+        if on_step is not None:
+            on_step(losses)
+    return losses
+
+
+@torch.no_grad()
+def evaluate(
+    model: nn.Module,
+    batches,
+    *,
+    loss: str,
+    device: torch.device,
+    amp_dtype: torch.dtype | None,
+) -> dict[str, float]:
+    """Validation at model resolution: loss, mean per-image Dice, and the paper's metrics
+    (pixel accuracy over all pixels; Dice and IoU of each batch's pixels, averaged over
+    batches). Dice and IoU are fetalhc.measure.metrics', as everywhere else."""
+    model.eval()
+    losses, dices, batch_dice, batch_iou = [], [], [], []
+    correct = pixels = images = 0
+    for x, y in batches:
+        x = x.to(device).contiguous(memory_format=torch.channels_last)
+        y = y.to(device)
+        with torch.autocast(
+            device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+        ):
+            logits = model(x)
+        losses.append(float(loss_fn(loss, logits, y)) * len(x))
+        images += len(x)
+        pred = (logits.float() > 0).cpu().numpy()
+        ref = (y > 0.5).cpu().numpy()
+        dices.extend(metrics.dice(p, r) for p, r in zip(pred, ref, strict=True))
+        correct += int((pred == ref).sum())
+        pixels += pred.size
+        batch_dice.append(metrics.dice(pred, ref))
+        batch_iou.append(metrics.iou(pred, ref))
+    return {
+        "val_loss": sum(losses) / images,
+        "val_dice": float(np.mean(dices)),
+        "val_paper_pa": correct / pixels,
+        "val_paper_dice": float(np.mean(batch_dice)),
+        "val_paper_miou": float(np.mean(batch_iou)),
+    }
 
 
 VAL_KEYS = ("val_dice", "val_paper_pa", "val_paper_dice", "val_paper_miou")
@@ -158,7 +218,30 @@ def learning_rate(config: TrainConfig, epoch: int) -> float:
     return config.lr
 
 
+@dataclass
+class Progress:
+    """How far a run is: the next epoch, the best validation score, the history rows and
+    the training seconds so far (restored from resume.pt when a run goes on)."""
+
+    start_epoch: int = 1
+    best: float = -1.0
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@dataclass
+class Network:
+    """The model of a run with what config.json records about it."""
+
+    model: nn.Module
+    config: ModelConfig
+    trainable: int
+
+
 class Trainer:
+    """Trains one run into its folder: datasets, model, the epoch loop (`train_one_epoch`,
+    `evaluate`), checkpoints and history; resumable from the last finished epoch."""
+
     def __init__(self, config: TrainConfig, out: str | Path, resume: bool = False) -> None:
         config.validate()
         self.config = config
@@ -177,11 +260,13 @@ class Trainer:
         config_path = self.out / CONFIG_NAME
         if config_path.exists() and not self.resume:
             if (self.out / "resume.pt").exists() or (self.out / "last.safetensors").exists():
-                raise FetalHCError(f"{self.out}: holds a run already; use --resume or a new --out")
+                raise FetalHCError(
+                    f"{self.out}: holds a run already; resume it (--resume) or use a new folder"
+                )
         if self.resume and (self.out / "resume.pt").exists():
             previous = read_config(config_path).get("train", {})
             if not isinstance(previous, dict):
-                raise FetalHCError(f"{config_path}: no 'train' settings; start a new --out")
+                raise FetalHCError(f"{config_path}: no 'train' settings; start a new run folder")
             # a run made before a setting existed ran with that setting's default
             recorded = self._recorded_train()
             mine, previous = without_later_defaults(recorded), without_later_defaults(previous)
@@ -191,11 +276,11 @@ class Trainer:
                 if k not in ("epochs", "device") and previous.get(k) != mine.get(k)
             ]
             if changed:
-                raise FetalHCError(f"--resume with different settings: {', '.join(changed)}")
+                raise FetalHCError(f"resuming with different settings: {', '.join(changed)}")
             return load_resume_state(self.out / "resume.pt")
         return None
 
-    def _records(self):
+    def _records(self) -> tuple[list[Record], list[Record]]:
         split = read_split(self.config.split)
         records = {r.filename: r for r in load_labelled(self.config.data)}
         if not records:
@@ -226,7 +311,7 @@ class Trainer:
         val_names = part_files(split, self.config.val_part) if self.config.val_part else []
         return part(train_names), part(val_names)
 
-    def _model(self) -> nn.Module:
+    def _network(self) -> Network:
         s = self.strategy
         mc = ModelConfig(
             arch=s.arch,
@@ -240,9 +325,9 @@ class Trainer:
         torch.manual_seed(self.config.seed)
         weights = self.config.encoder_weights if s.loads_encoder_weights else "none"
         model = build_model(mc, encoder_weights=weights)
-        self.trainable = apply_strategy(model, s)
-        self.model_config = mc
-        return model
+        trainable = apply_strategy(model, s)
+        model = model.to(self.device).to(memory_format=torch.channels_last)
+        return Network(model, mc, trainable)
 
     # ------------------------------------------------------------ the loop
     def run(
@@ -254,42 +339,68 @@ class Trainer:
             return self._run(datasets)
 
     def _run(self, datasets: tuple[CachedSet | FullSet, CachedSet | FullSet | None] | None) -> dict:
+        c = self.config
         state = self._prepare_out()
-        if datasets is None:
-            train_records, val_records = self._records()
-        model = self._model().to(self.device).to(memory_format=torch.channels_last)
-        params = [p for p in model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.Adam(params, lr=self.config.lr)
-        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
-        self.start_epoch, self.best, self.history, self.seconds = 1, -1.0, [], 0.0
-        if state is not None:
-            self._restore(model, state)
+        records = self._records() if datasets is None else None
+        net = self._network()
+        params = [p for p in net.model.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, lr=c.lr)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+        progress = self._restore(net.model, optimizer, scaler, state) if state else Progress()
         self.out.mkdir(parents=True, exist_ok=True)
         self._copy_split()
-        if datasets is None:
-            train = training_set(self.config, train_records, desc="decode train")
-            val = training_set(self.config, val_records, desc="decode val") if val_records else None
+        if records is not None:
+            train = training_set(c, records[0], desc="decode train")
+            val = training_set(c, records[1], desc="decode val") if records[1] else None
         else:
             train, val = datasets
-        self.counts = (len(train), len(val) if val is not None else 0)
-        if self.config.skip_rescale:
-            self._set_skip_rms(model, train, measure=state is None)
-        write_config(self.out / CONFIG_NAME, self._config_json(*self.counts))
-        steps = math.ceil(len(train) / self.config.batch_size)
-        self.bar = tqdm(
-            total=steps * self.config.epochs,
-            initial=steps * (self.start_epoch - 1),
+        counts = (len(train), len(val) if val is not None else 0)
+        if c.skip_rescale:
+            self._set_skip_rms(net, train, measure=state is None)
+        write_config(self.out / CONFIG_NAME, self._config_json(net, counts))
+        steps = math.ceil(len(train) / c.batch_size)
+        bar = tqdm(
+            total=steps * c.epochs,
+            initial=steps * (progress.start_epoch - 1),
             desc=f"train {self.strategy.name}",
             unit="batch",
             dynamic_ncols=True,
             disable=None,
         )
-        for epoch in range(self.start_epoch, self.config.epochs + 1):
+        for epoch in range(progress.start_epoch, c.epochs + 1):
             t0 = time.perf_counter()
-            losses = self.train_one_epoch(model, train, epoch)
+            seed = epoch_seed(c.seed, epoch)
+            torch.manual_seed(seed)
+
+            def step(losses: list[float], epoch: int = epoch) -> None:
+                bar.update(1)
+                bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
+
+            losses = train_one_epoch(
+                net.model,
+                optimizer,
+                scaler,
+                self._batches(train, seed),
+                loss=c.loss,
+                lr=learning_rate(c, epoch),
+                bn_mode=c.bn_mode,
+                device=self.device,
+                amp_dtype=self.amp_dtype,
+                on_step=step,
+            )
             train_time = time.perf_counter() - t0
-            val_row = self.validate(model, val) if val is not None else {"val_loss": math.nan}
-            self.seconds += time.perf_counter() - t0
+            val_row = (
+                evaluate(
+                    net.model,
+                    self._batches(val, None),
+                    loss=c.loss,
+                    device=self.device,
+                    amp_dtype=self.amp_dtype,
+                )
+                if val is not None
+                else {"val_loss": math.nan}
+            )
+            progress.seconds += time.perf_counter() - t0
             row = {
                 "epoch": epoch,
                 "train_loss": float(np.mean(losses)),
@@ -298,50 +409,53 @@ class Trainer:
                 "images_per_s": len(train) / train_time,
                 "seconds": time.perf_counter() - t0,
             }
-            self._end_of_epoch(model, row)
-        self.bar.close()
+            self._end_of_epoch(net.model, optimizer, scaler, progress, row)
+        bar.close()
         summary = {
-            "epochs": self.config.epochs,
-            "best_val_dice": self.best if val is not None else None,
-            "train_seconds": self.seconds,
-            "trainable_params": self.trainable,
-            "total_params": count_parameters(model),
+            "epochs": c.epochs,
+            "best_val_dice": progress.best if val is not None else None,
+            "train_seconds": progress.seconds,
+            "trainable_params": net.trainable,
+            "total_params": count_parameters(net.model),
         }
-        cfg = self._config_json(*self.counts)
-        cfg["result"] = summary
-        write_config(self.out / CONFIG_NAME, cfg)
+        record = self._config_json(net, counts)
+        record["result"] = summary
+        write_config(self.out / CONFIG_NAME, record)
         return summary
 
-    def _restore(self, model: nn.Module, state: dict) -> None:
-        """Model, optimiser, AMP scaler and history from resume.pt."""
+    def _restore(self, model: nn.Module, optimizer, scaler, state: dict) -> Progress:
+        """Model, optimiser, AMP scaler and progress from resume.pt."""
         try:
             model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
+            optimizer.load_state_dict(state["optimizer"])
             if "scaler" in state:
-                self.scaler.load_state_dict(state["scaler"])
-            self.start_epoch = int(state["epoch"]) + 1
-            self.best = float(state["best_dice"])
-            self.history = [
+                scaler.load_state_dict(state["scaler"])
+            history = [
                 dict(zip(state["history_keys"], row, strict=True)) for row in state["history"]
             ]
-            self.seconds = float(state["seconds"])
-            for row in self.history:
+            for row in history:
                 row["epoch"] = int(row["epoch"])
+            return Progress(
+                start_epoch=int(state["epoch"]) + 1,
+                best=float(state["best_dice"]),
+                history=history,
+                seconds=float(state["seconds"]),
+            )
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError) as exc:
             raise FetalHCError(
                 f"{self.out / 'resume.pt'}: does not hold this run's state "
-                f"({type(exc).__name__}); start a new --out"
+                f"({type(exc).__name__}); start a new run folder"
             ) from None
 
-    def _set_skip_rms(self, model: nn.Module, train, measure: bool) -> None:
+    def _set_skip_rms(self, net: Network, train, measure: bool) -> None:
         """Measure the skip constants on epoch 1's first batch (a new run) or take them from
         the restored weights (resume); either way config.json records them."""
         if measure:
-            set_train_mode(model, self.config.bn_mode)  # the statistics training will see
+            set_train_mode(net.model, self.config.bn_mode)  # the statistics training sees
             x, _ = next(iter(self._batches(train, epoch_seed(self.config.seed, 1))))
-            rms = measure_skip_rms(model, x.to(self.device))
-            model.skip_scale.rms.copy_(torch.tensor(rms))
-        self.model_config.skip_rms = [float(v) for v in model.skip_scale.rms]
+            rms = measure_skip_rms(net.model, x.to(self.device))
+            net.model.skip_scale.rms.copy_(torch.tensor(rms))
+        net.config.skip_rms = [float(v) for v in net.model.skip_scale.rms]
 
     def _copy_split(self) -> None:
         """The run folder is self-contained: it keeps the split it was trained with."""
@@ -352,29 +466,6 @@ class Trainer:
             # byte for byte (a study identifies its cells by the split's hash)
             with atomic_path(split_copy) as tmp:
                 shutil.copyfile(self.config.split, tmp)
-
-    def train_one_epoch(self, model: nn.Module, train: CachedSet, epoch: int) -> list[float]:
-        set_train_mode(model, self.config.bn_mode)
-        for group in self.optimizer.param_groups:
-            group["lr"] = learning_rate(self.config, epoch)
-        seed = epoch_seed(self.config.seed, epoch)
-        torch.manual_seed(seed)
-        batches = self._batches(train, seed)
-        losses: list[float] = []
-        for loss in train_steps(
-            model,
-            self.optimizer,
-            self.scaler,
-            batches,
-            self.config.loss,
-            self.device,
-            self.amp_dtype,
-            encoder_frozen(model),
-        ):
-            losses.append(loss)
-            self.bar.update(1)
-            self.bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
-        return losses
 
     def _batches(self, data, seed: int | None):
         """Training batches (with a seed: shuffled and augmented) or validation batches."""
@@ -398,30 +489,32 @@ class Trainer:
             normalization=c.normalization,
         )
 
-    def _end_of_epoch(self, model: nn.Module, row: dict) -> None:
+    def _end_of_epoch(
+        self, model: nn.Module, optimizer, scaler, progress: Progress, row: dict
+    ) -> None:
         """Checkpoints (best, last, resume state) and history, all written atomically."""
         epoch = row["epoch"]
-        self.history.append(row)
+        progress.history.append(row)
         score = row["val_dice"] if not math.isnan(row["val_dice"]) else float(epoch)
-        improved = score > self.best
+        improved = score > progress.best
         if improved:
-            self.best = score
+            progress.best = score
             save_weights(model, self.out / "best.safetensors", {"epoch": epoch})
         save_weights(model, self.out / "last.safetensors", {"epoch": epoch})
         save_resume_state(
             self.out / "resume.pt",
             {
                 "model": model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scaler": self.scaler.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
                 "epoch": epoch,
-                "best_dice": self.best,
+                "best_dice": progress.best,
                 "history_keys": list(row),
-                "history": [[float(v) for v in r.values()] for r in self.history],
-                "seconds": self.seconds,
+                "history": [[float(v) for v in r.values()] for r in progress.history],
+                "seconds": progress.seconds,
             },
         )
-        self._write_history(self.history)
+        self._write_history(progress.history)
         log.info(
             "epoch %d/%d  loss %.4f  val Dice %.4f%s  %.1f img/s",
             epoch,
@@ -432,55 +525,21 @@ class Trainer:
             row["images_per_s"],
         )
 
-    @torch.no_grad()
-    def validate(self, model: nn.Module, val: CachedSet) -> dict[str, float]:
-        """Validation loss, mean per-image Dice, and the paper's per-batch metrics
-        (pixel accuracy over all pixels; Dice and IoU of each batch of pixels, averaged over
-        batches), all at model resolution."""
-        model.eval()
-        losses, dices, batch_dice, batch_iou = [], [], [], []
-        correct = pixels = 0
-        for x, y in self._batches(val, None):
-            x = x.to(self.device).contiguous(memory_format=torch.channels_last)
-            y = y.to(self.device)
-            with torch.autocast(
-                self.device.type,
-                dtype=self.amp_dtype or torch.float32,
-                enabled=self.amp_dtype is not None,
-            ):
-                logits = model(x)
-            losses.append(float(loss_fn(self.config.loss, logits, y)) * len(x))
-            dices.extend(dice_per_image(logits.cpu(), y.cpu()))
-            pred, ref = logits.float() > 0, y > 0.5
-            inter = float((pred & ref).sum())
-            total = float(pred.sum() + ref.sum())
-            correct += int((pred == ref).sum())
-            pixels += pred.numel()
-            batch_dice.append(2 * inter / (total + 1e-8))
-            batch_iou.append(inter / (total - inter + 1e-8))
-        return {
-            "val_loss": sum(losses) / len(val),
-            "val_dice": float(np.mean(dices)),
-            "val_paper_pa": correct / pixels,
-            "val_paper_dice": float(np.mean(batch_dice)),
-            "val_paper_miou": float(np.mean(batch_iou)),
-        }
-
     # ------------------------------------------------------------ outputs
-    def _config_json(self, n_train: int, n_val: int) -> dict:
+    def _config_json(self, net: Network, counts: tuple[int, int]) -> dict:
         return {
             "fetalhc_version": __version__,
-            "model": self.model_config.to_dict(),
+            "model": net.config.to_dict(),
             "strategy": {
                 "name": self.strategy.name,
                 "spec": self.strategy.spec,
                 "label": self.strategy.label,
                 "random_encoder": self.strategy.random_encoder,
-                "trainable_params": self.trainable,
+                "trainable_params": net.trainable,
             },
             "train": self._recorded_train(),
-            "images": {"train": n_train, "val": n_val},
-            "input": INPUT_DESCRIPTIONS[self.model_config.normalization],
+            "images": {"train": counts[0], "val": counts[1]},
+            "input": INPUT_DESCRIPTIONS[net.config.normalization],
             "precision": str(self.amp_dtype or "fp32"),
             "device": str(self.device),
         }
