@@ -111,3 +111,24 @@ def test_clinical_columns_follow_the_hc18_columns(tmp_path, sample):
     # both formulas give a value, or the notes say why not
     for column, formula in (("ga_weeks", "Hadlock"), ("ga_intergrowth_weeks", "INTERGROWTH")):
         assert row[column] or f"{formula}" in row["notes"], (column, hc)
+
+
+def test_every_result_row_has_the_csv_columns_in_order():
+    import math
+
+    from fetalhc.errors import Status
+    from fetalhc.inference.measurer import ROW_COLUMNS, HeadMeasurement
+    from fetalhc.inference.predict import COLUMNS
+    from fetalhc.measure.ellipse import Ellipse
+
+    measured = HeadMeasurement("a.png", Status.OK, pixel_size_mm=0.1, hc_mm=180.0)
+    measured.ellipse_px = Ellipse(100, 80, 60, 50, 0.2)
+    implausible = HeadMeasurement("b.png", Status.IMPLAUSIBLE_HC, "HC 12 mm", hc_mm=12.0)
+    assert COLUMNS == list(ROW_COLUMNS)
+    for result in (measured, implausible, HeadMeasurement("c.png", "no_head")):
+        assert tuple(result.record()) == ROW_COLUMNS
+        assert tuple(result.as_row()) == ROW_COLUMNS
+    # the record keeps what was measured; the row shows mm only where the status is ok
+    assert implausible.record()["hc_mm"] == 12.0 and implausible.as_row()["hc_mm"] == ""
+    assert implausible.as_row()["status"] == "implausible_hc: HC 12 mm"
+    assert measured.as_row()["hc_mm"] == 180.0 and math.isnan(implausible.record()["bpd_mm"])

@@ -52,6 +52,20 @@ BIOMETRY_KEYS = (
     "hc_zscore",
     "hc_centile",
 )
+# The columns of a result's row, in order: HC18 submission columns first, then HC, GA,
+# the flag, the status and the clinical outputs (`HeadMeasurement.record` fills them).
+ROW_COLUMNS = (
+    "filename",
+    *HC18_KEYS,
+    "hc_mm",
+    "ga_weeks",
+    "quality",
+    *QUALITY_FEATURES,
+    "status",
+    *BIOMETRY_KEYS,
+    "growth_chart",
+    "notes",
+)
 # Columns left empty in a row whose status is not `ok`.
 MM_KEYS = {*HC18_KEYS, "hc_mm", "ga_weeks", *BIOMETRY_KEYS, "growth_chart"}
 # Grey levels: an image whose values span less than this holds nothing to measure.

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from fetalhc.data.hc18 import CONFLICT, is_annotation, parse_positive, read_pixel_csv
 from fetalhc.errors import FetalHCError, Status
-from fetalhc.inference.measurer import QUALITY_FEATURES, HeadMeasurement, HeadMeasurer
+from fetalhc.inference.measurer import ROW_COLUMNS, HeadMeasurement, HeadMeasurer
 from fetalhc.io.dicom import DICOM_SUFFIXES, header_pixel_size
 from fetalhc.io.files import ensure_folder, write_csv, write_json, write_png
 from fetalhc.measure.biometry import weeks_days
@@ -29,29 +29,8 @@ from fetalhc.measure.overlay import overlay
 
 log = logging.getLogger(__name__)
 
-COLUMNS = [
-    "filename",
-    "center_x_mm",
-    "center_y_mm",
-    "semi_axes_a_mm",
-    "semi_axes_b_mm",
-    "angle_rad",
-    "hc_mm",
-    "ga_weeks",
-    "quality",
-    *QUALITY_FEATURES,
-    "status",
-    # clinical outputs (after the columns above, so the HC18 columns stay first)
-    "ofd_mm",
-    "bpd_mm",
-    "cephalic_index",
-    "ga_intergrowth_weeks",
-    "ga_given_weeks",
-    "hc_zscore",
-    "hc_centile",
-    "growth_chart",
-    "notes",
-]
+# predictions.csv's columns: a result's flat record (HC18 submission columns first)
+COLUMNS = list(ROW_COLUMNS)
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PARTIAL = "predictions.partial.csv"
 PARTIAL_KEY = "predictions.partial.json"
