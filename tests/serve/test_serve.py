@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -14,65 +13,17 @@ pytest.importorskip("fastapi")
 pydicom = pytest.importorskip("pydicom")
 
 from fastapi.testclient import TestClient  # noqa: E402
-from pydicom.dataset import Dataset, FileMetaDataset  # noqa: E402
 from pydicom.uid import (  # noqa: E402
-    ExplicitVRLittleEndian,
     JPEGBaseline8Bit,
-    UltrasoundImageStorage,
-    generate_uid,
 )
 
 from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.io.dicom import read_dicom  # noqa: E402
 from fetalhc.serve.app import ServiceConfig, create_app  # noqa: E402
+from tests.dicom_helpers import make_dicom  # noqa: E402
 
 needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 PIXEL = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
-
-
-def make_dicom(
-    path: Path,
-    image: np.ndarray,
-    region_cm: float | None = None,
-    spacing_mm: float | None = None,
-    frames: int = 1,
-    syntax=ExplicitVRLittleEndian,
-) -> Path:
-    meta = FileMetaDataset()
-    meta.MediaStorageSOPClassUID = UltrasoundImageStorage
-    meta.MediaStorageSOPInstanceUID = generate_uid()
-    meta.TransferSyntaxUID = syntax
-    ds = Dataset()
-    ds.file_meta = meta
-    ds.SOPClassUID, ds.SOPInstanceUID = UltrasoundImageStorage, meta.MediaStorageSOPInstanceUID
-    ds.Modality = "US"
-    ds.Rows, ds.Columns = image.shape
-    ds.SamplesPerPixel, ds.PhotometricInterpretation = 1, "MONOCHROME2"
-    ds.BitsAllocated = ds.BitsStored = 8
-    ds.HighBit, ds.PixelRepresentation = 7, 0
-    pixels = np.stack([image] * frames) if frames > 1 else image
-    if frames > 1:
-        ds.NumberOfFrames = frames
-    raw = pixels.astype(np.uint8).tobytes()
-    if syntax.is_compressed:  # a stream no codec can decode, stored as the syntax requires
-        from pydicom.encaps import encapsulate
-
-        raw = encapsulate([raw[: len(raw) // 2]])
-    ds.PixelData = raw
-    if region_cm is not None:
-        region = Dataset()
-        region.RegionLocationMinX0, region.RegionLocationMinY0 = 0, 0
-        region.RegionLocationMaxX1, region.RegionLocationMaxY1 = (
-            image.shape[1] - 1,
-            image.shape[0] - 1,
-        )
-        region.PhysicalUnitsXDirection = region.PhysicalUnitsYDirection = 3  # cm
-        region.PhysicalDeltaX = region.PhysicalDeltaY = region_cm
-        ds.SequenceOfUltrasoundRegions = [region]
-    if spacing_mm is not None:
-        ds.PixelSpacing = [spacing_mm, spacing_mm]
-    ds.save_as(str(path), enforce_file_format=True)
-    return path
 
 
 @pytest.fixture(scope="module")

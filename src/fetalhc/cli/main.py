@@ -203,7 +203,10 @@ def cmd_predict(args: argparse.Namespace) -> int:
     for note in notes:
         print(f"fetalhc: {note}", file=sys.stderr)
     options = PredictOptions(
-        pixel_size=args.pixel_size, pixel_csv=args.pixel_csv, ga_weeks=_given_ga(args)
+        pixel_size=args.pixel_size,
+        pixel_csv=args.pixel_csv,
+        ga_weeks=_given_ga(args),
+        dicom_out=args.dicom_out,
     )
     sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
     ensure_folder(args.out)
@@ -366,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ga", help="known gestational age (weeks+days, e.g. 20+3): HC centile")
     p.add_argument("--lmp", help="first day of the last menstrual period (YYYY-MM-DD)")
     p.add_argument("--exam-date", help="date of the scan (YYYY-MM-DD), with --lmp")
+    p.add_argument(
+        "--dicom-out",
+        type=Path,
+        help="for each DICOM input: a Structured Report, a Segmentation and the overlay "
+        "(Secondary Capture) here",
+    )
     _add_backend_flags(p)
 
     p = add("serve", cmd_serve, "web page and REST API to measure and correct (local)")

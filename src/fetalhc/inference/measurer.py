@@ -19,12 +19,20 @@ from pathlib import Path
 
 import numpy as np
 
+from fetalhc import __version__
 from fetalhc.errors import FetalHCError, Status, parse_status, status_text
 from fetalhc.inference.segmenter import Segmenter, default_checkpoint
+from fetalhc.io.dicom_results import (
+    ReportContent,
+    secondary_capture,
+    segmentation,
+    structured_report,
+)
 from fetalhc.io.images import read_gray
 from fetalhc.io.pixels import to_gray_uint8
-from fetalhc.measure.biometry import Biometry, biometry
+from fetalhc.measure.biometry import Biometry, biometry, weeks_days
 from fetalhc.measure.ellipse import Ellipse
+from fetalhc.measure.overlay import overlay
 from fetalhc.measure.postprocess import Measurement, measure
 from fetalhc.measure.quality import (
     QualityThresholds,
@@ -95,6 +103,7 @@ class HeadMeasurement:
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
     logits: np.ndarray | None = field(default=None, repr=False)  # at model size (keep_logits)
+    frame: int | None = None  # a cine loop's frame (1-based) this result measures
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # "implausible_hc: ..." as written in rows
@@ -141,6 +150,40 @@ class HeadMeasurement:
         record["notes"] = "; ".join([*self.quality_reasons, *(b.notes if b else [])])
         return record
 
+    # ------------------------------------------------------------ DICOM results
+    def report_content(self, model: str = "") -> ReportContent:
+        """What an SR says about this result (a measured head: status `ok`)."""
+        if not self.ok or self.ellipse_px is None or self.biometry is None:
+            raise FetalHCError(f"{self.filename}: no measured head to report ({self.status_text})")
+        e = self.ellipse_px
+        return ReportContent(
+            hc_mm=float(self.hc_mm),
+            bpd_mm=float(self.biometry.bpd_mm),
+            ofd_mm=float(self.biometry.ofd_mm),
+            ga_weeks=self.ga_weeks if math.isfinite(self.ga_weeks) else None,
+            ellipse_px=(e.cx, e.cy, e.a, e.b, e.angle),
+            quality=self.quality,
+            reasons=list(self.quality_reasons),
+            frame=self.frame,
+            version=__version__,
+            model=model,
+        )
+
+    def to_dicom_sr(self, source, model: str = ""):
+        """A Comprehensive SR of this measurement in `source`'s study (a pydicom Dataset:
+        the measured DICOM image's header), referencing it (and the frame, for a cine)."""
+        return structured_report(source, self.report_content(model))
+
+    def to_dicom_seg(self, source, model: str = ""):
+        """A binary DICOM Segmentation of the head on `source`'s geometry."""
+        if self.mask is None:
+            raise FetalHCError(f"{self.filename}: no mask to store")
+        return segmentation(source, self.mask, self.frame, self.report_content(model))
+
+    def to_dicom_sc(self, source, model: str = ""):
+        """The overlay picture as a Secondary Capture in `source`'s study."""
+        return secondary_capture(source, overlay_picture(self), self.report_content(model))
+
     def as_row(self) -> dict:
         """The CSV row: HC18 submission columns first, then HC, GA and the flag; numbers in
         mm only where the status is `ok` (never a wrong number beside a measured one)."""
@@ -150,6 +193,43 @@ class HeadMeasurement:
                 value = ""
             row[key] = value if isinstance(value, str) else _round(value)
         return row
+
+
+def overlay_picture(result: HeadMeasurement) -> np.ndarray:
+    """The image with the fitted ellipse, HC and GA drawn in (flagged ones marked)."""
+    if result.ellipse_px is None:
+        return overlay(result.image, None, ["no head found"])
+    lines = []
+    if result.ok:
+        lines = [f"HC {result.hc_mm:.1f} mm"]
+        if math.isfinite(result.ga_weeks):
+            lines.append(f"GA {weeks_days(result.ga_weeks)} weeks (Hadlock)")
+    else:
+        lines = [result.status.value]
+    if result.quality != "ok":
+        lines.append("check: measurement may be unreliable")
+    return overlay(result.image, result.ellipse_px, lines, flagged=result.quality != "ok")
+
+
+def choose_frame(results: Sequence[HeadMeasurement]) -> int | None:
+    """The index of the frame a cine loop's measurement is taken from: among the measured
+    ones (status `ok`), the unflagged first, then the fewest reasons, the passes' closest
+    outlines, the most elliptical mask, the surest network. None if no frame is measured:
+    a blank or off-plane frame is never chosen over one with a head."""
+
+    def key(i: int) -> tuple:
+        r = results[i]
+        distance = r.pass_distance_mm if math.isfinite(r.pass_distance_mm) else 0.0
+        return (
+            r.quality == "ok",
+            -len(r.quality_reasons),
+            -distance,
+            np.nan_to_num(r.ellipse_iou),
+            np.nan_to_num(r.confidence),
+        )
+
+    measured = [i for i, r in enumerate(results) if r.ok]
+    return max(measured, key=key) if measured else None
 
 
 def _round(value: float | None) -> float | str:

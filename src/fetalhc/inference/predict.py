@@ -21,16 +21,25 @@ from tqdm import tqdm
 
 from fetalhc.data.hc18 import CONFLICT, is_annotation, parse_positive, read_pixel_csv
 from fetalhc.errors import FetalHCError, Status
-from fetalhc.inference.measurer import ROW_COLUMNS, HeadMeasurement, HeadMeasurer
-from fetalhc.io.dicom import DICOM_SUFFIXES, header_pixel_size
+from fetalhc.inference.measurer import (
+    ROW_COLUMNS,
+    HeadMeasurement,
+    HeadMeasurer,
+    choose_frame,
+    overlay_picture,
+)
+from fetalhc.io.dicom import DICOM_SUFFIXES, header_pixel_size, read_dicom
+from fetalhc.io.dicom_results import write_dicom
 from fetalhc.io.files import ensure_folder, write_csv, write_json, write_png
-from fetalhc.measure.biometry import weeks_days
-from fetalhc.measure.overlay import overlay
 
 log = logging.getLogger(__name__)
 
-# predictions.csv's columns: a result's flat record (HC18 submission columns first)
-COLUMNS = list(ROW_COLUMNS)
+# predictions.csv's columns: a result's flat record (HC18 submission columns first), then
+# `chosen`: yes on the frame a file's measurement is taken from (a single image: itself)
+COLUMNS = [*ROW_COLUMNS, "chosen"]
+# A cine loop is measured on at most this many frames: every frame up to 64, else every
+# k-th (k = ceil(frames / 64)), the first always.
+CINE_MAX_FRAMES = 64
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PARTIAL = "predictions.partial.csv"
 PARTIAL_KEY = "predictions.partial.json"
@@ -43,6 +52,7 @@ class PredictOptions:
     masks: bool = True
     overlays: bool = True
     ga_weeks: float | None = None  # known gestational age: HC z-score and centile
+    dicom_out: Path | None = None  # DICOM inputs: SR, SEG and the overlay as SC written here
 
 
 @dataclass(frozen=True)
@@ -151,23 +161,36 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) ->
         "overlays": options.overlays,
         "quality": asdict(measurer.thresholds),
         "columns": COLUMNS,
+        "dicom_out": str(options.dicom_out) if options.dicom_out else None,
     }
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
-def _read_partial(out: Path, key: str) -> dict[str, dict]:
+def _read_partial(out: Path, key: str) -> list[dict]:
     """Rows of an interrupted run with the same model and pixel sizes (else none)."""
     partial, key_file = out / PARTIAL, out / PARTIAL_KEY
     if not partial.is_file() or not key_file.is_file():
-        return {}
+        return []
     try:
         if json.loads(key_file.read_text()).get("key") != key:
-            return {}
+            return []
         with open(partial, newline="") as f:
-            rows = [r for r in csv.DictReader(f) if r.get("status") and None not in r.values()]
+            return [r for r in csv.DictReader(f) if r.get("status") and None not in r.values()]
     except (OSError, ValueError, csv.Error):
-        return {}
-    return {r["filename"]: r for r in rows}
+        return []
+
+
+def _input_of(filename: str, names: set[str]) -> str:
+    """The input a row belongs to: itself, or the cine loop `name` of a row `name#7`."""
+    if filename in names:
+        return filename
+    base, _, frame = filename.rpartition("#")
+    return base if frame.isdigit() and base in names else filename
+
+
+def _order(row: dict) -> tuple[str, int]:
+    base, _, frame = row["filename"].rpartition("#")
+    return (base, int(frame)) if frame.isdigit() else (row["filename"], 0)
 
 
 def predict(
@@ -177,10 +200,16 @@ def predict(
     out: Path,
     options: PredictOptions,
 ) -> int:
-    """Write OUT/predictions.csv (+ masks, overlays); return how many images failed."""
+    """Write OUT/predictions.csv (+ masks, overlays, DICOM results); return how many
+    inputs failed (no measured head on the row a file's measurement is taken from)."""
     ensure_folder(out)
+    if options.dicom_out is not None:
+        ensure_folder(options.dicom_out, "--dicom-out")
     key = _run_key(measurer, sizes, options)
-    done = _read_partial(out, key)
+    names = {im.name for im in images}
+    done: dict[str, list[dict]] = {}
+    for row in _read_partial(out, key):
+        done.setdefault(_input_of(row["filename"], names), []).append(row)
     if done:
         log.info(
             "continuing an interrupted run: %d of %d images already measured",
@@ -201,15 +230,17 @@ def predict(
             batch = todo[start : start + measurer.batch_size]
             for row in _measure_batch(batch, sizes, measurer, out, options):
                 writer.writerow(row)
-                done[row["filename"]] = row
+                done.setdefault(_input_of(row["filename"], names), []).append(row)
             f.flush()
             os.fsync(f.fileno())
-    rows = [done[im.name] for im in images]
-    rows.sort(key=lambda r: r["filename"])
+    rows = sorted((r for im in images for r in done[im.name]), key=_order)
     write_csv(out / "predictions.csv", rows, COLUMNS)
     for name in (PARTIAL, PARTIAL_KEY):
         (out / name).unlink(missing_ok=True)
-    return sum(r["status"] != "ok" for r in rows)
+    return sum(
+        not any(r["chosen"] == "yes" and r["status"] == "ok" for r in done[im.name])
+        for im in images
+    )
 
 
 def _measure_batch(
@@ -220,46 +251,103 @@ def _measure_batch(
     options: PredictOptions,
 ) -> list[dict]:
     rows = []
+    plain = []
     for im in batch:
         status = _status_for_size(sizes[im.name])
         if status:
-            rows.append(HeadMeasurement(im.name, *status).as_row())
-    runnable = [im for im in batch if not _status_for_size(sizes[im.name])]
+            rows.append(_row(HeadMeasurement(im.name, *status), chosen=True))
+        elif im.path.suffix.lower() in DICOM_SUFFIXES:
+            rows.extend(_measure_dicom(im, sizes[im.name], measurer, out, options))
+        else:
+            plain.append(im)
     results = measurer.measure_many(
-        [im.path for im in runnable],
-        [sizes[im.name] for im in runnable],
-        [im.name for im in runnable],
+        [im.path for im in plain],
+        [sizes[im.name] for im in plain],
+        [im.name for im in plain],
         ga_weeks=options.ga_weeks,
     )
     for result in results:
-        try:
-            _write_pictures(result, out, options)
-        except OSError as exc:
-            result.status = Status.ERROR
-            result.detail = f"cannot write mask or overlay ({exc.strerror or exc})"
-        rows.append(result.as_row())
+        _keep_pictures(result, out, options)
+        rows.append(_row(result, chosen=True))
     return rows
+
+
+def cine_frames(count: int, limit: int = CINE_MAX_FRAMES) -> list[int]:
+    """The 1-based frames of a cine loop that are measured (see CINE_MAX_FRAMES)."""
+    step = max(1, math.ceil(count / limit))
+    return list(range(1, count + 1, step))
+
+
+def _measure_dicom(
+    im: InputImage, size: float | None, measurer: HeadMeasurer, out: Path, options
+) -> list[dict]:
+    """A DICOM file: a single image, or a cine loop frame by frame (rows `<file>#<frame>`,
+    `chosen` on the best one); with --dicom-out, the SR, SEG and SC of the chosen one."""
+    try:
+        dcm = read_dicom(im.path, cine=True)
+    except ValueError as exc:
+        return [_row(HeadMeasurement(im.name, Status.UNREADABLE, str(exc)), chosen=True)]
+    if dcm.is_cine:
+        numbers = cine_frames(len(dcm.frames))
+        names = [f"{im.name}#{k}" for k in numbers]
+        images = [dcm.frames[k - 1] for k in numbers]
+    else:
+        numbers, names, images = [None], [im.name], [dcm.image]
+    results = list(
+        measurer.measure_many(images, [size] * len(images), names, ga_weeks=options.ga_weeks)
+    )
+    for result, number in zip(results, numbers, strict=True):
+        result.frame = number
+        _keep_pictures(result, out, options)
+    chosen = choose_frame(results) if dcm.is_cine else 0
+    if options.dicom_out is not None and chosen is not None and results[chosen].ok:
+        _write_dicom_results(results[chosen], dcm.dataset, measurer.model_name, options)
+    return [_row(r, chosen=i == chosen) for i, r in enumerate(results)]
+
+
+def _write_dicom_results(result: HeadMeasurement, source, model: str, options) -> None:
+    """SR, SEG and SC of one measured head, atomically, named after the input."""
+    stem = picture_stem(result).replace("/", "__")
+    try:
+        for kind, dataset in (
+            ("sr", result.to_dicom_sr(source, model)),
+            ("seg", result.to_dicom_seg(source, model)),
+            ("sc", result.to_dicom_sc(source, model)),
+        ):
+            write_dicom(options.dicom_out / f"{stem}_{kind}.dcm", dataset)
+    except OSError as exc:
+        result.status = Status.ERROR
+        result.detail = f"cannot write DICOM results ({exc.strerror or exc})"
+    except (ValueError, TypeError, AttributeError, KeyError) as exc:
+        # a source header highdicom cannot build on (a missing study UID, say)
+        result.status = Status.ERROR
+        result.detail = f"cannot build DICOM results: {str(exc).splitlines()[0][:200]}"
+
+
+def _keep_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:
+    try:
+        _write_pictures(result, out, options)
+    except OSError as exc:
+        result.status = Status.ERROR
+        result.detail = f"cannot write mask or overlay ({exc.strerror or exc})"
+
+
+def _row(result: HeadMeasurement, chosen: bool) -> dict:
+    return {**result.as_row(), "chosen": "yes" if chosen else "no"}
 
 
 def _write_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:
     if result.image is None:
         return
-    stem = str(PurePosixPath(result.filename).with_suffix(""))
+    stem = picture_stem(result)
     if options.masks and result.mask is not None:
         write_png(out / "masks" / f"{stem}_mask.png", result.mask * 255)
-    if not options.overlays:
-        return
-    if result.ellipse_px is None:
-        picture = overlay(result.image, None, ["no head found"])
-    else:
-        lines = []
-        if result.ok:
-            lines = [f"HC {result.hc_mm:.1f} mm"]
-            if math.isfinite(result.ga_weeks):
-                lines.append(f"GA {weeks_days(result.ga_weeks)} weeks (Hadlock)")
-        else:
-            lines = [result.status.value]
-        if result.quality != "ok":
-            lines.append("check: measurement may be unreliable")
-        picture = overlay(result.image, result.ellipse_px, lines, flagged=result.quality != "ok")
-    write_png(out / "overlays" / f"{stem}_overlay.png", picture)
+    if options.overlays:
+        write_png(out / "overlays" / f"{stem}_overlay.png", overlay_picture(result))
+
+
+def picture_stem(result: HeadMeasurement) -> str:
+    """A result's file stem: `sub/001_HC`, a cine loop's frame 7 `loop_f007`."""
+    name = result.filename.rsplit("#", 1)[0] if result.frame else result.filename
+    stem = str(PurePosixPath(name).with_suffix(""))
+    return f"{stem}_f{result.frame:03d}" if result.frame else stem

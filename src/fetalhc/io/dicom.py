@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import io
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -21,11 +22,21 @@ CM_UNITS = 3  # DICOM PhysicalUnits code for centimetres
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 
+# A cine loop's decoded frames may hold at most this many times the single-image limit.
+MAX_CINE_FACTOR = 20
+
+
 @dataclass
 class DicomImage:
-    image: np.ndarray  # uint8 grey
+    image: np.ndarray  # uint8 grey (a cine loop: its first frame)
     pixel_size_mm: float | None
     pixel_size_source: str  # "ultrasound region", "PixelSpacing", ... or "" if none
+    frames: list[np.ndarray] = field(default_factory=list)  # every frame, uint8 grey
+    dataset: Any = field(default=None, repr=False)  # the header, pixel data left out
+
+    @property
+    def is_cine(self) -> bool:
+        return len(self.frames) > 1
 
 
 def is_dicom(data: bytes) -> bool:
@@ -33,9 +44,9 @@ def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
-def read_dicom(source: str | Path | bytes) -> DicomImage:
-    """Decode a single-frame DICOM; UnreadableImage (a ValueError) with a short reason
-    otherwise."""
+def read_dicom(source: str | Path | bytes, cine: bool = False) -> DicomImage:
+    """Decode a DICOM image (a cine loop with `cine`, every frame); UnreadableImage (a
+    ValueError) with a short reason otherwise."""
     import pydicom
     from pydicom.errors import InvalidDicomError
 
@@ -49,7 +60,7 @@ def read_dicom(source: str | Path | bytes) -> DicomImage:
     if "PixelData" not in ds:
         raise NotAnImage("DICOM file without an image (no PixelData)")
     frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-    if frames > 1:
+    if frames > 1 and not cine:
         raise UnsupportedImage(
             f"multi-frame DICOM ({frames} frames): export the frozen frame as a single image"
         )
@@ -57,6 +68,11 @@ def read_dicom(source: str | Path | bytes) -> DicomImage:
     limit = max_image_pixels()
     if rows * cols > limit:
         raise ImageTooLarge(f"image too large ({cols}x{rows} pixels; limit {limit:,})")
+    if rows * cols * frames > MAX_CINE_FACTOR * limit:
+        raise ImageTooLarge(
+            f"cine loop too large ({frames} frames of {cols}x{rows} pixels; "
+            f"limit {MAX_CINE_FACTOR * limit:,} pixels in all)"
+        )
     try:
         pixels = ds.pixel_array
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for codecs
@@ -67,7 +83,16 @@ def read_dicom(source: str | Path | bytes) -> DicomImage:
         ) from None
     pixels = np.asarray(pixels)
     interpretation = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    if interpretation.startswith("YBR") and pixels.ndim == 3:
+    colour = int(getattr(ds, "SamplesPerPixel", 1) or 1) > 1
+    stack = pixels if frames > 1 else pixels[None]
+    gray_frames = [_frame_to_gray(f, interpretation, colour) for f in stack]
+    size, source = dicom_pixel_size(ds, gray_frames[0].shape)
+    del ds.PixelData  # the header stays for DICOM outputs; the pixels are in `frames`
+    return DicomImage(gray_frames[0], size, source, gray_frames, ds)
+
+
+def _frame_to_gray(pixels: np.ndarray, interpretation: str, colour: bool) -> np.ndarray:
+    if colour and interpretation.startswith("YBR") and pixels.ndim == 3:
         from pydicom.pixels import convert_color_space
 
         pixels = convert_color_space(pixels, interpretation, "RGB")
@@ -76,8 +101,7 @@ def read_dicom(source: str | Path | bytes) -> DicomImage:
     gray = to_gray_uint8(pixels)
     if interpretation == "MONOCHROME1":  # 0 is white
         gray = 255 - gray
-    size, source = dicom_pixel_size(ds, gray.shape)
-    return DicomImage(gray, size, source)
+    return gray
 
 
 def dicom_pixel_size(ds, shape: tuple[int, int]) -> tuple[float | None, str]:
