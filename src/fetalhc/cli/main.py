@@ -263,6 +263,25 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_listen(args: argparse.Namespace) -> int:
+    from fetalhc.inference.measurer import HeadMeasurer
+    from fetalhc.serve.dicom_node import DicomNode, Forward
+
+    forward = Forward.parse(args.forward) if args.forward else None
+    if not 0 < args.port < 65536:
+        raise FetalHCError(f"--port {args.port}: must be 1-65535")
+    if not 0 < len(args.aet) <= 16:
+        raise FetalHCError(f"--aet {args.aet!r}: an AE title has 1-16 characters")
+    measurer = HeadMeasurer(
+        _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
+    )
+    node = DicomNode(measurer, args.out, aet=args.aet, forward=forward)
+    node.start(args.port, args.host)
+    print(f"fetalhc: DICOM node {args.aet} on {args.host}:{args.port}, results in {args.out}")
+    node.serve_until_signalled()
+    return 0
+
+
 def cmd_export(args: argparse.Namespace) -> int:
     from fetalhc.inference.onnx_export import export_checked
 
@@ -388,6 +407,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=nonnegative_int, default=8, help="requests that may wait")
     p.add_argument("--max-upload-mb", type=finite_float, default=50.0)
     p.add_argument("--save", type=Path, help="keep each image and its result here")
+
+    p = add("listen", cmd_listen, "a DICOM node: receive images by C-STORE, measure, forward")
+    p.add_argument("--port", type=int, required=True, help="DICOM port to listen on")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
+    p.add_argument("--aet", default="FETALHC", help="this node's AE title")
+    p.add_argument("--out", type=Path, required=True, help="rows, received objects, SR/SEG")
+    p.add_argument("--forward", metavar="HOST:PORT:AET", help="send the SR and SEG to a PACS")
+    p.add_argument("--run", type=Path, help="run folder (default: the bundled model)")
+    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
+    p.add_argument("--backend", default="auto", choices=BACKENDS)
+    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads")
 
     p = add("export", cmd_export, "export a checkpoint to ONNX, checked against PyTorch")
     p.add_argument("--onnx", type=Path, required=True)

@@ -257,7 +257,7 @@ def _measure_batch(
         if status:
             rows.append(_row(HeadMeasurement(im.name, *status), chosen=True))
         elif im.path.suffix.lower() in DICOM_SUFFIXES:
-            rows.extend(_measure_dicom(im, sizes[im.name], measurer, out, options))
+            rows.extend(measure_dicom_file(im, sizes[im.name], measurer, out, options)[0])
         else:
             plain.append(im)
     results = measurer.measure_many(
@@ -278,15 +278,16 @@ def cine_frames(count: int, limit: int = CINE_MAX_FRAMES) -> list[int]:
     return list(range(1, count + 1, step))
 
 
-def _measure_dicom(
+def measure_dicom_file(
     im: InputImage, size: float | None, measurer: HeadMeasurer, out: Path, options
-) -> list[dict]:
+) -> tuple[list[dict], list[Path]]:
     """A DICOM file: a single image, or a cine loop frame by frame (rows `<file>#<frame>`,
-    `chosen` on the best one); with --dicom-out, the SR, SEG and SC of the chosen one."""
+    `chosen` on the best one); with --dicom-out, the SR, SEG and SC of the chosen one.
+    Returns the rows and the DICOM files written."""
     try:
         dcm = read_dicom(im.path, cine=True)
     except ValueError as exc:
-        return [_row(HeadMeasurement(im.name, Status.UNREADABLE, str(exc)), chosen=True)]
+        return [_row(HeadMeasurement(im.name, Status.UNREADABLE, str(exc)), chosen=True)], []
     if dcm.is_cine:
         numbers = cine_frames(len(dcm.frames))
         names = [f"{im.name}#{k}" for k in numbers]
@@ -300,21 +301,25 @@ def _measure_dicom(
         result.frame = number
         _keep_pictures(result, out, options)
     chosen = choose_frame(results) if dcm.is_cine else 0
+    written: list[Path] = []
     if options.dicom_out is not None and chosen is not None and results[chosen].ok:
-        _write_dicom_results(results[chosen], dcm.dataset, measurer.model_name, options)
-    return [_row(r, chosen=i == chosen) for i, r in enumerate(results)]
+        written = _write_dicom_results(results[chosen], dcm.dataset, measurer.model_name, options)
+    return [_row(r, chosen=i == chosen) for i, r in enumerate(results)], written
 
 
-def _write_dicom_results(result: HeadMeasurement, source, model: str, options) -> None:
+def _write_dicom_results(result: HeadMeasurement, source, model: str, options) -> list[Path]:
     """SR, SEG and SC of one measured head, atomically, named after the input."""
     stem = picture_stem(result).replace("/", "__")
+    written = []
     try:
         for kind, dataset in (
             ("sr", result.to_dicom_sr(source, model)),
             ("seg", result.to_dicom_seg(source, model)),
             ("sc", result.to_dicom_sc(source, model)),
         ):
-            write_dicom(options.dicom_out / f"{stem}_{kind}.dcm", dataset)
+            path = options.dicom_out / f"{stem}_{kind}.dcm"
+            write_dicom(path, dataset)
+            written.append(path)
     except OSError as exc:
         result.status = Status.ERROR
         result.detail = f"cannot write DICOM results ({exc.strerror or exc})"
@@ -322,6 +327,7 @@ def _write_dicom_results(result: HeadMeasurement, source, model: str, options) -
         # a source header highdicom cannot build on (a missing study UID, say)
         result.status = Status.ERROR
         result.detail = f"cannot build DICOM results: {str(exc).splitlines()[0][:200]}"
+    return written
 
 
 def _keep_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:
