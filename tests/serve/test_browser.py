@@ -142,3 +142,30 @@ def test_clear_message_for_a_file_that_is_not_an_image(server, browser, tmp_path
     error = browser.find_element(By.ID, "error")
     WebDriverWait(browser, 30).until(lambda d: error.text)
     assert "not an image" in error.text
+
+
+def test_a_cine_loop_opens_on_the_chosen_frame_and_steps(server, browser, sample, tmp_path):
+    import cv2
+    import numpy as np
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    from tests.dicom_helpers import make_dicom
+
+    head = cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
+    blank = np.full_like(head, 40)
+    loop = make_dicom(tmp_path / "loop.dcm", [blank, head, blank], region_cm=0.0133961232503)
+    browser.get(server)
+    browser.find_element(By.ID, "file").send_keys(str(loop))
+    label = browser.find_element(By.ID, "frame-label")
+    WebDriverWait(browser, 120).until(lambda d: label.text)
+    assert label.text.startswith("frame 2 ")  # the chosen frame first
+    hc = browser.find_element(By.ID, "hc-value").text
+    assert float(hc) > 100
+    browser.find_element(By.ID, "frame-next").click()
+    assert browser.find_element(By.ID, "frame-label").text.startswith("frame 3 ")
+    assert browser.find_element(By.ID, "hc-value").text == "—"  # a blank frame: no head
+    browser.find_element(By.ID, "frame-prev").click()
+    browser.find_element(By.ID, "frame-prev").click()
+    assert browser.find_element(By.ID, "frame-label").text.startswith("frame 1 ")
+    assert browser.find_element(By.ID, "frame-prev").get_attribute("disabled")

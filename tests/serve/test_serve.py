@@ -195,3 +195,41 @@ def test_save_dir_keeps_image_and_result(sample, tmp_path):
         )
     saved = sorted(p.suffix for p in (tmp_path / "saved").iterdir())
     assert saved == [".json", ".png"]
+
+
+@needs_model
+def test_a_cine_upload_gives_every_frame_and_the_chosen_one_first(client, tmp_path, gray):
+    blank = np.full_like(gray, 40)
+    loop = make_dicom(tmp_path / "loop.dcm", [blank, gray, blank], region_cm=PIXEL / 10)
+    r = post(client, "loop.dcm", loop.read_bytes(), image="true")
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["chosen_frame"] == 2 and body["frame"] == 2 and body["status"] == "ok"
+    assert [f["frame"] for f in body["frames"]] == [1, 2, 3]
+    assert [f["status"] for f in body["frames"]] == ["no_head", "ok", "no_head"]
+    assert body["frames"][1]["hc_mm"] == body["hc_mm"] and body["image_png_base64"]
+
+
+@needs_model
+def test_the_sr_of_an_uploaded_dicom(client, tmp_path, gray):
+    import io as _io
+
+    source = make_dicom(tmp_path / "scan.dcm", gray, region_cm=PIXEL / 10)
+    measured = post(client, "scan.dcm", source.read_bytes()).json()
+    r = client.post("/api/v1/measure/sr", files={"file": ("scan.dcm", source.read_bytes())})
+    assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
+    sr = pydicom.dcmread(_io.BytesIO(r.content))
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == pydicom.dcmread(source).StudyInstanceUID
+    values = [
+        float(item.MeasuredValueSequence[0].NumericValue)
+        for group in sr.ContentSequence
+        if "ContentSequence" in group
+        for sub in group.ContentSequence
+        if "ContentSequence" in sub
+        for item in sub.ContentSequence
+        if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeValue == "11984-2"
+    ]
+    assert values == [pytest.approx(measured["hc_mm"], abs=0.01)]
+    png = cv2.imencode(".png", gray)[1].tobytes()
+    not_dicom = client.post("/api/v1/measure/sr", files={"file": ("a.png", png)})
+    assert not_dicom.status_code == 415

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import io
 import logging
 import math
 import queue
@@ -35,7 +36,13 @@ from fetalhc.errors import (
     NotAnImage,
     UnreadableImage,
 )
-from fetalhc.inference.measurer import QUALITY_FEATURES, HeadMeasurement, HeadMeasurer
+from fetalhc.inference.measurer import (
+    QUALITY_FEATURES,
+    HeadMeasurement,
+    HeadMeasurer,
+    choose_frame,
+)
+from fetalhc.inference.predict import cine_frames
 from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.files import write_json, write_png
 from fetalhc.io.images import decode_gray
@@ -75,15 +82,29 @@ HTTP_STATUS = {ImageTooLarge: 413, NotAnImage: 415, EmptyImage: 415}
 NOT_READABLE = "not an image fetalhc can read (PNG, JPEG, BMP, TIFF or DICOM)"
 
 
-def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | None, str]:
-    """Bytes of a PNG/JPEG/16-bit PNG/DICOM -> (grey image, header pixel size, its source)."""
+@dataclass
+class Upload:
+    """A decoded upload: its frames (one, or a cine loop's), header pixel size, DICOM header."""
+
+    frames: list[np.ndarray]
+    pixel_size_mm: float | None
+    source: str
+    dataset: object = None  # a DICOM upload's header (for its SR)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.frames[0]
+
+
+def decode_upload(data: bytes, max_pixels: int) -> Upload:
+    """Bytes of a PNG/JPEG/16-bit PNG/DICOM (a cine loop too) -> frames, header pixel size."""
     if is_dicom(data):
         try:
-            dcm = read_dicom(data)
+            dcm = read_dicom(data, cine=True)
         except UnreadableImage as exc:
             code = 413 if isinstance(exc, ImageTooLarge) else 422
             raise ApiError(code, f"DICOM: {exc}") from None
-        image, size, source = dcm.image, dcm.pixel_size_mm, dcm.pixel_size_source
+        upload = Upload(dcm.frames, dcm.pixel_size_mm, dcm.pixel_size_source, dcm.dataset)
     else:
         try:
             image = decode_gray(np.frombuffer(data, np.uint8))
@@ -92,10 +113,11 @@ def decode_upload(data: bytes, max_pixels: int) -> tuple[np.ndarray, float | Non
             raise ApiError(HTTP_STATUS[type(exc)], message) from None
         except UnreadableImage as exc:
             raise ApiError(422, f"unusable image: {exc}") from None
-        size, source = None, ""
-    if image.shape[0] * image.shape[1] > max_pixels:
-        raise ApiError(413, f"image too large ({image.shape[1]}x{image.shape[0]} pixels)")
-    return image, size, source
+        upload = Upload([image], None, "")
+    shape = upload.image.shape
+    if shape[0] * shape[1] > max_pixels:
+        raise ApiError(413, f"image too large ({shape[1]}x{shape[0]} pixels)")
+    return upload
 
 
 def parse_pixel_size(text: str | None) -> float | None:
@@ -273,6 +295,49 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
         """Service status and the model it serves."""
         return {"status": "ok", "model": measurer.model_name, "version": __version__}
 
+    async def measure_upload(
+        file: UploadFile, pixel_size_mm: str | None, ga: str | None
+    ) -> tuple[Upload, list[HeadMeasurement], int | None, str]:
+        """Read, check and measure an upload (every measured frame of a cine loop);
+        returns the upload, the results, the chosen frame's index and the size's source."""
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, f"upload over the limit of {config.max_upload_mb:g} MB")
+        if not data:
+            raise ApiError(422, "empty upload")
+        size = parse_pixel_size(pixel_size_mm)
+        try:
+            ga_weeks = parse_ga(ga) if ga not in (None, "") else None
+        except FetalHCError as exc:
+            raise ApiError(422, str(exc)) from None
+        upload = decode_upload(data, config.max_pixels)
+        header = upload.pixel_size_mm
+        source = "form" if size is not None else (f"dicom: {upload.source}" if header else "none")
+        size = size if size is not None else header
+        if not slots.acquire(blocking=False):
+            raise ApiError(
+                503,
+                "busy: the inference queue is full, try again shortly",
+                {"Retry-After": str(config.retry_after_s)},
+            )
+        name = file.filename or "upload"
+        cine = len(upload.frames) > 1
+        numbers = cine_frames(len(upload.frames)) if cine else [None]
+        try:
+            futures = [
+                batcher.submit(
+                    upload.frames[(k or 1) - 1], size, f"{name}#{k}" if k else name, ga_weeks
+                )
+                for k in numbers
+            ]
+            results = [await asyncio.wrap_future(f) for f in futures]
+        finally:
+            slots.release()
+        for result, k in zip(results, numbers, strict=True):
+            result.frame = k
+        chosen = choose_frame(results) if cine else 0
+        return upload, results, chosen, source
+
     @app.post("/api/v1/measure")
     async def measure_endpoint(
         file: Annotated[UploadFile, File(description="PNG, JPEG, 16-bit PNG or DICOM")],
@@ -285,39 +350,47 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
         mask: Annotated[bool, Form(description="include the head mask (base64 PNG)")] = False,
         image: Annotated[bool, Form(description="include the grey image (base64 PNG)")] = False,
     ):
-        """Measure one image: ellipse in pixels and mm, HC, GA, quality, biometry."""
-        data = await file.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(413, f"upload over the limit of {config.max_upload_mb:g} MB")
-        if not data:
-            raise ApiError(422, "empty upload")
-        size = parse_pixel_size(pixel_size_mm)
-        try:
-            ga_weeks = parse_ga(ga) if ga not in (None, "") else None
-        except FetalHCError as exc:
-            raise ApiError(422, str(exc)) from None
-        gray, header_size, header_source = decode_upload(data, config.max_pixels)
-        source = (
-            "form" if size is not None else (f"dicom: {header_source}" if header_size else "none")
-        )
-        size = size if size is not None else header_size
-        if not slots.acquire(blocking=False):
-            raise ApiError(
-                503,
-                "busy: the inference queue is full, try again shortly",
-                {"Retry-After": str(config.retry_after_s)},
-            )
-        name = file.filename or "upload"
-        try:
-            result = await asyncio.wrap_future(batcher.submit(gray, size, name, ga_weeks))
-        finally:
-            slots.release()
-        if result.status.failed:
-            raise ApiError(422, result.status_text)
-        body = result_json(result, source, gray, mask, image)
+        """Measure one image: ellipse in pixels and mm, HC, GA, quality, biometry. A cine
+        loop: every measured frame in `frames`, the chosen one's figures at the top."""
+        upload, results, chosen, source = await measure_upload(file, pixel_size_mm, ga)
+        lead = results[chosen if chosen is not None else 0]
+        if lead.status.failed:
+            raise ApiError(422, lead.status_text)
+        picture = upload.frames[(lead.frame or 1) - 1]
+        body = result_json(lead, source, picture, mask, image)
+        if len(results) > 1:
+            body["frame"] = lead.frame
+            body["chosen_frame"] = results[chosen].frame if chosen is not None else None
+            body["frames"] = [
+                result_json(r, source, upload.frames[r.frame - 1], False, image)
+                | {"frame": r.frame}
+                for r in results
+            ]
         if config.save_dir is not None:
-            _save(config.save_dir, name, gray, body)
+            _save(config.save_dir, lead.filename, picture, body)
         return body
+
+    @app.post(
+        "/api/v1/measure/sr",
+        response_class=Response,
+        responses={200: {"content": {"application/dicom": {}}}},
+    )
+    async def structured_report_endpoint(
+        file: Annotated[UploadFile, File(description="a DICOM image or cine loop")],
+        pixel_size_mm: Annotated[str | None, Form(description="mm per pixel")] = None,
+    ):
+        """The measurement as a DICOM Structured Report (the chosen frame of a cine loop),
+        in the upload's study, referencing the uploaded instance."""
+        upload, results, chosen, _ = await measure_upload(file, pixel_size_mm, None)
+        if upload.dataset is None:
+            raise ApiError(415, "a Structured Report needs a DICOM upload")
+        if chosen is None or not results[chosen].ok:
+            lead = results[chosen if chosen is not None else 0]
+            raise ApiError(422, f"no measured head to report ({lead.status_text})")
+        sr = results[chosen].to_dicom_sr(upload.dataset, measurer.model_name)
+        buffer = io.BytesIO()
+        sr.save_as(buffer, enforce_file_format=True)
+        return Response(buffer.getvalue(), media_type="application/dicom")
 
     app.state.batcher = batcher
     return app

@@ -142,11 +142,46 @@ function select(m) {
   canvas.width = Math.min(800, m.width);
   canvas.height = Math.round(canvas.width * m.height / m.width);
   refresh();
+  showFrames();
 }
 function error(text) { $("error").textContent = text || ""; }
 function status(text) { $("status").textContent = text || ""; }
 
 // ---------------------------------------------------------------- upload
+async function measurementOf(body, group) {
+  const img = new Image();
+  await new Promise((ok) => { img.onload = ok; img.src = "data:image/png;base64," + body.image_png_base64; });
+  const m = {
+    filename: body.filename, img, width: body.image_size.width, height: body.image_size.height,
+    pixelSize: body.pixel_size_mm, source: body.pixel_size_source,
+    ellipse: body.ellipse_px ? { cx: body.ellipse_px.cx, cy: body.ellipse_px.cy, a: body.ellipse_px.a, b: body.ellipse_px.b, angle: body.ellipse_px.angle_rad } : null,
+    quality: body.quality, reasons: body.quality_reasons || [], status: body.status, edited: false,
+    frame: body.frame || null, group,
+  };
+  m.original = { ellipse: m.ellipse ? { ...m.ellipse } : null, hc: null };
+  m.original.hc = hcOf(m);
+  measurements.push(m);
+  return m;
+}
+
+// ---------------------------------------------------------------- cine loops: step through frames
+function showFrames() {
+  const box = $("frames");
+  if (!current || !current.group) { box.hidden = true; return; }
+  const i = current.group.indexOf(current);
+  box.hidden = false;
+  $("frame-label").textContent = `frame ${current.frame} (${i + 1} of ${current.group.length} measured)`;
+  $("frame-prev").disabled = i === 0;
+  $("frame-next").disabled = i === current.group.length - 1;
+}
+function stepFrame(delta) {
+  if (!current || !current.group) return;
+  const i = current.group.indexOf(current) + delta;
+  if (i >= 0 && i < current.group.length) select(current.group[i]);
+}
+$("frame-prev").addEventListener("click", () => stepFrame(-1));
+$("frame-next").addEventListener("click", () => stepFrame(1));
+
 async function upload(file) {
   const form = new FormData();
   form.append("file", file);
@@ -170,18 +205,15 @@ async function upload(file) {
     status("");
     return;
   }
-  const img = new Image();
-  await new Promise((ok) => { img.onload = ok; img.src = "data:image/png;base64," + body.image_png_base64; });
-  const m = {
-    filename: body.filename, img, width: body.image_size.width, height: body.image_size.height,
-    pixelSize: body.pixel_size_mm, source: body.pixel_size_source,
-    ellipse: body.ellipse_px ? { cx: body.ellipse_px.cx, cy: body.ellipse_px.cy, a: body.ellipse_px.a, b: body.ellipse_px.b, angle: body.ellipse_px.angle_rad } : null,
-    quality: body.quality, reasons: body.quality_reasons || [], status: body.status, edited: false,
-  };
-  m.original = { ellipse: m.ellipse ? { ...m.ellipse } : null, hc: null };
-  m.original.hc = hcOf(m);
-  measurements.push(m);
-  select(m);
+  // a cine loop: one measurement per measured frame, the chosen one shown first
+  const group = body.frames ? [] : null;
+  let first = null;
+  for (const item of body.frames || [body]) {
+    const m = await measurementOf(item, group);
+    if (group) group.push(m);
+    if (!body.frames || item.frame === body.frame) first = m;
+  }
+  select(first);
   if (body.status === "no_head") error(`${file.name}: no fetal head was found in this image`);
   else if (body.status === "no_pixel_size") error(`${file.name}: give the pixel size or calibrate to get HC in mm`);
   else error("");
