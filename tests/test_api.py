@@ -185,3 +185,17 @@ def test_mobilenet_stage_ends_come_from_the_encoder():
 
     model = build_model(ModelConfig(), encoder_weights="none")
     assert encoder_stage_ends(model.encoder) == tuple(model.encoder._out_indexes)
+
+
+def test_api_measures_a_dicom_cine_loop_and_writes_its_sr(tmp_path, sample):
+    pytest.importorskip("highdicom")
+    from tests.dicom_helpers import make_dicom
+
+    head = cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
+    blank = np.full_like(head, 40)
+    loop = make_dicom(tmp_path / "loop.dcm", [blank, head, blank], region_cm=0.0133961232503)
+    measured = fetalhc.HeadMeasurer(backend="torch").measure_dicom(loop)
+    assert [r.frame for r in measured.frames] == [1, 2, 3]
+    assert measured.chosen_index == 1 and measured.chosen.ok
+    sr = measured.chosen.to_dicom_sr(measured.dataset)
+    assert sr.Modality == "SR" and sr.StudyInstanceUID == measured.dataset.StudyInstanceUID

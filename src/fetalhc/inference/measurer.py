@@ -22,6 +22,7 @@ import numpy as np
 from fetalhc import __version__
 from fetalhc.errors import FetalHCError, Status, parse_status, status_text
 from fetalhc.inference.segmenter import Segmenter, default_checkpoint
+from fetalhc.io.dicom import read_dicom
 from fetalhc.io.dicom_results import (
     ReportContent,
     secondary_capture,
@@ -211,6 +212,31 @@ def overlay_picture(result: HeadMeasurement) -> np.ndarray:
     return overlay(result.image, result.ellipse_px, lines, flagged=result.quality != "ok")
 
 
+# A cine loop is measured on at most this many frames: every frame up to 64, else every
+# k-th (k = ceil(frames / 64)), the first always.
+CINE_MAX_FRAMES = 64
+
+
+def cine_frames(count: int, limit: int = CINE_MAX_FRAMES) -> list[int]:
+    """The 1-based frames of a cine loop that are measured (see CINE_MAX_FRAMES)."""
+    step = max(1, math.ceil(count / limit))
+    return list(range(1, count + 1, step))
+
+
+@dataclass
+class FramesMeasurement:
+    """Every measured frame of an image or cine loop, and the one its measurement is taken
+    from (`chosen`, None when no frame holds a measured head; a single image: itself)."""
+
+    frames: list[HeadMeasurement]
+    chosen_index: int | None
+    dataset: object = field(default=None, repr=False)  # a DICOM source's header
+
+    @property
+    def chosen(self) -> HeadMeasurement | None:
+        return self.frames[self.chosen_index] if self.chosen_index is not None else None
+
+
 def choose_frame(results: Sequence[HeadMeasurement]) -> int | None:
     """The index of the frame a cine loop's measurement is taken from: among the measured
     ones (status `ok`), the unflagged first, then the fewest reasons, the passes' closest
@@ -387,6 +413,44 @@ class HeadMeasurer:
                 keep_logits,
                 ga_weeks,
             )
+
+    def measure_frames(
+        self,
+        frames: Sequence[np.ndarray],
+        pixel_size_mm: float | None,
+        name: str,
+        ga_weeks: float | None = None,
+    ) -> FramesMeasurement:
+        """A cine loop (or one image, as a list of one frame): its frames measured (every
+        frame up to CINE_MAX_FRAMES, else a stride), named `<name>#<frame>`, and the one
+        chosen by quality (`choose_frame`)."""
+        if len(frames) == 1:
+            return FramesMeasurement(
+                list(self.measure_many([frames[0]], [pixel_size_mm], [name], ga_weeks=ga_weeks)), 0
+            )
+        numbers = cine_frames(len(frames))
+        results = list(
+            self.measure_many(
+                [frames[k - 1] for k in numbers],
+                [pixel_size_mm] * len(numbers),
+                [f"{name}#{k}" for k in numbers],
+                ga_weeks=ga_weeks,
+            )
+        )
+        for result, k in zip(results, numbers, strict=True):
+            result.frame = k
+        return FramesMeasurement(results, choose_frame(results))
+
+    def measure_dicom(
+        self, path: str | os.PathLike, pixel_size_mm: float | None = None, ga_weeks=None
+    ) -> FramesMeasurement:
+        """A DICOM image or cine loop from a file; the pixel size from its header unless
+        given. Its header is kept in `.dataset` for `to_dicom_sr` and friends."""
+        dcm = read_dicom(path, cine=True)
+        size = pixel_size_mm if pixel_size_mm is not None else dcm.pixel_size_mm
+        measured = self.measure_frames(dcm.frames, size, Path(path).name, ga_weeks)
+        measured.dataset = dcm.dataset
+        return measured
 
     def _measure_batch(
         self,

@@ -12,7 +12,6 @@ import csv
 import hashlib
 import json
 import logging
-import math
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -25,7 +24,6 @@ from fetalhc.inference.measurer import (
     ROW_COLUMNS,
     HeadMeasurement,
     HeadMeasurer,
-    choose_frame,
     overlay_picture,
 )
 from fetalhc.io.dicom import DICOM_SUFFIXES, header_pixel_size, read_dicom
@@ -37,9 +35,7 @@ log = logging.getLogger(__name__)
 # predictions.csv's columns: a result's flat record (HC18 submission columns first), then
 # `chosen`: yes on the frame a file's measurement is taken from (a single image: itself)
 COLUMNS = [*ROW_COLUMNS, "chosen"]
-# A cine loop is measured on at most this many frames: every frame up to 64, else every
-# k-th (k = ceil(frames / 64)), the first always.
-CINE_MAX_FRAMES = 64
+
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PARTIAL = "predictions.partial.csv"
 PARTIAL_KEY = "predictions.partial.json"
@@ -272,12 +268,6 @@ def _measure_batch(
     return rows
 
 
-def cine_frames(count: int, limit: int = CINE_MAX_FRAMES) -> list[int]:
-    """The 1-based frames of a cine loop that are measured (see CINE_MAX_FRAMES)."""
-    step = max(1, math.ceil(count / limit))
-    return list(range(1, count + 1, step))
-
-
 def measure_dicom_file(
     im: InputImage, size: float | None, measurer: HeadMeasurer, out: Path, options
 ) -> tuple[list[dict], list[Path]]:
@@ -288,23 +278,13 @@ def measure_dicom_file(
         dcm = read_dicom(im.path, cine=True)
     except ValueError as exc:
         return [_row(HeadMeasurement(im.name, Status.UNREADABLE, str(exc)), chosen=True)], []
-    if dcm.is_cine:
-        numbers = cine_frames(len(dcm.frames))
-        names = [f"{im.name}#{k}" for k in numbers]
-        images = [dcm.frames[k - 1] for k in numbers]
-    else:
-        numbers, names, images = [None], [im.name], [dcm.image]
-    results = list(
-        measurer.measure_many(images, [size] * len(images), names, ga_weeks=options.ga_weeks)
-    )
-    for result, number in zip(results, numbers, strict=True):
-        result.frame = number
+    cine = measurer.measure_frames(dcm.frames, size, im.name, ga_weeks=options.ga_weeks)
+    for result in cine.frames:
         _keep_pictures(result, out, options)
-    chosen = choose_frame(results) if dcm.is_cine else 0
     written: list[Path] = []
-    if options.dicom_out is not None and chosen is not None and results[chosen].ok:
-        written = _write_dicom_results(results[chosen], dcm.dataset, measurer.model_name, options)
-    return [_row(r, chosen=i == chosen) for i, r in enumerate(results)], written
+    if options.dicom_out is not None and cine.chosen is not None and cine.chosen.ok:
+        written = _write_dicom_results(cine.chosen, dcm.dataset, measurer.model_name, options)
+    return [_row(r, chosen=i == cine.chosen_index) for i, r in enumerate(cine.frames)], written
 
 
 def _write_dicom_results(result: HeadMeasurement, source, model: str, options) -> list[Path]:

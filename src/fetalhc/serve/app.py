@@ -41,8 +41,8 @@ from fetalhc.inference.measurer import (
     HeadMeasurement,
     HeadMeasurer,
     choose_frame,
+    cine_frames,
 )
-from fetalhc.inference.predict import cine_frames
 from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.files import write_json, write_png
 from fetalhc.io.images import decode_gray
