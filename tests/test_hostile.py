@@ -252,7 +252,7 @@ def test_a_partial_run_with_other_columns_or_thresholds_is_not_resumed(tmp_path,
     weights.write_bytes(b"x")
     seg = SimpleNamespace(checkpoint=weights, flip_tta=False, quality_thresholds={})
     measurer = HeadMeasurer.from_segmenter(seg)
-    options = SimpleNamespace(masks=True, ga_weeks=None, overlays=False)
+    options = predict_module.PredictOptions(masks=True, ga_weeks=None, overlays=False)
 
     def key():
         return predict_module._run_key(measurer, {"a.png": 0.1}, options)
