@@ -15,6 +15,7 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,8 @@ class HeadMeasurement:
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
     logits: np.ndarray | None = field(default=None, repr=False)  # at model size (keep_logits)
     frame: int | None = None  # a cine loop's frame (1-based) this result measures
+    # what the mm figures were derived from: (mask measurement, given GA, thresholds)
+    derived_from: tuple | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # "implausible_hc: ..." as written in rows
@@ -152,6 +155,15 @@ class HeadMeasurement:
         return record
 
     # ------------------------------------------------------------ DICOM results
+    def with_pixel_size(self, pixel_size_mm: float | None) -> HeadMeasurement:
+        """The same segmentation in mm of another pixel size (every check made again)."""
+        if self.derived_from is None:
+            raise FetalHCError(f"{self.filename}: no segmentation to re-measure")
+        m, ga, thresholds = self.derived_from
+        again = result_from_measurement(self.filename, m, pixel_size_mm, ga, thresholds)
+        again.image, again.logits, again.frame = self.image, self.logits, self.frame
+        return again
+
     def report_content(self, model: str = "") -> ReportContent:
         """What an SR says about this result (a measured head: status `ok`)."""
         if not self.ok or self.ellipse_px is None or self.biometry is None:
@@ -235,6 +247,42 @@ class FramesMeasurement:
     @property
     def chosen(self) -> HeadMeasurement | None:
         return self.frames[self.chosen_index] if self.chosen_index is not None else None
+
+
+def in_its_region(result: HeadMeasurement, regions: Sequence) -> HeadMeasurement:
+    """A DICOM result whose pixel size came from the header's ultrasound regions, checked
+    against the region that holds the head: all of the fitted ellipse must lie in one
+    region with a physical spacing, and its mm are that region's (a split screen or dual
+    view has several). A head in no single such region gets no HC, with the reason."""
+    if result.ellipse_px is None or not any(r.spacing_mm for r in regions):
+        return result
+    e = result.ellipse_px
+    box = np.array(
+        [
+            [e.cx + sx * _half_width(e, 0), e.cy + sy * _half_width(e, 1)]
+            for sx in (-1, 1)
+            for sy in (-1, 1)
+        ]
+    )
+    holding = [r for r in regions if r.spacing_mm and r.contains(box)]
+    if not holding:
+        out = result.with_pixel_size(None)
+        out.detail = "the head is not inside one ultrasound region; give the pixel size"
+        return out
+    spacing = holding[0].spacing_mm
+    if result.pixel_size_mm is not None and math.isclose(
+        result.pixel_size_mm, spacing, rel_tol=1e-9
+    ):
+        return result
+    return result.with_pixel_size(spacing)
+
+
+def _half_width(e: Ellipse, axis: int) -> float:
+    """Half the extent of an ellipse along x (axis 0) or y (axis 1)."""
+    c, s = math.cos(e.angle), math.sin(e.angle)
+    if axis == 0:
+        return math.hypot(e.a * c, e.b * s)
+    return math.hypot(e.a * s, e.b * c)
 
 
 def choose_frame(results: Sequence[HeadMeasurement]) -> int | None:
@@ -394,10 +442,11 @@ class HeadMeasurer:
         """Measure many images, batch by batch, yielding one result per image in order.
         One bad image gives its own status; the others are measured."""
         images = list(images)
-        if pixel_sizes_mm is None or isinstance(pixel_sizes_mm, float | int):
+        if pixel_sizes_mm is None or isinstance(pixel_sizes_mm, float | int | str | Decimal):
             sizes = [pixel_sizes_mm] * len(images)
         else:
             sizes = list(pixel_sizes_mm)
+        sizes = [as_pixel_size(v) for v in sizes]
         if len(sizes) != len(images):
             raise FetalHCError(f"{len(images)} images but {len(sizes)} pixel sizes")
         labels = (
@@ -420,14 +469,14 @@ class HeadMeasurer:
         pixel_size_mm: float | None,
         name: str,
         ga_weeks: float | None = None,
+        regions: Sequence = (),
     ) -> FramesMeasurement:
         """A cine loop (or one image, as a list of one frame): its frames measured (every
         frame up to CINE_MAX_FRAMES, else a stride), named `<name>#<frame>`, and the one
         chosen by quality (`choose_frame`)."""
         if len(frames) == 1:
-            return FramesMeasurement(
-                list(self.measure_many([frames[0]], [pixel_size_mm], [name], ga_weeks=ga_weeks)), 0
-            )
+            one = self.measure_many([frames[0]], [pixel_size_mm], [name], ga_weeks=ga_weeks)
+            return FramesMeasurement([in_its_region(r, regions) for r in one], 0)
         numbers = cine_frames(len(frames))
         results = list(
             self.measure_many(
@@ -439,6 +488,7 @@ class HeadMeasurer:
         )
         for result, k in zip(results, numbers, strict=True):
             result.frame = k
+        results = [in_its_region(r, regions) for r in results]
         return FramesMeasurement(results, choose_frame(results))
 
     def measure_dicom(
@@ -448,7 +498,9 @@ class HeadMeasurer:
         given. Its header is kept in `.dataset` for `to_dicom_sr` and friends."""
         dcm = read_dicom(path, cine=True)
         size = pixel_size_mm if pixel_size_mm is not None else dcm.pixel_size_mm
-        measured = self.measure_frames(dcm.frames, size, Path(path).name, ga_weeks)
+        # the header's regions decide the mm unless the caller gave the pixel size
+        regions = dcm.regions if pixel_size_mm is None else ()
+        measured = self.measure_frames(dcm.frames, size, Path(path).name, ga_weeks, regions)
         measured.dataset = dcm.dataset
         return measured
 
@@ -466,7 +518,9 @@ class HeadMeasurer:
         for i, image in enumerate(images):
             try:
                 gray = _as_gray(image)
-            except ValueError as exc:
+            except Exception as exc:  # noqa: BLE001 - any library's refusal is this image's row
+                if not isinstance(exc, ValueError):
+                    exc = f"{type(exc).__name__}: {str(exc).strip().splitlines()[-1][:160]}"
                 results[i] = HeadMeasurement(names[i], Status.UNREADABLE, str(exc))
                 continue
             if int(gray.max()) - int(gray.min()) < BLANK_RANGE:
@@ -496,11 +550,27 @@ class HeadMeasurer:
                         p.probability, threshold, coarse=p.coarse_probability, thresholds=thresholds
                     )
                     result = result_from_measurement(names[i], m, sizes[i], ga_weeks, thresholds)
+                    result.derived_from = (m, ga_weeks, thresholds)
                     result.image = image
                     if keep_logits:
                         result.logits = p.logits_small
                     results[i] = result
         return [r for r in results if r is not None]
+
+
+def as_pixel_size(value) -> float | None:
+    """A pixel size as given (a float, an int, a Decimal, a numeric string) as a float; None
+    stays None. Anything else is refused: measuring with a wrong type is a caller's bug."""
+    if value is None or (isinstance(value, float) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, bool) or not isinstance(value, int | Decimal | str | np.number):
+        raise FetalHCError(
+            f"pixel size {value!r}: expected a number of mm, not {type(value).__name__}"
+        )
+    try:
+        return float(value)
+    except (ValueError, ArithmeticError):
+        raise FetalHCError(f"pixel size {value!r}: not a number of mm") from None
 
 
 def _name_of(image: ImageLike, index: int) -> str:

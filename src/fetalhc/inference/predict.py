@@ -278,7 +278,9 @@ def measure_dicom_file(
         dcm = read_dicom(im.path, cine=True)
     except ValueError as exc:
         return [_row(HeadMeasurement(im.name, Status.UNREADABLE, str(exc)), chosen=True)], []
-    cine = measurer.measure_frames(dcm.frames, size, im.name, ga_weeks=options.ga_weeks)
+    # a size from the header's ultrasound regions is checked against where the head is
+    regions = dcm.regions if size is not None and size == dcm.pixel_size_mm else ()
+    cine = measurer.measure_frames(dcm.frames, size, im.name, options.ga_weeks, regions)
     for result in cine.frames:
         _keep_pictures(result, out, options)
     written: list[Path] = []

@@ -33,6 +33,7 @@ class DicomImage:
     pixel_size_source: str  # "ultrasound region", "PixelSpacing", ... or "" if none
     frames: list[np.ndarray] = field(default_factory=list)  # every frame, uint8 grey
     dataset: Any = field(default=None, repr=False)  # the header, pixel data left out
+    regions: list[Region] = field(default_factory=list)  # ultrasound regions, if any
 
     @property
     def is_cine(self) -> bool:
@@ -88,7 +89,8 @@ def read_dicom(source: str | Path | bytes, cine: bool = False) -> DicomImage:
     gray_frames = [_frame_to_gray(f, interpretation, colour) for f in stack]
     size, source = dicom_pixel_size(ds, gray_frames[0].shape)
     del ds.PixelData  # the header stays for DICOM outputs; the pixels are in `frames`
-    return DicomImage(gray_frames[0], size, source, gray_frames, ds)
+    regions = ultrasound_regions(ds, gray_frames[0].shape)
+    return DicomImage(gray_frames[0], size, source, gray_frames, ds, regions)
 
 
 def _frame_to_gray(pixels: np.ndarray, interpretation: str, colour: bool) -> np.ndarray:
@@ -102,6 +104,53 @@ def _frame_to_gray(pixels: np.ndarray, interpretation: str, colour: bool) -> np.
     if interpretation == "MONOCHROME1":  # 0 is white
         gray = 255 - gray
     return gray
+
+
+@dataclass(frozen=True)
+class Region:
+    """An ultrasound region (SequenceOfUltrasoundRegions): its pixel box and its spacing in
+    mm per pixel (None: no physical spacing in cm, or unequal along x and y)."""
+
+    x0: float
+    y0: float
+    x1: float
+    y1: float
+    spacing_mm: float | None
+
+    def contains(self, points: np.ndarray) -> bool:
+        """Whether every (x, y) point lies in the box."""
+        p = np.asarray(points, float)
+        x_in = (p[:, 0] >= self.x0) & (p[:, 0] <= self.x1)
+        return bool(np.all(x_in & (p[:, 1] >= self.y0) & (p[:, 1] <= self.y1)))
+
+
+def ultrasound_regions(ds, shape: tuple[int, int]) -> list[Region]:
+    """Every ultrasound region of a header, in order (a split screen has several)."""
+    h, w = shape
+    out = []
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
+        spacing = None
+        units = (
+            getattr(region, "PhysicalUnitsXDirection", CM_UNITS),
+            getattr(region, "PhysicalUnitsYDirection", CM_UNITS),
+        )
+        try:
+            dx = abs(float(region.PhysicalDeltaX)) * 10
+            dy = abs(float(region.PhysicalDeltaY)) * 10
+        except (AttributeError, TypeError, ValueError):
+            dx = dy = math.nan
+        if units == (CM_UNITS, CM_UNITS) and math.isfinite(dx) and dx > 0:
+            spacing = dx if math.isclose(dx, dy, rel_tol=0.02) else None
+        out.append(
+            Region(
+                float(getattr(region, "RegionLocationMinX0", 0)),
+                float(getattr(region, "RegionLocationMinY0", 0)),
+                float(getattr(region, "RegionLocationMaxX1", w - 1)),
+                float(getattr(region, "RegionLocationMaxY1", h - 1)),
+                spacing,
+            )
+        )
+    return out
 
 
 def dicom_pixel_size(ds, shape: tuple[int, int]) -> tuple[float | None, str]:
@@ -135,8 +184,11 @@ def dicom_pixel_size(ds, shape: tuple[int, int]) -> tuple[float | None, str]:
     for key in ("PixelSpacing", "ImagerPixelSpacing"):
         spacing = getattr(ds, key, None)
         if spacing is not None and len(spacing) == 2:
-            row, col = float(spacing[0]), float(spacing[1])
-            if row > 0 and math.isclose(row, col, rel_tol=0.02):
+            try:
+                row, col = float(spacing[0]), float(spacing[1])
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(row) and row > 0 and math.isclose(row, col, rel_tol=0.02):
                 return col, key
     return None, ""
 

@@ -27,9 +27,22 @@ def to_gray_uint8(image: np.ndarray) -> np.ndarray:
 
     Images stored with more than 8 bits are scaled by their real value range (0 .. max),
     so a 16-bit PNG whose values use 12 bits reads as the same picture as its 8-bit copy."""
-    if image.ndim == 3:
-        code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
-        image = cv2.cvtColor(image, code) if image.shape[2] in (3, 4) else image[..., 0]
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.size == 0 or (image.ndim == 3 and image.shape[2] == 0):
+        raise UnsupportedImage(f"not a 2D image (array of shape {image.shape})")
+    if not (np.issubdtype(image.dtype, np.integer) or np.issubdtype(image.dtype, np.floating)):
+        raise UnsupportedImage(f"pixel values of type {image.dtype} are not numbers")
+    if image.ndim == 3 and image.shape[2] in (3, 4):
+        # OpenCV converts colour only for uint8/uint16/float32: other types (float64,
+        # int32/64, uint32 — a 32-bit RGB DICOM, a NumPy array) are weighted here
+        if image.dtype in (np.uint8, np.uint16, np.float32):
+            code = cv2.COLOR_BGRA2GRAY if image.shape[2] == 4 else cv2.COLOR_BGR2GRAY
+            image = cv2.cvtColor(image, code)
+        else:
+            b, g, r = (image[..., i].astype(np.float64) for i in range(3))
+            image = 0.114 * b + 0.587 * g + 0.299 * r  # OpenCV's BGR2GRAY weights
+    elif image.ndim == 3:
+        image = image[..., 0]
     if image.dtype == np.uint8:
         return image
     values = image.astype(np.float64)

@@ -42,6 +42,7 @@ from fetalhc.inference.measurer import (
     HeadMeasurer,
     choose_frame,
     cine_frames,
+    in_its_region,
 )
 from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.files import write_json, write_png
@@ -90,6 +91,7 @@ class Upload:
     pixel_size_mm: float | None
     source: str
     dataset: object = None  # a DICOM upload's header (for its SR)
+    regions: list = field(default_factory=list)  # its ultrasound regions
 
     @property
     def image(self) -> np.ndarray:
@@ -104,7 +106,9 @@ def decode_upload(data: bytes, max_pixels: int) -> Upload:
         except UnreadableImage as exc:
             code = 413 if isinstance(exc, ImageTooLarge) else 422
             raise ApiError(code, f"DICOM: {exc}") from None
-        upload = Upload(dcm.frames, dcm.pixel_size_mm, dcm.pixel_size_source, dcm.dataset)
+        upload = Upload(
+            dcm.frames, dcm.pixel_size_mm, dcm.pixel_size_source, dcm.dataset, dcm.regions
+        )
     else:
         try:
             image = decode_gray(np.frombuffer(data, np.uint8))
@@ -150,7 +154,7 @@ def result_json(
         "filename": result.filename,
         "status": result.status_text,
         "message": STATUS_MESSAGES.get(result.status_text, result.status_text),
-        "pixel_size_mm": result.pixel_size_mm,
+        "pixel_size_mm": _finite(result.pixel_size_mm),
         "pixel_size_source": source,
         "image_size": {"width": int(image.shape[1]), "height": int(image.shape[0])},
         "ellipse_px": None
@@ -335,6 +339,8 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
             slots.release()
         for result, k in zip(results, numbers, strict=True):
             result.frame = k
+        if source.startswith("dicom"):  # the header's regions: the one that holds the head
+            results = [in_its_region(r, upload.regions) for r in results]
         chosen = choose_frame(results) if cine else 0
         return upload, results, chosen, source
 

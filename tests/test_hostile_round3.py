@@ -1,0 +1,169 @@
+"""Hostile round 3: the classes of failure found by the reviewers, each with a test that
+fails without its fix (DICOM geometry, the batch contract, the service's security)."""
+
+from __future__ import annotations
+
+import csv
+import math
+from decimal import Decimal
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from fetalhc.errors import FetalHCError
+from fetalhc.inference.segmenter import DEFAULT_MODEL
+from tests.dicom_helpers import make_dicom
+
+needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
+PIXEL_MM = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
+
+
+@pytest.fixture(scope="module")
+def head(sample) -> np.ndarray:
+    return cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture(scope="module")
+def measurer():
+    from fetalhc.inference.measurer import HeadMeasurer
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no bundled model")
+    return HeadMeasurer(backend="torch")
+
+
+def two_regions(path: Path, image: np.ndarray, left_mm: float, right_mm: float) -> Path:
+    """A dual-view frame: `image` on the left half, an empty view on the right, one
+    ultrasound region per half with its own spacing."""
+    import pydicom
+    from pydicom.dataset import Dataset
+
+    wide = np.concatenate([image, np.zeros_like(image)], axis=1)
+    make_dicom(path, wide)
+    ds = pydicom.dcmread(path)
+    w, h = image.shape[1], image.shape[0]
+    regions = []
+    for x0, mm in ((0, left_mm), (w, right_mm)):
+        r = Dataset()
+        r.RegionLocationMinX0, r.RegionLocationMinY0 = x0, 0
+        r.RegionLocationMaxX1, r.RegionLocationMaxY1 = x0 + w - 1, h - 1
+        r.PhysicalUnitsXDirection = r.PhysicalUnitsYDirection = 3
+        r.PhysicalDeltaX = r.PhysicalDeltaY = mm / 10
+        r.RegionSpatialFormat, r.RegionDataType, r.RegionFlags = 1, 1, 0
+        regions.append(r)
+    ds.SequenceOfUltrasoundRegions = regions
+    ds.save_as(path)
+    return path
+
+
+# ---------------------------------------------------------------- DICOM geometry
+@needs_model
+def test_the_spacing_of_the_region_that_holds_the_head_is_used(tmp_path, head, measurer):
+    plain = measurer.measure(head, PIXEL_MM)
+    # the centre of the wide frame lies in the right region (the wrong spacing)
+    dual = measurer.measure_dicom(two_regions(tmp_path / "dual.dcm", head, PIXEL_MM, 0.2))
+    (r,) = dual.frames
+    assert r.ellipse_px.cx < head.shape[1]  # the head, in the left view
+    assert r.ok and r.pixel_size_mm == pytest.approx(PIXEL_MM)
+    assert r.hc_mm == pytest.approx(plain.hc_mm, rel=0.02)
+
+
+@needs_model
+def test_a_head_across_two_regions_gets_no_hc(tmp_path, head, measurer):
+    from fetalhc.inference.measurer import in_its_region
+    from fetalhc.io.dicom import Region
+
+    result = measurer.measure(head, PIXEL_MM)
+    w = head.shape[1]
+    split = [Region(0, 0, w / 2, 539, PIXEL_MM), Region(w / 2 + 1, 0, w - 1, 539, PIXEL_MM)]
+    out = in_its_region(result, split)
+    assert out.status == "no_pixel_size" and "not inside one ultrasound region" in out.detail
+    assert out.as_row()["hc_mm"] == ""
+    whole = in_its_region(result, [Region(0, 0, w - 1, 539, 0.2)])
+    assert whole.ok and whole.hc_mm == pytest.approx(result.hc_mm * 0.2 / PIXEL_MM, rel=1e-6)
+
+
+def test_an_infinite_pixel_spacing_is_no_pixel_size(tmp_path, head):
+    import pydicom
+
+    from fetalhc.io.dicom import read_dicom
+
+    path = make_dicom(tmp_path / "inf.dcm", head, spacing_mm=1.0)
+    ds = pydicom.dcmread(path)
+    ds.PixelSpacing = ["inf", "inf"]
+    ds.save_as(path)
+    assert read_dicom(path).pixel_size_mm is None
+
+
+# ---------------------------------------------------------------- the batch contract
+def declare(png: bytes, width: int, height: int) -> bytes:
+    """A PNG whose IHDR declares another size (its CRC made right again)."""
+    import zlib
+
+    ihdr = bytearray(png[12:29])  # type + 13 data bytes
+    ihdr[4:12] = width.to_bytes(4, "big") + height.to_bytes(4, "big")
+    crc = zlib.crc32(bytes(ihdr)).to_bytes(4, "big")
+    return png[:12] + bytes(ihdr) + crc + png[33:]
+
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.uint32, np.int64, np.int32])
+def test_colour_arrays_of_any_number_type_read_as_grey(dtype, head):
+    from fetalhc.io.pixels import to_gray_uint8
+
+    colour = np.repeat(head[..., None], 3, axis=2).astype(dtype)
+    gray = to_gray_uint8(colour)
+    assert gray.dtype == np.uint8 and gray.shape == head.shape
+    # the same picture as the grey array of that type (read by its value range)
+    expected = to_gray_uint8(head.astype(dtype))
+    assert np.abs(gray.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_an_image_opencv_refuses_is_a_row_not_a_stop(tmp_path):
+    """A PNG whose header declares 60000 x 2 pixels: under the pixel limit, over what
+    OpenCV decodes."""
+    from fetalhc.errors import UnsupportedImage
+    from fetalhc.io.images import decode_gray
+
+    ok, data = cv2.imencode(".png", np.zeros((2, 16), np.uint8))
+    png = declare(data.tobytes(), 60000, 2)
+    with pytest.raises(UnsupportedImage):
+        decode_gray(np.frombuffer(bytes(png), np.uint8))
+
+
+def test_a_header_declaring_a_huge_image_is_refused_before_decoding():
+    from fetalhc.errors import ImageTooLarge
+    from fetalhc.io.images import decode_gray
+
+    ok, data = cv2.imencode(".png", np.zeros((8, 8), np.uint8))
+    png = declare(data.tobytes(), 30000, 30000)  # 900 MP declared
+    with pytest.raises(ImageTooLarge):
+        decode_gray(np.frombuffer(bytes(png), np.uint8))
+
+
+@needs_model
+def test_measure_many_takes_odd_arrays_and_typed_pixel_sizes(head, measurer):
+    odd = [
+        np.repeat(head[..., None], 3, axis=2).astype(np.float64),
+        np.repeat(head[..., None], 3, axis=2).astype(np.uint32),
+        np.zeros((5, 5, 0)),  # no channels: its own row
+        np.array([["a", "b"], ["c", "d"]]),  # not numbers: its own row
+    ]
+    results = list(
+        measurer.measure_many(odd, [Decimal("0.133961232503"), "0.133961232503", 0.1, 0.1])
+    )
+    assert [r.status.value for r in results[:2]] == ["ok", "ok"]
+    assert results[0].hc_mm == pytest.approx(results[1].hc_mm, rel=1e-3)
+    assert [r.status.value for r in results[2:]] == ["unreadable", "unreadable"]
+    with pytest.raises(FetalHCError, match="pixel size"):
+        list(measurer.measure_many([head], [object()]))
+    with pytest.raises(FetalHCError, match="pixel size"):
+        list(measurer.measure_many([head], ["twelve"]))
+    assert math.isfinite(results[0].hc_mm)
+
+
+def rows(path: Path) -> dict[str, dict]:
+    with open(path, newline="") as f:
+        return {r["filename"]: r for r in csv.DictReader(f)}
