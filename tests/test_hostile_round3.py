@@ -14,6 +14,7 @@ import pytest
 
 from fetalhc.errors import FetalHCError
 from fetalhc.inference.segmenter import DEFAULT_MODEL
+from tests.conftest import run_cli
 from tests.dicom_helpers import make_dicom
 
 needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
@@ -108,7 +109,6 @@ def declare(png: bytes, width: int, height: int) -> bytes:
     return png[:12] + bytes(ihdr) + crc + png[33:]
 
 
-
 @pytest.mark.parametrize("dtype", [np.float64, np.uint32, np.int64, np.int32])
 def test_colour_arrays_of_any_number_type_read_as_grey(dtype, head):
     from fetalhc.io.pixels import to_gray_uint8
@@ -167,3 +167,96 @@ def test_measure_many_takes_odd_arrays_and_typed_pixel_sizes(head, measurer):
 def rows(path: Path) -> dict[str, dict]:
     with open(path, newline="") as f:
         return {r["filename"]: r for r in csv.DictReader(f)}
+
+
+@pytest.fixture()
+def images(tmp_path, sample) -> Path:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for name in ("090_HC.png", "180_HC.png"):
+        (folder / name).write_bytes((sample / "test_set" / name).read_bytes())
+    return folder
+
+
+@needs_model
+def test_outputs_are_never_read_back_and_odd_entries_are_counted(tmp_path, images):
+    import os
+
+    (images / "=cmd.png").write_bytes((images / "090_HC.png").read_bytes())  # a formula name
+    (images / "dangling.png").symlink_to(images / "nowhere.png")
+    (images / "loop.png").symlink_to(images / "loop.png")
+    os.mkfifo(images / "pipe.png")
+    out = images / "results"  # --out inside the input folder
+    for _ in range(2):
+        r = run_cli("predict", images, "--pixel-size", "0.12", "--out", out)
+        assert r.returncode == 0, r.stderr
+        assert "3 image name(s) that are not regular files" in r.stderr
+    assert "image(s) in the output folder were not read back" in r.stderr
+    found = rows(out / "predictions.csv")
+    assert set(found) == {"'=cmd.png", "090_HC.png", "180_HC.png"}  # neutralised, no masks
+
+
+def test_spreadsheet_formulas_are_neutralised_in_text_cells_only():
+    from fetalhc.inference.predict import safe_row
+
+    row = safe_row({"filename": "@SUM(A1)", "notes": "-x", "angle_rad": -0.5, "hc_mm": ""})
+    assert row == {"filename": "'@SUM(A1)", "notes": "'-x", "angle_rad": -0.5, "hc_mm": ""}
+
+
+def test_a_torn_partial_row_is_measured_again(tmp_path):
+    from fetalhc.inference import predict as p
+
+    out = tmp_path / "out"
+    out.mkdir()
+    good = {c: "" for c in p.COLUMNS} | {"filename": "a.png", "status": "ok", "chosen": "yes"}
+    fields = [*p.COLUMNS, p.CHECKSUM]
+    with open(out / p.PARTIAL, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        w.writeheader()
+        w.writerow({**good, p.CHECKSUM: p._checksum(good)})
+        torn = {**good, "filename": "b.png", "hc_mm": "30.093268"}
+        w.writerow({**torn, p.CHECKSUM: p._checksum(good)})  # its checksum does not match
+        f.write("c.png,1.0,2.0")  # a line cut short by a kill
+    (out / p.PARTIAL_KEY).write_text('{"key": "k"}')
+    assert [r["filename"] for r in p._read_partial(out, "k")] == ["a.png"]
+    assert p._read_partial(out, "other") == []
+
+
+@needs_model
+def test_two_predicts_into_one_folder_are_refused(tmp_path, images):
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    slow = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "fetalhc.cli",
+            "predict",
+            images,
+            "--pixel-size",
+            "0.12",
+            "--out",
+            out,
+            "--backend",
+            "torch",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        import time
+
+        deadline = time.monotonic() + 120
+        while not (out / ".fetalhc.lock").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        second = run_cli("predict", images, "--pixel-size", "0.12", "--out", out)
+    finally:
+        slow.communicate(timeout=300)
+    if slow.returncode == 0 and second.returncode == 0:
+        pytest.skip("the first run finished before the second started")
+    assert second.returncode == 2 and "in use by another fetalhc process" in second.stderr
+    assert slow.returncode == 0
+    assert set(rows(out / "predictions.csv")) == {"090_HC.png", "180_HC.png"}

@@ -199,7 +199,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
     if args.pixel_size is not None and plausible_pixel_size(args.pixel_size):
         raise FetalHCError(f"--pixel-size: {plausible_pixel_size(args.pixel_size)}")
-    images, notes = collect_images(args.inputs)
+    outputs = [args.out, *([args.dicom_out] if args.dicom_out else [])]
+    images, notes = collect_images(args.inputs, exclude=outputs)
     for note in notes:
         print(f"fetalhc: {note}", file=sys.stderr)
     options = PredictOptions(

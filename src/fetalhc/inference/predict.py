@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 
@@ -28,13 +29,23 @@ from fetalhc.inference.measurer import (
 )
 from fetalhc.io.dicom import DICOM_SUFFIXES, header_pixel_size, read_dicom
 from fetalhc.io.dicom_results import write_dicom
-from fetalhc.io.files import ensure_folder, write_csv, write_json, write_png
+from fetalhc.io.files import (
+    atomic_path,
+    ensure_folder,
+    exclusive_folder,
+    spreadsheet_safe,
+    write_csv,
+    write_json,
+    write_png,
+)
 
 log = logging.getLogger(__name__)
 
 # predictions.csv's columns: a result's flat record (HC18 submission columns first), then
 # `chosen`: yes on the frame a file's measurement is taken from (a single image: itself)
 COLUMNS = [*ROW_COLUMNS, "chosen"]
+# The text columns of a row: neutralised for spreadsheets in the CSV files written
+TEXT_COLUMNS = ("filename", "quality", "status", "growth_chart", "notes", "chosen")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PARTIAL = "predictions.partial.csv"
@@ -57,18 +68,40 @@ class InputImage:
     name: str  # unique in this batch: the row's filename and the masks' sub-path
 
 
-def collect_images(inputs: list[Path]) -> tuple[list[InputImage], list[str]]:
+def collect_images(
+    inputs: list[Path], exclude: Sequence[Path] = ()
+) -> tuple[list[InputImage], list[str]]:
     """Images named on the command line or inside named folders, sub-folders included
     (annotations left out). Returns the images and notes on what was left out, so every
     input is accounted for. Names are made unique: a file in a sub-folder is named by its
-    path inside the folder; the same name from two inputs is prefixed by its folder."""
+    path inside the folder; the same name from two inputs is prefixed by its folder.
+    Nothing inside `exclude` (predict's own output folders) is read back as an input."""
     found: list[tuple[Path, str, str]] = []  # path, name, folder label
     notes: list[str] = []
+    outputs = [e.resolve() for e in exclude]
+
+    def is_output(p: Path) -> bool:
+        try:
+            resolved = p.resolve()
+        except (OSError, RuntimeError):  # a symlink loop
+            return False
+        return any(resolved == o or o in resolved.parents for o in outputs)
+
     for item in inputs:
         if item.is_dir():
-            ignored = 0
+            ignored = not_files = own = 0
             for p in sorted(item.rglob("*")):
-                if not p.is_file():
+                if is_output(p):
+                    own += p.suffix.lower() in IMAGE_SUFFIXES
+                    continue
+                try:
+                    regular = p.is_file()
+                except OSError:  # a symlink loop, a vanished file
+                    regular = False
+                if not regular:
+                    # a broken symlink, a loop or a FIFO named like an image: said, not read
+                    if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir():
+                        not_files += 1
                     continue
                 if p.suffix.lower() in IMAGE_SUFFIXES and not is_annotation(p):
                     found.append((p, p.relative_to(item).as_posix(), item.name or str(item)))
@@ -76,10 +109,17 @@ def collect_images(inputs: list[Path]) -> tuple[list[InputImage], list[str]]:
                     ignored += 1
             if ignored:
                 notes.append(f"{item}: {ignored} file(s) that are not images were ignored")
+            if not_files:
+                notes.append(
+                    f"{item}: {not_files} image name(s) that are not regular files (broken "
+                    "links, link loops, pipes) were skipped"
+                )
+            if own:
+                notes.append(f"{item}: {own} image(s) in the output folder were not read back")
         elif item.is_file():
             found.append((item, item.name, item.parent.name))
-        elif item.exists():
-            raise FetalHCError(f"{item}: not a file or folder")
+        elif item.is_symlink() or item.exists():
+            raise FetalHCError(f"{item}: not a regular file or folder")
         else:
             raise FetalHCError(f"{item}: no such file or folder")
     if not found:
@@ -162,8 +202,18 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) ->
     return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()
 
 
+CHECKSUM = "row_sha256"  # the partial file's last column: a torn row does not verify
+
+
+def _checksum(row: dict) -> str:
+    text = json.dumps([str(row.get(c, "")) for c in COLUMNS], ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _read_partial(out: Path, key: str) -> list[dict]:
-    """Rows of an interrupted run with the same model and pixel sizes (else none)."""
+    """Verified rows of an interrupted run with the same model and pixel sizes (else none):
+    a row torn by a kill, or glued to the next run's first row, fails its checksum and its
+    image is measured again."""
     partial, key_file = out / PARTIAL, out / PARTIAL_KEY
     if not partial.is_file() or not key_file.is_file():
         return []
@@ -171,9 +221,17 @@ def _read_partial(out: Path, key: str) -> list[dict]:
         if json.loads(key_file.read_text()).get("key") != key:
             return []
         with open(partial, newline="") as f:
-            return [r for r in csv.DictReader(f) if r.get("status") and None not in r.values()]
+            rows = list(csv.DictReader(f))
     except (OSError, ValueError, csv.Error):
         return []
+    good = []
+    for row in rows:
+        if None in row.values() or None in row:
+            continue  # too many or too few cells
+        stored = row.pop(CHECKSUM, "")
+        if row.get("status") and stored == _checksum(row):
+            good.append(row)
+    return good
 
 
 def _input_of(filename: str, names: set[str]) -> str:
@@ -201,6 +259,11 @@ def predict(
     ensure_folder(out)
     if options.dicom_out is not None:
         ensure_folder(options.dicom_out, "--dicom-out")
+    with exclusive_folder(out, "output folder"):  # one predict per output folder
+        return _predict(images, sizes, measurer, out, options)
+
+
+def _predict(images, sizes, measurer: HeadMeasurer, out: Path, options: PredictOptions) -> int:
     key = _run_key(measurer, sizes, options)
     names = {im.name for im in images}
     done: dict[str, list[dict]] = {}
@@ -215,22 +278,26 @@ def predict(
     else:
         write_json(out / PARTIAL_KEY, {"key": key})
     todo = [im for im in images if im.name not in done]
-    mode = "a" if done else "w"
-    with open(out / PARTIAL, mode, newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
-        if not done:
-            writer.writeheader()
+    fields = [*COLUMNS, CHECKSUM]
+    # the partial file is rewritten with the verified rows only, so appended rows never
+    # follow a torn one on the same line
+    with atomic_path(out / PARTIAL) as tmp, open(tmp, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows({**r, CHECKSUM: _checksum(r)} for rs in done.values() for r in rs)
+    with open(out / PARTIAL, "a", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
         for start in tqdm(
             range(0, len(todo), measurer.batch_size), desc="predict", unit="batch", disable=None
         ):
             batch = todo[start : start + measurer.batch_size]
             for row in _measure_batch(batch, sizes, measurer, out, options):
-                writer.writerow(row)
+                writer.writerow({**row, CHECKSUM: _checksum(row)})
                 done.setdefault(_input_of(row["filename"], names), []).append(row)
             f.flush()
             os.fsync(f.fileno())
     rows = sorted((r for im in images for r in done[im.name]), key=_order)
-    write_csv(out / "predictions.csv", rows, COLUMNS)
+    write_csv(out / "predictions.csv", [safe_row(r) for r in rows], COLUMNS)
     for name in (PARTIAL, PARTIAL_KEY):
         (out / name).unlink(missing_ok=True)
     return sum(
@@ -318,6 +385,11 @@ def _keep_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) 
     except OSError as exc:
         result.status = Status.ERROR
         result.detail = f"cannot write mask or overlay ({exc.strerror or exc})"
+
+
+def safe_row(row: dict) -> dict:
+    """A row as a CSV file holds it: text cells neutralised for spreadsheets."""
+    return {k: spreadsheet_safe(v) if k in TEXT_COLUMNS else v for k, v in row.items()}
 
 
 def _row(result: HeadMeasurement, chosen: bool) -> dict:

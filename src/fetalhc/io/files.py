@@ -146,6 +146,16 @@ def write_csv(
         writer.writerows(rows)
 
 
+# Cells a spreadsheet would run as a formula (OWASP CSV injection): =, +, -, @, tab, CR.
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(text: str) -> str:
+    """A text cell that a spreadsheet shows as text: a leading formula character gets a
+    single quote before it (OWASP's rule). Numbers are not text cells: leave them alone."""
+    return "'" + text if isinstance(text, str) and text.startswith(FORMULA_START) else text
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 

@@ -27,7 +27,13 @@ import numpy as np
 
 from fetalhc.errors import FetalHCError
 from fetalhc.inference.measurer import HeadMeasurer
-from fetalhc.inference.predict import COLUMNS, InputImage, PredictOptions, measure_dicom_file
+from fetalhc.inference.predict import (
+    COLUMNS,
+    InputImage,
+    PredictOptions,
+    measure_dicom_file,
+    safe_row,
+)
 from fetalhc.io.dicom import MAX_CINE_FACTOR, dicom_pixel_size
 from fetalhc.io.files import atomic_path, ensure_folder
 from fetalhc.io.pixels import max_image_pixels
@@ -197,7 +203,7 @@ class DicomNode:
                 writer = csv.DictWriter(f, fieldnames=COLUMNS)
                 if new:
                     writer.writeheader()
-                writer.writerows(rows)
+                writer.writerows(safe_row(r) for r in rows)
                 f.flush()
                 os.fsync(f.fileno())
 

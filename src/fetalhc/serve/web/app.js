@@ -300,9 +300,12 @@ canvas.addEventListener("keydown", (ev) => {
 });
 
 // ---------------------------------------------------------------- export
-function csvValue(v) {
-  const s = v === null || v === undefined ? "" : String(v);
-  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+const TEXT_CELLS = new Set([0, 8, 12]);  // filename, quality, pixel_size_source
+function csvValue(v, i) {
+  let s = v === null || v === undefined ? "" : String(v);
+  // a text cell a spreadsheet would run as a formula gets a quote first (OWASP); numbers stay
+  if (TEXT_CELLS.has(i) && /^[=+\-@\t\r]/.test(s)) s = "'" + s;
+  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
 }
 function csvRows() {
   const header = ["filename", "center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad",
