@@ -249,16 +249,23 @@ def cmd_serve(args: argparse.Namespace) -> int:
         raise FetalHCError(
             f"`fetalhc serve` needs FastAPI and uvicorn ({exc.name} missing)"
         ) from None
-    if args.save is not None and args.save.exists() and not args.save.is_dir():
-        raise FetalHCError(f"--save {args.save}: exists and is not a folder")
-    measurer = HeadMeasurer(
-        _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
-    )
+    import os
+
+    from fetalhc.serve.app import check_service
+
     config = ServiceConfig(
         max_upload_mb=args.max_upload_mb,
         workers=args.workers,
         queue=args.queue,
         save_dir=args.save,
+        allowed_hosts=tuple(args.allowed_host or ()),
+        allowed_origins=tuple(args.allow_origin or ()),
+        token=args.token or os.environ.get("FETALHC_TOKEN") or None,
+    )
+    for warning in check_service(args.host, args.port, config):  # before the model loads
+        print(warning, file=sys.stderr)
+    measurer = HeadMeasurer(
+        _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
     )
     serve(measurer, args.host, args.port, config)
     return 0
@@ -408,6 +415,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=nonnegative_int, default=8, help="requests that may wait")
     p.add_argument("--max-upload-mb", type=finite_float, default=50.0)
     p.add_argument("--save", type=Path, help="keep each image and its result here")
+    p.add_argument(
+        "--token",
+        help="every API request must carry it (Authorization: Bearer TOKEN; the page: open "
+        "/#token=TOKEN); required beyond loopback; or FETALHC_TOKEN",
+    )
+    p.add_argument(
+        "--allowed-host",
+        action="append",
+        metavar="NAME",
+        help="a Host name served besides loopback (the name clients use); repeatable",
+    )
+    p.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="URL",
+        help="a page origin allowed to POST besides this server's own; repeatable",
+    )
 
     p = add("listen", cmd_listen, "a DICOM node: receive images by C-STORE, measure, forward")
     p.add_argument("--port", type=int, required=True, help="DICOM port to listen on")

@@ -75,6 +75,11 @@ class ServiceConfig:
     queue: int = 8  # requests waiting for a worker beyond those running
     save_dir: Path | None = None
     retry_after_s: int = 5
+    # who may talk to the service: Host headers served (besides loopback), page origins
+    # allowed to POST (besides this server's own), and the token every API call needs
+    allowed_hosts: tuple[str, ...] = ()
+    allowed_origins: tuple[str, ...] = ()
+    token: str | None = None
 
 
 # HTTP status of each kind of unusable upload: over the limit 413, not an image at all 415
@@ -111,7 +116,7 @@ def decode_upload(data: bytes, max_pixels: int) -> Upload:
         )
     else:
         try:
-            image = decode_gray(np.frombuffer(data, np.uint8))
+            image = decode_gray(np.frombuffer(data, np.uint8), limit=max_pixels)
         except (ImageTooLarge, NotAnImage, EmptyImage) as exc:
             message = str(exc) if isinstance(exc, ImageTooLarge) else NOT_READABLE
             raise ApiError(HTTP_STATUS[type(exc)], message) from None
@@ -247,15 +252,102 @@ class Batcher:
             job[4].set_result(result)
 
 
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
+SECURITY_HEADERS = {
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
+        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'; object-src 'none'"
+    ),
+    "Cross-Origin-Resource-Policy": "same-origin",
+}
+
+
+def is_loopback(host: str) -> bool:
+    """Whether an address to bind (or a Host name) is this machine only."""
+    import ipaddress
+
+    name = host.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(header: str) -> str:
+    """'example.org:8000' -> 'example.org'; '[::1]:8000' -> '::1'."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class LimitBody:
+    """ASGI middleware: a request body (chunked or not) stops being read at `limit` bytes
+    and is answered 413 — nothing past the limit is spooled to memory or disk. The app
+    then sees the client as gone, and whatever it would still send is dropped."""
+
+    def __init__(self, app, limit: int, message: str) -> None:
+        self.app, self.limit, self.message = app, limit, message
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        seen = 0
+        state = {"started": False, "refused": False}
+
+        async def counted():
+            nonlocal seen
+            if state["refused"]:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.limit and not state["started"]:
+                    state["refused"] = True
+                    response = JSONResponse({"detail": self.message}, 413, headers=SECURITY_HEADERS)
+                    await response(scope, receive, send)
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def tracked(message):
+            if state["refused"]:
+                return  # the 413 has been sent
+            if message["type"] == "http.response.start":
+                state["started"] = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted, tracked)
+        except Exception:
+            if not state["refused"]:
+                raise
+
+
 def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
-    """The FastAPI application around one loaded model."""
+    """The FastAPI application around one loaded model, wrapped so that request bodies stop
+    at the upload limit."""
     config = config or ServiceConfig()
     limit = int(config.max_upload_mb * 1024 * 1024)
+    app = _create_app(measurer, config, limit)
+    guarded = LimitBody(app, limit, f"upload over the limit of {config.max_upload_mb:g} MB")
+    guarded.state = app.state  # tests and callers reach the app's state through it
+    return guarded
+
+
+def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
     batcher = Batcher(measurer, config.workers)
     slots = threading.BoundedSemaphore(max(1, config.workers) + max(0, config.queue))
     web = resources.files("fetalhc.serve") / "web"
 
     app = FastAPI(
+        docs_url=None,  # the interactive docs load their scripts from a CDN: off (offline,
+        redoc_url=None,  # no third party contacted from a clinical browser); /openapi.json stays
         title="fetalhc",
         version=__version__,
         description="Fetal head circumference from 2D ultrasound. Research software, not a "
@@ -277,14 +369,51 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
         log.exception("internal error")
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, 500)
 
-    @app.middleware("http")
-    async def upload_limit(request: Request, call_next):
-        length = request.headers.get("content-length")
-        if request.method == "POST" and length and length.isdigit() and int(length) > limit:
+    hosts = {h.lower() for h in (*LOOPBACK_HOSTS, *config.allowed_hosts)}
+    origins = {o.rstrip("/").lower() for o in config.allowed_origins}
+
+    def refusal(request: Request) -> JSONResponse | None:
+        """Why a request is not served: an unknown Host (DNS rebinding), a cross-site
+        browser request that changes something (CSRF), or a missing token."""
+        host = _host_of(request.headers.get("host", ""))
+        if host not in hosts:
+            return JSONResponse({"detail": f"host {host!r} is not served here"}, 421)
+        if request.method not in ("GET", "HEAD", "OPTIONS"):
+            origin = request.headers.get("origin")
+            if origin is not None and origin.rstrip("/").lower() not in origins:
+                if _host_of(origin.split("://", 1)[-1].split("/", 1)[0]) != host:
+                    return JSONResponse({"detail": f"origin {origin!r} may not post here"}, 403)
+            if request.headers.get("sec-fetch-site") == "cross-site" and origin is None:
+                return JSONResponse({"detail": "cross-site requests may not post here"}, 403)
+        if config.token and request.url.path.startswith("/api/") and not token_ok(request):
             return JSONResponse(
-                {"detail": f"upload over the limit of {config.max_upload_mb:g} MB"}, 413
+                {"detail": "a valid token is needed (Authorization: Bearer TOKEN)"},
+                401,
+                headers={"WWW-Authenticate": "Bearer"},
             )
-        return await call_next(request)
+        return None
+
+    def token_ok(request: Request) -> bool:
+        import hmac
+
+        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
+        given = given or request.headers.get("x-fetalhc-token", "")
+        return hmac.compare_digest(given.encode(), str(config.token).encode())
+
+    @app.middleware("http")
+    async def guard(request: Request, call_next):
+        length = request.headers.get("content-length")
+        response = refusal(request)
+        if response is None and request.method == "POST" and length and length.isdigit():
+            if int(length) > limit:
+                message = f"upload over the limit of {config.max_upload_mb:g} MB"
+                response = JSONResponse({"detail": message}, 413)
+        if response is None:
+            response = await call_next(request)
+        response.headers.update(SECURITY_HEADERS)
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
 
     @app.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page():
@@ -314,7 +443,8 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
             ga_weeks = parse_ga(ga) if ga not in (None, "") else None
         except FetalHCError as exc:
             raise ApiError(422, str(exc)) from None
-        upload = decode_upload(data, config.max_pixels)
+        # decoding is CPU work: off the event loop, so /health and other requests go on
+        upload = await asyncio.to_thread(decode_upload, data, config.max_pixels)
         header = upload.pixel_size_mm
         source = "form" if size is not None else (f"dicom: {upload.source}" if header else "none")
         size = size if size is not None else header
@@ -403,11 +533,60 @@ def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
 
 
 def _save(folder: Path, name: str, image: np.ndarray, body: dict) -> None:
+    """The image and its result under a unique name: time, a random part, then the upload's
+    name reduced to safe characters (no path, no NUL; at most 80)."""
+    import re
+    import uuid
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    stem = f"{stamp}_{Path(name).stem}"[:120]
+    safe = re.sub(r"[^A-Za-z0-9._+-]", "_", Path(name.replace("\x00", "")).stem)[:80] or "upload"
+    stem = f"{stamp}_{uuid.uuid4().hex[:8]}_{safe}"
     write_png(folder / f"{stem}.png", image)
     record = {k: v for k, v in body.items() if not k.endswith("_base64")}
     write_json(folder / f"{stem}.json", record)
+
+
+def check_service(host: str, port: int, config: ServiceConfig) -> list[str]:
+    """Refuse (FetalHCError) what cannot be served, before the model loads: a port out of
+    range or in use, a non-positive upload limit, a --save folder that cannot be written,
+    beyond loopback without a token or a Host name. Returns the warnings to print."""
+    import socket
+
+    from fetalhc.io.files import ensure_folder
+
+    if not 0 < port < 65536:
+        raise FetalHCError(f"--port {port}: must be 1-65535")
+    if not (math.isfinite(config.max_upload_mb) and config.max_upload_mb > 0):
+        raise FetalHCError(f"--max-upload-mb {config.max_upload_mb:g}: must be a positive number")
+    if config.save_dir is not None:
+        ensure_folder(config.save_dir, "--save")
+    warnings = []
+    if not is_loopback(host):
+        if host.strip("[]") in ("0.0.0.0", "::"):
+            if not config.allowed_hosts:
+                raise FetalHCError(
+                    f"--host {host}: give --allowed-host NAME, the name or address clients "
+                    "use (other Host headers are refused: DNS rebinding)"
+                )
+        else:
+            config.allowed_hosts = (*config.allowed_hosts, host)
+        if not config.token:
+            raise FetalHCError(
+                f"--host {host}: beyond loopback every request needs a token; give --token "
+                "(or FETALHC_TOKEN)"
+            )
+        warnings.append(
+            f"fetalhc: WARNING: serving on {host}, reachable from other machines: plain HTTP "
+            "(no TLS) — put it behind a TLS proxy on a trusted network; not a medical device"
+        )
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host.strip("[]"), port))
+        except OSError as exc:
+            raise FetalHCError(f"cannot serve on {host}:{port} ({exc.strerror or exc})") from None
+    return warnings
 
 
 def serve(

@@ -148,6 +148,18 @@ function error(text) { $("error").textContent = text || ""; }
 function status(text) { $("status").textContent = text || ""; }
 
 // ---------------------------------------------------------------- upload
+// a service bound beyond loopback needs its token: open the page as /#token=TOKEN; the token
+// stays in this tab (sessionStorage) and leaves the address bar
+const TOKEN_KEY = "fetalhc-token";
+if (location.hash.startsWith("#token=")) {
+  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(location.hash.slice(7)));
+  history.replaceState(null, "", location.pathname);
+}
+function authHeaders() {
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  return token ? { Authorization: "Bearer " + token } : {};
+}
+
 async function measurementOf(body, group) {
   const img = new Image();
   await new Promise((ok) => { img.onload = ok; img.src = "data:image/png;base64," + body.image_png_base64; });
@@ -193,7 +205,7 @@ async function upload(file) {
   status(`measuring ${file.name}…`);
   let response, body;
   try {
-    response = await fetch("api/v1/measure", { method: "POST", body: form });
+    response = await fetch("api/v1/measure", { method: "POST", body: form, headers: authHeaders() });
     body = await response.json();
   } catch (exc) {
     error(`${file.name}: the service did not answer (${exc})`);
