@@ -417,3 +417,16 @@ def test_serve_refuses_a_port_in_use():
         busy.listen()
         r = run_cli("serve", "--port", str(busy.getsockname()[1]))
     assert r.returncode == 2 and "cannot serve" in r.stderr
+
+
+# ---------------------------------------------------------------- the flag
+@needs_model
+def test_a_low_contrast_head_is_flagged_not_ok(head, measurer):
+    from fetalhc.measure.quality import QualityThresholds, is_flagged
+
+    flat = (head.astype(np.float32) * 24 / 255 + 100).astype(np.uint8)  # 24 grey levels
+    normal, low = measurer.measure_many([head, flat], [PIXEL_MM, PIXEL_MM])
+    assert normal.grey_levels > 80 and not any("grey levels" in r for r in normal.quality_reasons)
+    assert low.grey_levels < 30
+    assert low.quality == "check" and any("grey levels" in r for r in low.quality_reasons)
+    assert is_flagged(low.as_row(), QualityThresholds())  # the rows' flag sees it too

@@ -38,7 +38,9 @@ from fetalhc.measure.overlay import overlay
 from fetalhc.measure.postprocess import Measurement, measure
 from fetalhc.measure.quality import (
     QualityThresholds,
+    contrast_reason,
     flag_reasons,
+    grey_levels,
     plausible_hc,
     plausible_pixel_size,
 )
@@ -51,6 +53,7 @@ QUALITY_FEATURES = (
     "edge_probability",
     "pass_disagreement",
     "pass_distance_mm",
+    "grey_levels",
 )
 HC18_KEYS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 BIOMETRY_KEYS = (
@@ -101,6 +104,7 @@ class HeadMeasurement:
     edge_probability: float = math.nan
     pass_disagreement: float = math.nan
     pass_distance_mm: float = math.nan  # two-pass models: the passes' outlines, mean distance
+    grey_levels: float = math.nan  # grey levels the image spans (1st-99th percentile)
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
@@ -159,8 +163,8 @@ class HeadMeasurement:
         """The same segmentation in mm of another pixel size (every check made again)."""
         if self.derived_from is None:
             raise FetalHCError(f"{self.filename}: no segmentation to re-measure")
-        m, ga, thresholds = self.derived_from
-        again = result_from_measurement(self.filename, m, pixel_size_mm, ga, thresholds)
+        m, ga, thresholds, levels = self.derived_from
+        again = result_from_measurement(self.filename, m, pixel_size_mm, ga, thresholds, levels)
         again.image, again.logits, again.frame = self.image, self.logits, self.frame
         return again
 
@@ -318,9 +322,10 @@ def result_from_measurement(
     pixel_size_mm: float | None,
     ga_given_weeks: float | None = None,
     thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
+    grey_levels: float = math.nan,
 ) -> HeadMeasurement:
     """Turn a mask measurement into HC/GA in mm, checking every number for plausibility
-    (and, with `thresholds.max_hc_mm`, flagging large heads)."""
+    and deciding the quality flag (fetalhc.measure.quality) on everything known."""
     result = HeadMeasurement(
         filename=name,
         status=Status.OK,
@@ -332,8 +337,12 @@ def result_from_measurement(
         confidence=m.confidence,
         edge_probability=m.edge_probability,
         pass_disagreement=m.pass_disagreement,
+        grey_levels=grey_levels,
         mask=m.mask,
     )
+    contrast = contrast_reason(grey_levels)  # known before any mm: flags every head found
+    if contrast and m.ellipse is not None:
+        result.quality, result.quality_reasons = "check", [*result.quality_reasons, contrast]
     if m.ellipse is None:
         result.status = Status.NO_HEAD
         return result
@@ -549,8 +558,11 @@ class HeadMeasurer:
                     m = measure(
                         p.probability, threshold, coarse=p.coarse_probability, thresholds=thresholds
                     )
-                    result = result_from_measurement(names[i], m, sizes[i], ga_weeks, thresholds)
-                    result.derived_from = (m, ga_weeks, thresholds)
+                    levels = grey_levels(image)
+                    result = result_from_measurement(
+                        names[i], m, sizes[i], ga_weeks, thresholds, levels
+                    )
+                    result.derived_from = (m, ga_weeks, thresholds, levels)
                     result.image = image
                     if keep_logits:
                         result.logits = p.logits_small

@@ -74,6 +74,9 @@ class QualityThresholds:
 # A measured head whose cephalic index (BPD/OFD x 100) lies outside this range is more
 # likely a segmentation error than a head shape: a fixed rule, not tuned per model.
 CEPHALIC_INDEX_IMPLAUSIBLE = (60.0, 100.0)
+# An image whose grey values (1st to 99th percentile) span fewer levels than this is too
+# flat to place a skull edge reliably (HC18's 799 labelled images: 83 levels at the least).
+MIN_GREY_LEVELS = 48.0
 # The numbers the flag is decided on, as named in predict's and evaluate's rows.
 FEATURES = (
     "ellipse_iou",
@@ -82,6 +85,7 @@ FEATURES = (
     "hc_mm",
     "pass_distance_mm",
     "cephalic_index",
+    "grey_levels",
 )
 
 
@@ -146,6 +150,30 @@ def cephalic_index_reason(ci: float) -> str:
     return f"cephalic index {ci:.0f} is implausible for a head"
 
 
+def contrast_reason(levels: float) -> str:
+    if levels is None or not math.isfinite(levels) or levels >= MIN_GREY_LEVELS:
+        return ""
+    return (
+        f"the image spans only {levels:.0f} grey levels: too little contrast to place the "
+        "skull edge reliably"
+    )
+
+
+def grey_levels(gray: np.ndarray) -> float:
+    """How many grey levels an 8-bit image spans, 1st to 99th percentile."""
+    counts = np.cumsum(np.bincount(np.asarray(gray, np.uint8).ravel(), minlength=256))
+    total = counts[-1]
+    low = int(np.searchsorted(counts, 0.01 * total))
+    high = int(np.searchsorted(counts, 0.99 * total))
+    return float(high - low)
+
+
+UNTUNED = (
+    ("cephalic_index", lambda v: cephalic_index_reason(v)),
+    ("grey_levels", lambda v: contrast_reason(v)),
+)
+
+
 def flag_reasons(features: dict[str, float], thresholds: QualityThresholds) -> list[str]:
     """Why a measurement is flagged `check` ([] if it is not): every rule, in order, on
     the features known (a missing one never trips its rule)."""
@@ -155,9 +183,10 @@ def flag_reasons(features: dict[str, float], thresholds: QualityThresholds) -> l
         limit = getattr(thresholds, rule.threshold)
         if rule.trips(value, limit):
             reasons.append(rule.reason(value, limit))
-    ci = cephalic_index_reason(features.get("cephalic_index", math.nan))
-    if ci:
-        reasons.append(ci)
+    for feature, reason_of in UNTUNED:
+        reason = reason_of(features.get(feature, math.nan))
+        if reason:
+            reasons.append(reason)
     return reasons
 
 
@@ -182,8 +211,10 @@ def rule_trips(rows: list[dict], threshold: str, limit: float) -> np.ndarray:
 
 
 def untuned_flags(rows: list[dict]) -> np.ndarray:
-    """The rules no threshold search changes (the cephalic index), for each row."""
-    return np.array([bool(cephalic_index_reason(_number(r.get("cephalic_index")))) for r in rows])
+    """The rules no threshold search changes (cephalic index, contrast), for each row."""
+    return np.array(
+        [any(reason_of(_number(r.get(f))) for f, reason_of in UNTUNED) for r in rows], bool
+    )
 
 
 def flagged_rows(rows: list[dict], thresholds: QualityThresholds) -> np.ndarray:
