@@ -191,3 +191,46 @@ def test_recipe_names_the_weights_each_cell_loaded():
     assert len(lines) == 2
     assert lines[0].endswith("encoder_weights mobilenet_v2_imagenet.pth (1 cell)")
     assert lines[1].endswith("encoder_weights none (random init) (2 cells)")
+
+
+def _cell(folder: Path, strategy: str, dice: float, seed: int = 0, **cell) -> None:
+    """A finished cell record as `compare` writes it (metrics only: what the report reads)."""
+    spec = {"strategy": strategy, "seed": seed, "image_size": "160x128", **cell}
+    name = "_".join([strategy, f"s{seed}", *(f"{k}{v}" for k, v in cell.items())])
+    (folder / "runs" / name).mkdir(parents=True)
+    record = {
+        "cell": {"fraction": 1.0, "train_images": 0, "bn_mode": "paper", **spec},
+        "name": name,
+        "metrics": {
+            "paper_dice": dice,
+            "paper_pixel_accuracy": 0.97,
+            "paper_iou": 0.9,
+            "dice": dice,
+            "hd_mm": 1.0,
+            "hc_abs_diff_mm": 2.0,
+        },
+        "train": {"trainable_params": 1, "train_seconds": 60},
+        "degenerate": "",
+    }
+    (folder / "runs" / name / "cell.json").write_text(json.dumps(record))
+
+
+def test_the_report_keeps_the_skip_ablation_and_other_sizes_out_of_the_main_table(tmp_path):
+    from fetalhc.study.report import load_cells, main_table, skip_ablation_table, write_report
+
+    _cell(tmp_path, "d0", 0.40)
+    _cell(tmp_path, "d0", 0.80, skip_rescale=True)
+    _cell(tmp_path, "d234", 0.92)
+    _cell(tmp_path, "d234", 0.85, skip_rescale=True)
+    _cell(tmp_path, "decoder", 0.96)
+    _cell(tmp_path, "decoder", 0.93, train_images=79, image_size="320x256")
+    cells = load_cells(tmp_path)
+    main = {r["strategy"]: r for r in main_table(cells)}
+    assert main["d0"]["Dice"] == "40.00" and main["d234"]["Dice"] == "92.00"
+    assert main["decoder"]["seeds"] == 1  # the 320x256 low-data cell is not in it
+    skips = {r["strategy"]: r for r in skip_ablation_table(cells)}
+    assert skips["d0"]["rescaling moves it"] == "+40.00"  # 82.46 in the paper: towards it
+    assert skips["d0"]["towards the paper"] == "yes" and skips["d234"]["towards the paper"] == "yes"
+    text = write_report(tmp_path).read_text()
+    assert "Skip scale: **explains both directions**" in text
+    assert "## Low-data table at 320x256" in text

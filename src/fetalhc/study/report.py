@@ -105,6 +105,22 @@ def _full_data(cell: dict) -> bool:
     return _n_images(cell) == 0 and abs(cell["cell"].get("fraction", 1.0) - 1.0) < 1e-9
 
 
+def _skip(cell: dict) -> bool:
+    """A cell of the skip-scale ablation (the encoder's skips divided by their RMS)."""
+    return bool(cell["cell"].get("skip_rescale"))
+
+
+def _size(cell: dict) -> str:
+    return str(cell["cell"].get("image_size", ""))
+
+
+def main_size(cells: list[dict]) -> str:
+    """The study's image size: the one most of its cells ran at (probes at other sizes get
+    tables of their own)."""
+    sizes = [_size(c) for c in cells]
+    return max(set(sizes), key=sizes.count) if sizes else ""
+
+
 # ---------------------------------------------------------------- statistics
 def _values(values) -> np.ndarray:
     return np.asarray([v for v in values if v is not None and math.isfinite(v)], float)
@@ -132,11 +148,20 @@ def paper_statistic(history: list[dict], key: str) -> tuple[float, float]:
     return float(v.mean()), float(v.std())
 
 
-def _rows_of(cells: list[dict], strategy: str, bn: str | None = None) -> list[dict]:
+def _rows_of(
+    cells: list[dict], strategy: str, bn: str | None = None, skip: bool = False
+) -> list[dict]:
+    """Full-data cells of a strategy at the study's size: one BatchNorm mode, plain or with
+    the skips rescaled."""
+    size = main_size(cells)
     return [
         c
         for c in cells
-        if c["cell"]["strategy"] == strategy and _full_data(c) and (bn is None or _bn(c) == bn)
+        if c["cell"]["strategy"] == strategy
+        and _full_data(c)
+        and (bn is None or _bn(c) == bn)
+        and _skip(c) == skip
+        and _size(c) == size
     ]
 
 
@@ -212,13 +237,120 @@ def bn_ablation_table(cells: list[dict]) -> list[dict]:
     return rows
 
 
-def low_data_table(cells: list[dict]) -> list[dict]:
-    """Training-set sizes (images) x {scratch U-Net, decoder}: ours beside the paper's."""
+def skip_ablation_table(cells: list[dict]) -> list[dict]:
+    """The partial-freeze rows in each variant (test Dice, mean (SD) over seeds) beside the
+    paper: paper BatchNorm as is, with the encoder's skips rescaled, and frozen-eval BN;
+    which variant comes closest, and by how much the skip scale moves the row."""
+    paper, _ = paper_tables()
+    rows = []
+    for strategy in ORDER:
+        rescaled = _rows_of(cells, strategy, "paper", skip=True)
+        if not rescaled:
+            continue
+        plain = _rows_of(cells, strategy, "paper")
+        frozen = _rows_of(cells, strategy, "frozen-eval")
+        target = float(paper[strategy]["dice"]) if strategy in paper else math.nan
+        variants = {"paper BN": plain, "skips rescaled": rescaled, "frozen-eval BN": frozen}
+        means = {
+            k: _mean([c["metrics"]["paper_dice"] for c in v], 100) for k, v in variants.items()
+        }
+        known = {k: v for k, v in means.items() if math.isfinite(v)}
+        closest = min(known, key=lambda k: abs(known[k] - target)) if known else ""
+        moved = means["skips rescaled"] - means["paper BN"]
+        rows.append(
+            {
+                "strategy": strategy,
+                "paper_Dice": f"{target:.2f}" if math.isfinite(target) else "",
+                "Dice (paper BN)": _mean_sd([c["metrics"]["paper_dice"] for c in plain], 100),
+                "Dice (skips rescaled)": _mean_sd(
+                    [c["metrics"]["paper_dice"] for c in rescaled], 100
+                ),
+                "Dice (frozen-eval BN)": _mean_sd(
+                    [c["metrics"]["paper_dice"] for c in frozen], 100
+                ),
+                "seeds (rescaled)": len(rescaled),
+                "rescaling moves it": f"{moved:+.2f}" if math.isfinite(moved) else "",
+                "towards the paper": (
+                    "yes"
+                    if abs(means["skips rescaled"] - target) < abs(means["paper BN"] - target) - 1
+                    else "no"
+                )
+                if math.isfinite(moved) and math.isfinite(target)
+                else "",
+                "closest to the paper": closest,
+                "_means": means,
+                "_target": target,
+            }
+        )
+    return rows
+
+
+def within_3_by_variant(rows: list[dict]) -> list[str]:
+    """How many rows of the ablation each variant brings within 3 Dice points of the paper."""
+    out = []
+    for variant in ("paper BN", "skips rescaled", "frozen-eval BN"):
+        judged = [r for r in rows if math.isfinite(r["_means"][variant])]
+        close = [r["strategy"] for r in judged if abs(r["_means"][variant] - r["_target"]) <= 3]
+        out.append(
+            f"{variant}: {len(close)} of {len(judged)} rows within 3 Dice points"
+            + (f" ({', '.join(close)})" if close else "")
+        )
+    return out
+
+
+def skip_verdict(rows: list[dict]) -> str:
+    """Does the skip scale explain the partial-freeze rows, in both directions: the rows the
+    paper has higher (encoder, D-0, D-0,1, D-0,1,2) and those it has lower (D-2,3,4, D-4)?"""
+    if not rows:
+        return ""
+    low = [r for r in rows if r["strategy"] in ("encoder", "d0", "d01", "d012")]
+    high = [r for r in rows if r["strategy"] in ("d234", "d4")]
+    up = [r["strategy"] for r in low if r["towards the paper"] == "yes"]
+    down = [r["strategy"] for r in high if r["towards the paper"] == "yes"]
+    seeds = [
+        f"{r['strategy']} {r['seeds (rescaled)']} of {MIN_SEEDS}"
+        for r in rows
+        if r["seeds (rescaled)"] < MIN_SEEDS
+    ]
+    missing = [
+        s
+        for s in ("encoder", "d0", "d01", "d012", "d234", "d4")
+        if s not in {r["strategy"] for r in rows}
+    ]
+    if low and high and len(up) == len(low) and len(down) == len(high):
+        word = "explains both directions"
+    elif up and not down:
+        word = "moves the rows the paper has higher, not those it has lower"
+    elif down and not up:
+        word = "moves the rows the paper has lower, not those it has higher"
+    elif up or down:
+        word = "explains some rows"
+    else:
+        word = "does not explain the rows"
+    return (
+        f"Skip scale: **{word}**. Rescaling moves {len(up)} of {len(low)} rows the paper has "
+        f"higher towards it ({', '.join(up) or 'none'}) and {len(down)} of {len(high)} rows "
+        f"it has lower ({', '.join(down) or 'none'}); towards = over 1 Dice point closer"
+        + _provisional(seeds, missing)
+    )
+
+
+def low_data_table(cells: list[dict], size: str | None = None) -> list[dict]:
+    """Training-set sizes (images) x {scratch U-Net, decoder} at one image size (default:
+    the study's): ours beside the paper's."""
     _, paper = paper_tables()
     paper_by = {(r["backbone"].startswith("none"), int(r["train_size"])): r for r in paper}
+    size = size or main_size(cells)
     rows = []
     for strategy in ("scratch-unet", "decoder"):
-        group = [c for c in cells if c["cell"]["strategy"] == strategy and _bn(c) == "paper"]
+        group = [
+            c
+            for c in cells
+            if c["cell"]["strategy"] == strategy
+            and _bn(c) == "paper"
+            and not _skip(c)
+            and _size(c) == size
+        ]
         sizes = sorted({_n_images(c) for c in group if _n_images(c)})
         for n in sizes:
             sub = [c for c in group if _n_images(c) == n]
@@ -564,10 +696,17 @@ def write_report(study: str | Path) -> Path:
     main = main_table(cells, "paper")
     older = main_table(cells, "frozen-eval")
     ablation = bn_ablation_table(cells)
+    skips = skip_ablation_table(cells)
     low = low_data_table(cells)
+    other_sizes = sorted({_size(c) for c in cells if _n_images(c)} - {main_size(cells)})
+    low_other = {size: low_data_table(cells, size) for size in other_sizes}
     _write_csv(study / "main_table.csv", main)
     _write_csv(study / "bn_ablation_table.csv", ablation)
     _write_csv(study / "low_data_table.csv", low)
+    if skips:
+        _write_csv(study / "skip_ablation_table.csv", skips)
+    for size, table in low_other.items():
+        _write_csv(study / f"low_data_table_{size}.csv", table)
     _write_csv(
         study / "cells.csv",
         [
@@ -620,9 +759,23 @@ def write_report(study: str | Path) -> Path:
     if ablation:
         lines += ["", "## BatchNorm ablation (same budget; Dice %, test part)", ""]
         lines += _markdown(ablation, list(ablation[0]))
+    if skips:
+        lines += [
+            "",
+            "## Skip-scale ablation (each encoder skip divided by its RMS on the first "
+            "training batch; paper BN; Dice %, test part)",
+            "",
+        ]
+        lines += _markdown(skips, [k for k in skips[0] if not k.startswith("_")])
+        lines += ["", *[f"- {line}" for line in within_3_by_variant(skips)]]
+        lines += [f"- {skip_verdict(skips)}"]
     if low:
         lines += ["", "## Low-data table (the paper's 79 / 239 / 399 training images)", ""]
         lines += _markdown(low, [k for k in low[0] if not k.startswith("_")])
+    for size, table in low_other.items():
+        if table:
+            lines += ["", f"## Low-data table at {size}", ""]
+            lines += _markdown(table, [k for k in table[0] if not k.startswith("_")])
     claims = verdicts(main, low)
     if claims:
         lines += ["", "## The paper's claims, judged on these numbers", ""]
