@@ -101,7 +101,7 @@ def main() -> None:
     c_split = find(src, "torch.utils.data.random_split(full_dataset, [train_size, val_size])")
     seeded = any("manual_seed" in s or "Generator" in s for s in src[: c_split + 1])
     c_name = find(src, "model_name = f'unet_frozen_{ENCODER}'")
-    c_save = find(src, "save_checkpoint(checkpoint, save_path, f\"{model_name}_")
+    c_save = find(src, 'save_checkpoint(checkpoint, save_path, f"{model_name}_')
     saved = re.search(r'f"\{model_name\}(_[^"]+\.pth\.tar)"', src[c_save]).group(1)
     c_load = find(src, 'checkpoint_name = save_path + f"{model_name}_02062023_model.pth.tar"')
     c_subset = find(src, "train_ds, _ = torch.utils.data.random_split(train_ds, [train_length")
