@@ -430,3 +430,15 @@ def test_a_low_contrast_head_is_flagged_not_ok(head, measurer):
     assert low.grey_levels < 30
     assert low.quality == "check" and any("grey levels" in r for r in low.quality_reasons)
     assert is_flagged(low.as_row(), QualityThresholds())  # the rows' flag sees it too
+
+
+@needs_model
+def test_two_heads_in_one_image_are_named_not_silently_dropped(head, measurer):
+    from fetalhc.measure.quality import QualityThresholds, is_flagged
+
+    twins = np.concatenate([head, head], axis=1)  # two heads side by side
+    one, two = measurer.measure_many([head, twins], [PIXEL_MM, PIXEL_MM])
+    assert one.second_head_ratio < 0.1
+    assert two.second_head_ratio > 0.5 and two.quality == "check"
+    assert any("second head-like region" in r for r in two.quality_reasons)
+    assert is_flagged(two.as_row(), QualityThresholds())

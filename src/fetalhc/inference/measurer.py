@@ -38,7 +38,6 @@ from fetalhc.measure.overlay import overlay
 from fetalhc.measure.postprocess import Measurement, measure
 from fetalhc.measure.quality import (
     QualityThresholds,
-    contrast_reason,
     flag_reasons,
     grey_levels,
     plausible_hc,
@@ -54,6 +53,7 @@ QUALITY_FEATURES = (
     "pass_disagreement",
     "pass_distance_mm",
     "grey_levels",
+    "second_head_ratio",
 )
 HC18_KEYS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 BIOMETRY_KEYS = (
@@ -105,6 +105,7 @@ class HeadMeasurement:
     pass_disagreement: float = math.nan
     pass_distance_mm: float = math.nan  # two-pass models: the passes' outlines, mean distance
     grey_levels: float = math.nan  # grey levels the image spans (1st-99th percentile)
+    second_head_ratio: float = math.nan  # the next largest head-like region / the measured
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
@@ -338,11 +339,16 @@ def result_from_measurement(
         edge_probability=m.edge_probability,
         pass_disagreement=m.pass_disagreement,
         grey_levels=grey_levels,
+        second_head_ratio=m.second_head_ratio,
         mask=m.mask,
     )
-    contrast = contrast_reason(grey_levels)  # known before any mm: flags every head found
-    if contrast and m.ellipse is not None:
-        result.quality, result.quality_reasons = "check", [*result.quality_reasons, contrast]
+    # the rules that need no mm (contrast, a second head) flag every head found, even one
+    # that gets no HC
+    early = flag_reasons(
+        {"grey_levels": grey_levels, "second_head_ratio": m.second_head_ratio}, thresholds
+    )
+    if early and m.ellipse is not None:
+        result.quality, result.quality_reasons = "check", [*result.quality_reasons, *early]
     if m.ellipse is None:
         result.status = Status.NO_HEAD
         return result

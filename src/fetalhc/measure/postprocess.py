@@ -27,6 +27,7 @@ class Measurement:
     edge_probability: float = float("nan")  # mean probability in a ring just outside
     pass_disagreement: float = float("nan")  # two-pass models: relative HC difference
     pass_distance_px: float = float("nan")  # two-pass models: mean outline distance (ASSD)
+    second_head_ratio: float = float("nan")  # the next largest head-like region / this one
     quality: str = "no_head"  # ok | check | no_head
     reasons: list[str] = field(default_factory=list)  # plain-language reasons for `check`
 
@@ -36,15 +37,23 @@ class Measurement:
 
 def clean_mask(binary: np.ndarray) -> np.ndarray:
     """Largest connected component with its holes filled (0/1 uint8)."""
+    return largest_component(binary)[0]
+
+
+def largest_component(binary: np.ndarray) -> tuple[np.ndarray, float]:
+    """The largest connected component with its holes filled (0/1 uint8), and the area of
+    the next largest as a share of it (0 if there is none): a second head, twins."""
     m = (np.asarray(binary) > 0).astype(np.uint8)
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = np.zeros_like(m)
     if not contours:
-        return out
+        return out, 0.0
     # Filling the outer contour of the largest component keeps it and fills its holes.
-    largest = max(contours, key=lambda c: (cv2.contourArea(c), len(c)))
-    cv2.drawContours(out, [largest], -1, 1, thickness=cv2.FILLED)
-    return out
+    ranked = sorted(contours, key=lambda c: (cv2.contourArea(c), len(c)), reverse=True)
+    cv2.drawContours(out, [ranked[0]], -1, 1, thickness=cv2.FILLED)
+    first = cv2.contourArea(ranked[0])
+    second = cv2.contourArea(ranked[1]) if len(ranked) > 1 else 0.0
+    return out, float(second / first) if first > 0 else 0.0
 
 
 def outline_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -71,7 +80,9 @@ def measure(
     """Threshold, clean, fit; flag the measurement for review when the mask is not
     ellipse-like, the network was unsure, or (given the first pass's probability
     `coarse`) the two passes disagree."""
-    mask = clean_mask(prob >= threshold)
+    mask, second = largest_component(prob >= threshold)
+    if coarse is not None:  # the whole-image pass sees a second head the close-up may crop
+        second = max(second, largest_component(coarse >= threshold)[1])
     if int(mask.sum()) < min_area_px:
         return Measurement(mask, None, "no_head")
     ellipse = fit_mask(mask)
@@ -115,6 +126,7 @@ def measure(
         edge_probability=edge,
         pass_disagreement=disagreement,
         pass_distance_px=distance,
+        second_head_ratio=second,
         quality=quality,
         reasons=reasons,
     )

@@ -77,6 +77,10 @@ CEPHALIC_INDEX_IMPLAUSIBLE = (60.0, 100.0)
 # An image whose grey values (1st to 99th percentile) span fewer levels than this is too
 # flat to place a skull edge reliably (HC18's 799 labelled images: 83 levels at the least).
 MIN_GREY_LEVELS = 48.0
+# A second head-like region of at least this share of the measured head's area: twins, or
+# a head seen twice (a dual view); only the larger one is measured. (80 HC18 training
+# images, one head each: 0.30 at most, all but one under 0.03.)
+MAX_SECOND_HEAD = 0.5
 # The numbers the flag is decided on, as named in predict's and evaluate's rows.
 FEATURES = (
     "ellipse_iou",
@@ -86,6 +90,7 @@ FEATURES = (
     "pass_distance_mm",
     "cephalic_index",
     "grey_levels",
+    "second_head_ratio",
 )
 
 
@@ -168,9 +173,19 @@ def grey_levels(gray: np.ndarray) -> float:
     return float(high - low)
 
 
+def second_head_reason(ratio: float) -> str:
+    if ratio is None or not math.isfinite(ratio) or ratio < MAX_SECOND_HEAD:
+        return ""
+    return (
+        f"a second head-like region ({100 * ratio:.0f} % of the measured head's area): twins "
+        "or a second view? Only the larger one is measured"
+    )
+
+
 UNTUNED = (
-    ("cephalic_index", lambda v: cephalic_index_reason(v)),
-    ("grey_levels", lambda v: contrast_reason(v)),
+    ("cephalic_index", cephalic_index_reason),
+    ("grey_levels", contrast_reason),
+    ("second_head_ratio", second_head_reason),
 )
 
 
