@@ -76,3 +76,19 @@ def make_dicom(
     path.parent.mkdir(parents=True, exist_ok=True)
     ds.save_as(str(path), enforce_file_format=True)
     return path
+
+
+def sr_numbers(sr) -> dict[str, float]:
+    """An SR's numeric measurements by concept code value, however deep in the tree."""
+    found = {}
+
+    def walk(items):
+        for item in items:
+            if item.ValueType == "NUM":
+                code = item.ConceptNameCodeSequence[0].CodeValue
+                found[code] = float(item.MeasuredValueSequence[0].NumericValue)
+            if "ContentSequence" in item:
+                walk(item.ContentSequence)
+
+    walk(sr.ContentSequence)
+    return found

@@ -16,7 +16,7 @@ pytest.importorskip("highdicom")
 from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.io.dicom_results import ellipse_points  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
-from tests.dicom_helpers import make_dicom  # noqa: E402
+from tests.dicom_helpers import make_dicom, sr_numbers  # noqa: E402
 
 needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 PIXEL_CM = 0.0133961232503  # 180_HC.png's pixel size (HC18's CSV), in cm as US regions hold it
@@ -25,22 +25,6 @@ PIXEL_CM = 0.0133961232503  # 180_HC.png's pixel size (HC18's CSV), in cm as US 
 def rows(path):
     with open(path, newline="") as f:
         return {r["filename"]: r for r in csv.DictReader(f)}
-
-
-def sr_measurements(sr) -> dict[str, float]:
-    """Numeric measurements of an SR by code value, however deep in the tree."""
-    found = {}
-
-    def walk(items):
-        for item in items:
-            if item.ValueType == "NUM":
-                code = item.ConceptNameCodeSequence[0].CodeValue
-                found[code] = float(item.MeasuredValueSequence[0].NumericValue)
-            if "ContentSequence" in item:
-                walk(item.ContentSequence)
-
-    walk(sr.ContentSequence)
-    return found
 
 
 def dciodvfy_errors(path) -> list[str]:
@@ -75,7 +59,7 @@ def test_sr_and_seg_of_a_dicom_image(tmp_path, head):
     sr = pydicom.dcmread(dicom_out / "scan_sr.dcm")
     seg = pydicom.dcmread(dicom_out / "scan_seg.dcm")
     assert (dicom_out / "scan_sc.dcm").is_file()
-    values = sr_measurements(sr)
+    values = sr_numbers(sr)
     assert values["11984-2"] == pytest.approx(float(row["hc_mm"]), abs=0.01)  # HC
     assert values["11820-8"] == pytest.approx(float(row["bpd_mm"]), abs=0.01)  # BPD
     assert values["11851-3"] == pytest.approx(float(row["ofd_mm"]), abs=0.01)  # OFD
@@ -106,9 +90,7 @@ def test_a_cine_loop_is_measured_frame_by_frame_and_the_head_frame_chosen(tmp_pa
     assert [found[f"loop.dcm#{k}"]["chosen"] for k in (1, 2, 3)] == ["no", "yes", "no"]
     assert found["loop.dcm#2"]["status"] == "ok" and found["loop.dcm#1"]["status"] == "no_head"
     sr = pydicom.dcmread(dicom_out / "loop_f002_sr.dcm")
-    assert sr_measurements(sr)["11984-2"] == pytest.approx(
-        float(found["loop.dcm#2"]["hc_mm"]), abs=0.01
-    )
+    assert sr_numbers(sr)["11984-2"] == pytest.approx(float(found["loop.dcm#2"]["hc_mm"]), abs=0.01)
     seg = pydicom.dcmread(dicom_out / "loop_f002_seg.dcm")
     frame_ref = seg.PerFrameFunctionalGroupsSequence[0].DerivationImageSequence[0]
     assert frame_ref.SourceImageSequence[0].ReferencedFrameNumber == 2

@@ -29,7 +29,7 @@ from pydicom.uid import JPEGBaseline8Bit  # noqa: E402
 
 from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.serve.dicom_node import Forward  # noqa: E402
-from tests.dicom_helpers import make_dicom  # noqa: E402
+from tests.dicom_helpers import make_dicom, sr_numbers  # noqa: E402
 
 PIXEL_CM = 0.0133961232503
 # pynetdicom installs a `storescu` of its own: the test drives dcmtk's (Debian `dcmtk`)
@@ -206,14 +206,6 @@ def test_storescu_to_node_to_orthanc(tmp_path, sample, orthanc):
     for sr in found["SR"]:
         ref = sr.CurrentRequestedProcedureEvidenceSequence[0].ReferencedSeriesSequence[0]
         uid = ref.ReferencedSOPSequence[0].ReferencedSOPInstanceUID
-        hc[uid] = next(
-            float(item.MeasuredValueSequence[0].NumericValue)
-            for group in sr.ContentSequence
-            if "ContentSequence" in group
-            for sub in group.ContentSequence
-            if "ContentSequence" in sub
-            for item in sub.ContentSequence
-            if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeValue == "11984-2"
-        )
+        hc[uid] = sr_numbers(sr)["11984-2"]
     assert hc[image_uid] == pytest.approx(float(by_name[f"{image_uid}.dcm"]["hc_mm"]), abs=0.01)
     assert hc[cine_uid] == pytest.approx(float(by_name[f"{cine_uid}.dcm#2"]["hc_mm"]), abs=0.01)

@@ -20,7 +20,7 @@ from pydicom.uid import (  # noqa: E402
 from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.io.dicom import read_dicom  # noqa: E402
 from fetalhc.serve.app import ServiceConfig, create_app  # noqa: E402
-from tests.dicom_helpers import make_dicom  # noqa: E402
+from tests.dicom_helpers import make_dicom, sr_numbers  # noqa: E402
 
 needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 PIXEL = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
@@ -220,16 +220,7 @@ def test_the_sr_of_an_uploaded_dicom(client, tmp_path, gray):
     assert r.status_code == 200 and r.headers["content-type"] == "application/dicom"
     sr = pydicom.dcmread(_io.BytesIO(r.content))
     assert sr.Modality == "SR" and sr.StudyInstanceUID == pydicom.dcmread(source).StudyInstanceUID
-    values = [
-        float(item.MeasuredValueSequence[0].NumericValue)
-        for group in sr.ContentSequence
-        if "ContentSequence" in group
-        for sub in group.ContentSequence
-        if "ContentSequence" in sub
-        for item in sub.ContentSequence
-        if item.ValueType == "NUM" and item.ConceptNameCodeSequence[0].CodeValue == "11984-2"
-    ]
-    assert values == [pytest.approx(measured["hc_mm"], abs=0.01)]
+    assert sr_numbers(sr)["11984-2"] == pytest.approx(measured["hc_mm"], abs=0.01)
     png = cv2.imencode(".png", gray)[1].tobytes()
     not_dicom = client.post("/api/v1/measure/sr", files={"file": ("a.png", png)})
     assert not_dicom.status_code == 415

@@ -160,6 +160,21 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
     write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
 
 
+def read_yaml(path: str | os.PathLike, what: str = "file") -> Any:
+    """A YAML file's content, or FetalHCError naming the file and what is wrong."""
+    import yaml
+
+    path = Path(path)
+    try:
+        return yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise FetalHCError(f"{path}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise FetalHCError(f"{path}: cannot read ({exc})") from None
+    except yaml.YAMLError as exc:
+        raise FetalHCError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+
+
 def read_json(path: str | os.PathLike) -> Any:
     """A JSON file's content, or FetalHCError with the file's name and what is wrong."""
     path = Path(path)

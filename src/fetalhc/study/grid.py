@@ -12,11 +12,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from fetalhc.data.split import SPLIT_PARTS
 from fetalhc.errors import FetalHCError
-from fetalhc.io.files import read_json
+from fetalhc.io.files import read_json, read_yaml
 from fetalhc.model.config import DEFAULT_IMAGE_SIZE
 from fetalhc.training.config import (
     TrainConfig,
@@ -121,14 +119,7 @@ def load_study(path: str | Path) -> StudyConfig:
     """Read and validate a study YAML: unknown keys, wrong types and bad values are refused
     with the key's name before anything runs."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FetalHCError(f"{path}: study file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FetalHCError(f"{path}: cannot read ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise FetalHCError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    raw = read_yaml(path, "study file")
     if not isinstance(raw, dict) or "data" not in raw or "grids" not in raw:
         raise FetalHCError(f"{path}: a study needs 'data' and 'grids'")
     known = {k: raw[k] for k in StudyConfig.__dataclass_fields__ if k in raw and k != "base"}

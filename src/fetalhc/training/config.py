@@ -14,6 +14,7 @@ from pathlib import Path
 
 from fetalhc.data.split import SPLIT_PARTS
 from fetalhc.errors import FetalHCError
+from fetalhc.io.files import read_yaml
 from fetalhc.model.config import DEFAULT_IMAGE_SIZE
 from fetalhc.model.preprocess import NORMALIZATIONS
 from fetalhc.model.strategies import BN_MODES
@@ -185,17 +186,7 @@ def _coerce(name: str, value: typing.Any, hint: typing.Any) -> typing.Any:
 def read_config_file(path: str | Path) -> dict:
     """A run's recipe from a YAML (or JSON) file: a mapping of TrainConfig keys (checked
     by `config_from_mapping`, which the study YAML's `train:` block goes through too)."""
-    import yaml
-
-    path = Path(path)
-    try:
-        mapping = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise FetalHCError(f"{path}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise FetalHCError(f"{path}: cannot read ({exc})") from None
-    except yaml.YAMLError as exc:
-        raise FetalHCError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    mapping = read_yaml(path, "config file")
     if mapping is None:
         return {}
     if not isinstance(mapping, dict):
