@@ -5,7 +5,7 @@ augmentation (rotate ±25°, flips) at the same size, on the same HC18 images. T
 loop decodes each PNG and builds its mask (convex hull of the outline, as its notebook
 did) on every access and augments at full resolution before resizing, in fp32, with the
 frozen encoder still in train mode. fetalhc's loop is the one `fetalhc train` runs
-(`fetalhc.train.train_steps` over cached, resized images).
+(`fetalhc.training.trainer.train_steps` over cached, resized images).
 
     python benchmarks/train_throughput.py [--data ../shared/hc18] [--size 320x224] [--batches 8]
 

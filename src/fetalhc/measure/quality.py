@@ -48,7 +48,7 @@ class QualityThresholds:
     max_pass_disagreement: float = math.inf  # |HC pass 2 - HC pass 1| / HC pass 2
     # Mean distance (mm) between the two passes' head outlines: unlike the HC difference it
     # does not cancel when one side grows and the other shrinks (checked where the pixel
-    # size is known, in measurer.result_from_measurement).
+    # size is known: inference.measurer.result_from_measurement applies every rule).
     max_pass_distance_mm: float = math.inf
     # Heads larger than this (mm) are flagged: the error in mm grows with the head, and
     # third-trimester skulls are often faint or cut off (checked where HC is known).
