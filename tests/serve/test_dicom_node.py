@@ -209,3 +209,18 @@ def test_storescu_to_node_to_orthanc(tmp_path, sample, orthanc):
         hc[uid] = sr_numbers(sr)["11984-2"]
     assert hc[image_uid] == pytest.approx(float(by_name[f"{image_uid}.dcm"]["hc_mm"]), abs=0.01)
     assert hc[cine_uid] == pytest.approx(float(by_name[f"{cine_uid}.dcm#2"]["hc_mm"]), abs=0.01)
+
+
+def test_an_object_received_before_a_crash_is_measured_at_the_next_start(tmp_path, sample):
+    from fetalhc.inference.measurer import HeadMeasurer
+    from fetalhc.serve.dicom_node import DicomNode
+
+    head = cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
+    out = tmp_path / "node"
+    kept = make_dicom(out / "received" / "1.2.3.dcm", head, region_cm=PIXEL_CM)  # never measured
+    node = DicomNode(HeadMeasurer(backend="torch"), out)
+    node.start(free_port())
+    node.stop()  # drains the queue: the pending object first
+    assert not kept.exists() and (out / "received" / "measured" / "1.2.3.dcm").exists()
+    with open(out / "predictions.csv", newline="") as f:
+        assert [r["status"] for r in csv.DictReader(f)] == ["ok"]
