@@ -505,6 +505,8 @@ def recipe_lines(cells: list[dict]) -> list[str]:
         elif r.get("encoder_weights") not in (None, "imagenet", "none"):
             r["encoder_weights"] = Path(r["encoder_weights"]).name
         text = ", ".join(f"{k} {r.get(k, '?')}" for k in keys)
+        if r.get("skip_rescale"):  # named only where on, like the recipe's later fields
+            text += ", skip_rescale (encoder skips divided by their RMS)"
         seen[text].append(c["name"])
     return [
         f"- {text} ({len(names)} cell{'' if len(names) == 1 else 's'})"
