@@ -240,6 +240,25 @@ def cine_frames(count: int, limit: int = CINE_MAX_FRAMES) -> list[int]:
     return list(range(1, count + 1, step))
 
 
+def frame_plan(count: int, name: str) -> list[tuple[int | None, str]]:
+    """(frame number, row name) of each frame measured: one image is itself (None, name);
+    a cine loop's frames are `name#k` for the frames `cine_frames` picks."""
+    if count == 1:
+        return [(None, name)]
+    return [(k, f"{name}#{k}") for k in cine_frames(count)]
+
+
+def settle_frames(
+    results: list[HeadMeasurement], plan: list[tuple[int | None, str]], regions: Sequence = ()
+) -> FramesMeasurement:
+    """The measured frames of `plan`, numbered, each checked against the DICOM regions
+    (`in_its_region`), and the one chosen (a single image: itself)."""
+    for result, (k, _) in zip(results, plan, strict=True):
+        result.frame = k
+    results = [in_its_region(r, regions) for r in results]
+    return FramesMeasurement(results, choose_frame(results) if len(plan) > 1 else 0)
+
+
 @dataclass
 class FramesMeasurement:
     """Every measured frame of an image or cine loop, and the one its measurement is taken
@@ -489,22 +508,14 @@ class HeadMeasurer:
         """A cine loop (or one image, as a list of one frame): its frames measured (every
         frame up to CINE_MAX_FRAMES, else a stride), named `<name>#<frame>`, and the one
         chosen by quality (`choose_frame`)."""
-        if len(frames) == 1:
-            one = self.measure_many([frames[0]], [pixel_size_mm], [name], ga_weeks=ga_weeks)
-            return FramesMeasurement([in_its_region(r, regions) for r in one], 0)
-        numbers = cine_frames(len(frames))
-        results = list(
-            self.measure_many(
-                [frames[k - 1] for k in numbers],
-                [pixel_size_mm] * len(numbers),
-                [f"{name}#{k}" for k in numbers],
-                ga_weeks=ga_weeks,
-            )
+        plan = frame_plan(len(frames), name)
+        results = self.measure_many(
+            [frames[(k or 1) - 1] for k, _ in plan],
+            [pixel_size_mm] * len(plan),
+            [label for _, label in plan],
+            ga_weeks=ga_weeks,
         )
-        for result, k in zip(results, numbers, strict=True):
-            result.frame = k
-        results = [in_its_region(r, regions) for r in results]
-        return FramesMeasurement(results, choose_frame(results))
+        return settle_frames(list(results), plan, regions)
 
     def measure_dicom(
         self, path: str | os.PathLike, pixel_size_mm: float | None = None, ga_weeks=None

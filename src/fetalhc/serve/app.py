@@ -40,9 +40,8 @@ from fetalhc.inference.measurer import (
     QUALITY_FEATURES,
     HeadMeasurement,
     HeadMeasurer,
-    choose_frame,
-    cine_frames,
-    in_its_region,
+    frame_plan,
+    settle_frames,
 )
 from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.files import write_json, write_png
@@ -454,24 +453,19 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
                 "busy: the inference queue is full, try again shortly",
                 {"Retry-After": str(config.retry_after_s)},
             )
-        name = file.filename or "upload"
-        cine = len(upload.frames) > 1
-        numbers = cine_frames(len(upload.frames)) if cine else [None]
+        plan = frame_plan(len(upload.frames), file.filename or "upload")
         try:
             futures = [
-                batcher.submit(
-                    upload.frames[(k or 1) - 1], size, f"{name}#{k}" if k else name, ga_weeks
-                )
-                for k in numbers
+                batcher.submit(upload.frames[(k or 1) - 1], size, label, ga_weeks)
+                for k, label in plan
             ]
             results = [await asyncio.wrap_future(f) for f in futures]
         finally:
             slots.release()
-        for result, k in zip(results, numbers, strict=True):
-            result.frame = k
-        if source.startswith("dicom"):  # the header's regions: the one that holds the head
-            results = [in_its_region(r, upload.regions) for r in results]
-        chosen = choose_frame(results) if cine else 0
+        # the header's regions decide the mm when the pixel size came from them
+        regions = upload.regions if source.startswith("dicom") else ()
+        measured = settle_frames(results, plan, regions)
+        results, chosen = measured.frames, measured.chosen_index
         return upload, results, chosen, source
 
     @app.post("/api/v1/measure")
