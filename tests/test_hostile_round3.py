@@ -433,6 +433,32 @@ def test_a_low_contrast_head_is_flagged_not_ok(head, measurer):
 
 
 @needs_model
+def test_an_elliptical_ring_on_speckle_is_flagged_not_ok(head, measurer):
+    """A ring with the same speckle inside and outside: the network sees a confident,
+    perfectly elliptical 'head'; only the image around the outline shows it is none."""
+    import cv2
+
+    from fetalhc.measure.quality import QualityThresholds, is_flagged
+
+    rng = np.random.default_rng(3)
+    rings = []
+    for strength, width, grain in ((120, 8, 1.5), (70, 4, 1.0), (180, 12, 2.5)):
+        frame = cv2.GaussianBlur(rng.rayleigh(60, (540, 800)), (0, 0), grain)
+        ring = np.zeros_like(frame)
+        cv2.ellipse(ring, (400, 270), (170, 130), 15, 0, 360, 1.0, width)
+        rings.append(np.clip(frame + strength * cv2.GaussianBlur(ring, (0, 0), 2), 0, 255))
+    real, *fakes = measurer.measure_many(
+        [head, *[r.astype(np.uint8) for r in rings]], [PIXEL_MM] * 4
+    )
+    assert real.quality == "ok" and real.inside_outside > 0.1
+    for fake in fakes:
+        assert fake.ellipse_px is not None  # the network did find a "head" ...
+        assert fake.inside_outside < 0.05 and fake.quality == "check"  # ... the flag sees
+        assert any("looks like its surroundings" in r for r in fake.quality_reasons)
+        assert is_flagged(fake.as_row(), QualityThresholds())
+
+
+@needs_model
 def test_two_heads_in_one_image_are_named_not_silently_dropped(head, measurer):
     from fetalhc.measure.quality import QualityThresholds, is_flagged
 

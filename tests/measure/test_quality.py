@@ -85,3 +85,26 @@ def test_the_search_combines_the_same_rules():
 @pytest.mark.parametrize("value", ["", None, "n/a"])
 def test_text_cells_count_as_missing(value):
     assert not is_flagged({"ellipse_iou": value}, QualityThresholds(min_ellipse_iou=0.99))
+
+
+def test_inside_outside_difference_on_known_images():
+    from fetalhc.measure.ellipse import Ellipse
+    from fetalhc.measure.quality import inside_outside_difference
+
+    e = Ellipse(cx=200, cy=150, a=80, b=60, angle=0.4)
+    rng = np.random.default_rng(0)
+    same = rng.integers(0, 256, (300, 400)).astype(np.uint8)
+    assert inside_outside_difference(same, e) < 0.03  # one texture everywhere
+    yy, xx = np.mgrid[0:300, 0:400]
+    c, s = math.cos(e.angle), math.sin(e.angle)
+    r = np.hypot(((xx - 200) * c + (yy - 150) * s) / 80, (-(xx - 200) * s + (yy - 150) * c) / 60)
+    split = np.where(r < 1.0, 40, 200).astype(np.uint8)  # dark inside, bright outside
+    assert inside_outside_difference(split, e) == pytest.approx(1.0)
+    # half of the outside darker: the CDFs differ by that half exactly
+    half = np.where((r < 1.0) | (xx < 200), 40, 200).astype(np.uint8)
+    assert inside_outside_difference(half, e) == pytest.approx(0.5, abs=0.02)
+    # a head almost all outside the image, or no ellipse: no value, never a flag
+    assert math.isnan(inside_outside_difference(same, Ellipse(-75, 150, 80, 60, 0.0)))
+    assert math.isnan(inside_outside_difference(same, None))
+    assert flag_reasons({"inside_outside": math.nan}, QualityThresholds()) == []
+    assert flag_reasons({"inside_outside": 0.01}, QualityThresholds())

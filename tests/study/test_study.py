@@ -234,3 +234,25 @@ def test_the_report_keeps_the_skip_ablation_and_other_sizes_out_of_the_main_tabl
     text = write_report(tmp_path).read_text()
     assert "Skip scale: **explains both directions**" in text
     assert "## Low-data table at 320x256" in text
+
+
+def test_size_verdicts_pair_the_two_models_seed_by_seed():
+    from fetalhc.study.report import size_verdicts
+
+    def low(model, n, by_seed):
+        return {"model": model, "train_images": n, "_by_seed": by_seed}
+
+    here = [low("decoder", 79, {0: 94.0, 1: 94.5}), low("scratch-unet", 79, {0: 95.0, 1: 94.0})]
+    there = [
+        low("decoder", 79, {0: 93.7, 1: 94.0, 2: 93.0}),
+        low("scratch-unet", 79, {0: 92.3, 1: 93.5, 2: 92.0}),
+    ]
+    (line,) = size_verdicts(here, {"320x256": there}, "160x128")
+    assert "at 320x256** (79 training images) — reproduced:" in line
+    assert "+0.97 (s0 +1.40, s1 +0.50, s2 +1.00)" in line
+    assert "at 160x128: -0.25 (s0 -1.00, s1 +0.50)" in line
+    # scratch ahead in one seed: mixed; one seed only: provisional
+    there[1]["_by_seed"][1] = 94.5
+    assert "— mixed:" in size_verdicts(here, {"320x256": there}, "160x128")[0]
+    one = [low("decoder", 79, {0: 93.7}), low("scratch-unet", 79, {0: 92.3})]
+    assert "(provisional: 1 of 3 seeds)" in size_verdicts([], {"320x256": one}, "160x128")[0]

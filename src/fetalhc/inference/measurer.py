@@ -40,6 +40,7 @@ from fetalhc.measure.quality import (
     QualityThresholds,
     flag_reasons,
     grey_levels,
+    inside_outside_difference,
     plausible_hc,
     plausible_pixel_size,
 )
@@ -54,6 +55,7 @@ QUALITY_FEATURES = (
     "pass_distance_mm",
     "grey_levels",
     "second_head_ratio",
+    "inside_outside",
 )
 HC18_KEYS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 BIOMETRY_KEYS = (
@@ -105,6 +107,8 @@ class HeadMeasurement:
     pass_disagreement: float = math.nan
     pass_distance_mm: float = math.nan  # two-pass models: the passes' outlines, mean distance
     grey_levels: float = math.nan  # grey levels the image spans (1st-99th percentile)
+    # grey values inside the outline against just outside it (KS distance; quality.py)
+    inside_outside: float = math.nan
     second_head_ratio: float = math.nan  # the next largest head-like region / the measured
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
@@ -164,8 +168,10 @@ class HeadMeasurement:
         """The same segmentation in mm of another pixel size (every check made again)."""
         if self.derived_from is None:
             raise FetalHCError(f"{self.filename}: no segmentation to re-measure")
-        m, ga, thresholds, levels = self.derived_from
-        again = result_from_measurement(self.filename, m, pixel_size_mm, ga, thresholds, levels)
+        m, ga, thresholds, image_features = self.derived_from
+        again = result_from_measurement(
+            self.filename, m, pixel_size_mm, ga, thresholds, image_features
+        )
         again.image, again.logits, again.frame = self.image, self.logits, self.frame
         return again
 
@@ -330,6 +336,14 @@ def choose_frame(results: Sequence[HeadMeasurement]) -> int | None:
     return max(measured, key=key) if measured else None
 
 
+def image_features(gray: np.ndarray, ellipse: Ellipse | None) -> dict[str, float]:
+    """The flag's features measured on the image itself, around the fitted head."""
+    return {
+        "grey_levels": grey_levels(gray),
+        "inside_outside": inside_outside_difference(gray, ellipse),
+    }
+
+
 def _round(value: float | None) -> float | str:
     if value is None or not isinstance(value, float | int) or not math.isfinite(value):
         return ""
@@ -342,10 +356,13 @@ def result_from_measurement(
     pixel_size_mm: float | None,
     ga_given_weeks: float | None = None,
     thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
-    grey_levels: float = math.nan,
+    image_features: dict[str, float] | None = None,
 ) -> HeadMeasurement:
     """Turn a mask measurement into HC/GA in mm, checking every number for plausibility
-    and deciding the quality flag (fetalhc.measure.quality) on everything known."""
+    and deciding the quality flag (fetalhc.measure.quality) on everything known.
+    `image_features`: what was measured on the image itself (`grey_levels`,
+    `inside_outside`; see `image_features`)."""
+    seen = {"grey_levels": math.nan, "inside_outside": math.nan, **(image_features or {})}
     result = HeadMeasurement(
         filename=name,
         status=Status.OK,
@@ -357,15 +374,14 @@ def result_from_measurement(
         confidence=m.confidence,
         edge_probability=m.edge_probability,
         pass_disagreement=m.pass_disagreement,
-        grey_levels=grey_levels,
+        grey_levels=seen["grey_levels"],
+        inside_outside=seen["inside_outside"],
         second_head_ratio=m.second_head_ratio,
         mask=m.mask,
     )
-    # the rules that need no mm (contrast, a second head) flag every head found, even one
-    # that gets no HC
-    early = flag_reasons(
-        {"grey_levels": grey_levels, "second_head_ratio": m.second_head_ratio}, thresholds
-    )
+    # the rules that need no mm (contrast, a second head, not a head) flag every head
+    # found, even one that gets no HC
+    early = flag_reasons({**seen, "second_head_ratio": m.second_head_ratio}, thresholds)
     if early and m.ellipse is not None:
         result.quality, result.quality_reasons = "check", [*result.quality_reasons, *early]
     if m.ellipse is None:
@@ -575,11 +591,11 @@ class HeadMeasurer:
                     m = measure(
                         p.probability, threshold, coarse=p.coarse_probability, thresholds=thresholds
                     )
-                    levels = grey_levels(image)
+                    seen = image_features(image, m.ellipse)
                     result = result_from_measurement(
-                        names[i], m, sizes[i], ga_weeks, thresholds, levels
+                        names[i], m, sizes[i], ga_weeks, thresholds, seen
                     )
-                    result.derived_from = (m, ga_weeks, thresholds, levels)
+                    result.derived_from = (m, ga_weeks, thresholds, seen)
                     result.image = image
                     if keep_logits:
                         result.logits = p.logits_small

@@ -370,6 +370,7 @@ def low_data_table(cells: list[dict], size: str | None = None) -> list[dict]:
                     "paper_mIoU": p.get("miou", ""),
                     "_dice": _mean([c["metrics"]["paper_dice"] for c in sub], 100),
                     "_dice_values": [100 * c["metrics"]["paper_dice"] for c in sub],
+                    "_by_seed": {c["cell"]["seed"]: 100 * c["metrics"]["paper_dice"] for c in sub},
                 }
             )
     return rows
@@ -690,6 +691,56 @@ MAIN_COLUMNS = [
 ]
 
 
+def size_verdicts(low: list[dict], low_other: dict[str, list[dict]], size: str) -> list[str]:
+    """The little-data half of the third claim at each other image size: at every training
+    set size run there by both models, the decoder's lead over the scratch U-Net, per seed
+    (the two models of one seed train on the same images), beside the lead at `size`."""
+
+    def gaps(rows: list[dict]) -> dict[int, dict[int, float]]:
+        out = {}
+        for n in sorted({r["train_images"] for r in rows}):
+            pair = {r["model"]: r for r in rows if r["train_images"] == n}
+            if len(pair) == 2:
+                dec, scr = pair["decoder"]["_by_seed"], pair["scratch-unet"]["_by_seed"]
+                out[n] = {k: dec[k] - scr[k] for k in sorted(set(dec) & set(scr))}
+        return out
+
+    here = gaps(low)
+    lines = []
+    for other, rows in low_other.items():
+        for n, per_seed in gaps(rows).items():
+            if not per_seed:
+                continue
+            mean = float(np.mean(list(per_seed.values())))
+            leads = sum(v > 0 for v in per_seed.values())
+            verdict = (
+                "reproduced"
+                if leads == len(per_seed)
+                else "not reproduced"
+                if leads == 0
+                else "mixed"
+            )
+            short = (
+                f" (provisional: {len(per_seed)} of {MIN_SEEDS} seeds)"
+                if len(per_seed) < MIN_SEEDS
+                else ""
+            )
+            seeds = ", ".join(f"s{k} {v:+.2f}" for k, v in per_seed.items())
+            base = here.get(n)
+            beside = (
+                f"; at {size}: {np.mean(list(base.values())):+.2f}"
+                f" ({', '.join(f's{k} {v:+.2f}' for k, v in base.items())})"
+                if base
+                else ""
+            )
+            lines.append(
+                f"**Pretraining helps with little data, at {other}** ({n} training images) "
+                f"— {verdict}{short}: decoder − scratch U-Net Dice {mean:+.2f} "
+                f"({seeds}){beside}."
+            )
+    return lines
+
+
 def write_report(study: str | Path) -> Path:
     study = Path(study)
     if not study.is_dir():
@@ -730,6 +781,13 @@ def write_report(study: str | Path) -> Path:
         f"{len(cells)} finished cells. The recipe, as recorded by the cells themselves:",
         "",
         *recipe_lines(cells),
+        *[
+            f"- `{c['name']}` was trained and evaluated by an earlier probe with the same "
+            f"recipe (`{c['adopted_from']}`), adopted by `scripts/adopt_cell.py` after its "
+            "recorded recipe matched the cell's"
+            for c in cells
+            if c.get("adopted_from")
+        ],
         "",
         "Columns: PA, Dice, mIoU (foreground IoU, the paper's name) computed as the paper did "
         "(model resolution, raw thresholded output) on our held-out **test** part at the best "
@@ -778,7 +836,7 @@ def write_report(study: str | Path) -> Path:
         if table:
             lines += ["", f"## Low-data table at {size}", ""]
             lines += _markdown(table, [k for k in table[0] if not k.startswith("_")])
-    claims = verdicts(main, low)
+    claims = verdicts(main, low) + size_verdicts(low, low_other, main_size(cells))
     if claims:
         lines += ["", "## The paper's claims, judged on these numbers", ""]
         lines += [f"- {c}" for c in claims]
