@@ -85,3 +85,42 @@ def test_clean_mask_keeps_largest_component_and_fills_holes():
     cleaned = clean_mask(m)
     assert cleaned[30, 40] == 1 and cleaned[6, 92] == 0
     assert cleaned.sum() == draw_filled(Ellipse(40, 30, 20, 15, 0), (60, 100)).sum()
+
+
+def test_surface_distances_of_masks_on_the_image_edge_and_far_apart():
+    """The window around both masks must not invent boundary on its own edges, and keeps
+    the image's rule: a mask running off the image has no boundary there."""
+    big = np.zeros((300, 400), np.uint8)
+    a, b = big.copy(), big.copy()
+    a[100:140, 50:90] = 1
+    b[150:200, 300:360] = 1
+    hd, asd = brute_force_surface(a, b, (0.5, 0.25))
+    assert metrics.hausdorff(a, b, (0.5, 0.25)) == pytest.approx(hd, rel=1e-9)
+    assert metrics.assd(a, b, (0.5, 0.25)) == pytest.approx(asd, rel=1e-9)
+    edge = big.copy()
+    edge[0:30, 0:30] = 1  # touches the top and left image edges
+    inner = big.copy()
+    inner[0:30, 0:29] = 1
+    hd, asd = brute_force_surface(edge, inner, (1.0, 1.0))
+    assert metrics.hausdorff(edge, inner) == pytest.approx(hd, rel=1e-9)
+    assert metrics.assd(edge, inner) == pytest.approx(asd, rel=1e-9)
+
+
+def test_measure_features_match_full_size_rasters():
+    """measure() computes the IoU with its ellipse and the edge ring on one radius map of
+    the ellipse's box; full-size rasters of the two ellipses must give the same numbers."""
+    import cv2
+
+    from fetalhc.measure.postprocess import EDGE_RING, measure
+
+    rng = np.random.default_rng(7)
+    for _ in range(5):
+        blob = random_blob(rng, (240, 320)).astype(np.float32)
+        prob = np.clip(cv2.GaussianBlur(blob, (0, 0), 3) + rng.normal(0, 0.05, blob.shape), 0, 1)
+        m = measure(prob)
+        e = m.ellipse
+        inside = draw_filled(e, prob.shape).astype(bool)
+        grown = Ellipse(e.cx, e.cy, e.a * (1 + EDGE_RING), e.b * (1 + EDGE_RING), e.angle)
+        ring = draw_filled(grown, prob.shape).astype(bool) & ~inside
+        assert m.ellipse_iou == pytest.approx(metrics.iou(m.mask, inside), abs=1e-12)
+        assert m.edge_probability == pytest.approx(float(prob[ring].mean()), rel=1e-6)

@@ -105,21 +105,32 @@ def fit_mask(mask: np.ndarray, exclude_border: bool = True) -> Ellipse | None:
     return Ellipse(e.cx, e.cy, e.a + BOUNDARY_OFFSET_PX, e.b + BOUNDARY_OFFSET_PX, e.angle)
 
 
-def draw_filled(ellipse: Ellipse, shape: tuple[int, int]) -> np.ndarray:
-    """Filled 0/1 mask of the pixels whose centres lie inside the ellipse."""
+def radius_squared(
+    ellipse: Ellipse, shape: tuple[int, int], reach: float = 1.0, step: int = 1
+) -> tuple[np.ndarray, tuple[slice, slice]]:
+    """u² + v² (1 on the ellipse, < 1 inside) at the pixel centres of the ellipse's bounding
+    box grown `reach` times, clipped to the image, every `step`-th pixel; and that box, as
+    slices of the image (with the same step)."""
     h, w = shape
-    out = np.zeros((h, w), np.uint8)
-    r = max(ellipse.a, ellipse.b) + 1  # only the ellipse's bounding box is evaluated
+    r = reach * max(ellipse.a, ellipse.b) + 1
     x0, x1 = max(int(ellipse.cx - r), 0), min(int(ellipse.cx + r) + 2, w)
     y0, y1 = max(int(ellipse.cy - r), 0), min(int(ellipse.cy + r) + 2, h)
+    box = (slice(y0, max(y0, y1), step), slice(x0, max(x0, x1), step))
     if x0 >= x1 or y0 >= y1:
-        return out
-    ys, xs = np.mgrid[y0:y1, x0:x1]
+        return np.zeros((len(range(*box[0].indices(h))), len(range(*box[1].indices(w))))), box
+    ys, xs = np.mgrid[box]
     c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
     dx, dy = xs - ellipse.cx, ys - ellipse.cy
     u = (dx * c + dy * s) / max(ellipse.a, 1e-9)
     v = (-dx * s + dy * c) / max(ellipse.b, 1e-9)
-    out[y0:y1, x0:x1] = u * u + v * v <= 1.0
+    return u * u + v * v, box
+
+
+def draw_filled(ellipse: Ellipse, shape: tuple[int, int]) -> np.ndarray:
+    """Filled 0/1 mask of the pixels whose centres lie inside the ellipse."""
+    out = np.zeros(shape, np.uint8)
+    r2, box = radius_squared(ellipse, shape)  # only the ellipse's bounding box
+    out[box] = r2 <= 1.0
     return out
 
 

@@ -1,9 +1,12 @@
 """Segmentation and measurement metrics, pure functions on binary masks.
 
 Overlap metrics follow the paper (pixel accuracy, Dice, foreground IoU). Surface metrics
-are computed in millimetres with a per-axis spacing (row, column), from Euclidean distance
-transforms (SciPy) of each mask's boundary, as MONAI's HausdorffDistanceMetric and
-SurfaceDistanceMetric do (symmetric, 100th percentile, boundary = mask minus its erosion).
+are computed in millimetres with a per-axis spacing (row, column) as MONAI's
+HausdorffDistanceMetric and SurfaceDistanceMetric do (symmetric, 100th percentile, boundary
+= mask minus its erosion): each boundary pixel's distance to the nearest boundary pixel of
+the other mask, found with SciPy's k-d tree. That is the value a Euclidean distance
+transform of the other boundary gives at the pixel, for a few thousand boundary points
+instead of every pixel of the window (tested against all pairwise distances).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from collections.abc import Iterable
 
 import cv2
 import numpy as np
-from scipy import ndimage
+from scipy.spatial import cKDTree
 
 
 def _bool(mask: np.ndarray) -> np.ndarray:
@@ -50,31 +53,27 @@ def boundary(mask: np.ndarray) -> np.ndarray:
     return (m - cv2.erode(m, _CROSS)).astype(bool)
 
 
-def _crop(*masks: np.ndarray, margin: int = 2) -> tuple[slice, slice]:
-    """Bounding box of all masks: distances between their boundaries stay inside it."""
-    union = np.zeros_like(masks[0], dtype=bool)
-    for m in masks:
-        union |= m
-    rows, cols = np.nonzero(union)
-    h, w = union.shape
-    return (
-        slice(max(rows.min() - margin, 0), min(rows.max() + margin + 1, h)),
-        slice(max(cols.min() - margin, 0), min(cols.max() + margin + 1, w)),
-    )
-
-
 def surface_distances(
     pred: np.ndarray, ref: np.ndarray, spacing: tuple[float, float] = (1.0, 1.0)
 ) -> tuple[np.ndarray, np.ndarray]:
     """Distances (in spacing units) from pred's boundary to ref's, and from ref's to pred's."""
-    bp, br = boundary(pred), boundary(ref)
+    p, r = _bool(pred), _bool(ref)
+    # Only the window holding both masks, 2 pixels beyond them where the image allows: a
+    # window edge that is not the image's edge then touches background only.
+    x, y, w, h = cv2.boundingRect((p | r).astype(np.uint8))
+    if w == 0:
+        return np.array([]), np.array([])
+    y0, x0 = max(y - 2, 0), max(x - 2, 0)
+    window = (slice(y0, y + h + 2), slice(x0, x + w + 2))
+    bp, br = boundary(p[window]), boundary(r[window])
     if not bp.any() or not br.any():
         return np.array([]), np.array([])
-    window = _crop(bp, br)
-    bp, br = bp[window], br[window]
-    to_ref = ndimage.distance_transform_edt(~br, sampling=spacing)
-    to_pred = ndimage.distance_transform_edt(~bp, sampling=spacing)
-    return to_ref[bp], to_pred[br]
+    scale = np.asarray(spacing, np.float64)
+    points_p = np.argwhere(bp) * scale  # window coordinates: distances do not change
+    points_r = np.argwhere(br) * scale
+    to_ref = cKDTree(points_r).query(points_p)[0]
+    to_pred = cKDTree(points_p).query(points_r)[0]
+    return to_ref, to_pred
 
 
 def hausdorff_and_assd(

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from fetalhc.measure.ellipse import Ellipse, draw_filled, fit_mask, hc_mm
-from fetalhc.measure.metrics import assd, iou
+from fetalhc.measure.ellipse import Ellipse, fit_mask, hc_mm, radius_squared
+from fetalhc.measure.metrics import assd
 from fetalhc.measure.quality import QualityThresholds, flag_reasons
 
 EDGE_RING = 0.06  # the ring outside the ellipse: up to 6 % beyond each semi-axis
@@ -82,27 +82,25 @@ def measure(
     `coarse`) the two passes disagree."""
     mask, second = largest_component(prob >= threshold)
     if coarse is not None:  # the whole-image pass sees a second head the close-up may crop
-        second = max(second, largest_component(coarse >= threshold)[1])
+        first_mask, first_second = largest_component(coarse >= threshold)
+        second = max(second, first_second)
     if int(mask.sum()) < min_area_px:
         return Measurement(mask, None, "no_head")
     ellipse = fit_mask(mask)
     if ellipse is None:
         return Measurement(mask, None, "no_head")
-    inside = draw_filled(ellipse, mask.shape).astype(bool)
-    agreement = iou(mask, inside)
+    # One map of the ellipse's radius serves its inside (the IoU) and the ring beyond it.
+    r2, box = radius_squared(ellipse, mask.shape, 1 + EDGE_RING)
+    inside = r2 <= 1.0
+    in_box = mask[box] > 0
+    overlap = int((in_box & inside).sum())
+    union = int(mask.sum()) + int(inside.sum()) - overlap
+    agreement = overlap / union if union else 1.0
     confidence = float(prob[mask > 0].mean())
-    grown = Ellipse(
-        ellipse.cx,
-        ellipse.cy,
-        ellipse.a * (1 + EDGE_RING),
-        ellipse.b * (1 + EDGE_RING),
-        ellipse.angle,
-    )
-    ring = draw_filled(grown, mask.shape).astype(bool) & ~inside
-    edge = float(prob[ring].mean()) if ring.any() else 0.0
+    ring = (r2 <= (1 + EDGE_RING) ** 2) & ~inside
+    edge = float(prob[box][ring].mean()) if ring.any() else 0.0
     disagreement = distance = float("nan")
     if coarse is not None:
-        first_mask = clean_mask(coarse >= threshold)
         first = fit_mask(first_mask)
         perimeter = hc_mm(ellipse, 1.0)
         disagreement = abs(perimeter - hc_mm(first, 1.0)) / perimeter if first else 1.0

@@ -38,10 +38,10 @@ def whole_image(shape_hw: tuple[int, int]) -> Square:
 
 def box_of(mask: np.ndarray) -> tuple[float, float, float, float] | None:
     """(x0, y0, x1, y1) pixel-edge bounding box of a mask's non-zero pixels, or None."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
+    x, y, w, h = cv2.boundingRect(np.asarray(mask, np.uint8))  # non-zero pixels' box
+    if w == 0 or h == 0:
         return None
-    return xs.min() - 0.5, ys.min() - 0.5, xs.max() + 0.5, ys.max() + 0.5
+    return x - 0.5, y - 0.5, x + w - 0.5, y + h - 0.5
 
 
 def around_box(box: tuple[float, float, float, float], margin: float) -> Square:
