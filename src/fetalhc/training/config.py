@@ -15,7 +15,7 @@ from pathlib import Path
 from fetalhc.data.split import SPLIT_PARTS
 from fetalhc.errors import FetalHCError
 from fetalhc.io.files import read_yaml
-from fetalhc.model.config import DEFAULT_IMAGE_SIZE
+from fetalhc.model.config import DEFAULT_IMAGE_SIZE, PAPER_DECODER_CHANNELS
 from fetalhc.model.preprocess import NORMALIZATIONS
 from fetalhc.model.strategies import BN_MODES
 
@@ -26,7 +26,7 @@ LR_SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("paper", "strong")
 # Fields added after the first studies ran: a study cell's identity names them only when
 # they differ from their default, so cells run before they existed stay valid.
-LATER_FIELDS = ("lr_schedule", "augment", "head_crop", "skip_rescale")
+LATER_FIELDS = ("lr_schedule", "augment", "head_crop", "skip_rescale", "decoder_channels")
 
 
 def _option(default, help: str, choices: tuple[str, ...] | None = None, **extra):
@@ -94,6 +94,12 @@ class TrainConfig:
         "decoder block's output)",
     )
 
+    decoder_channels: list[int] = _option(
+        list(PAPER_DECODER_CHANNELS),
+        "widths of the U-Net's five decoder blocks, deepest first (comma-separated; "
+        "narrower ones cost fewer FLOPs, most of them the decoder's)",
+    )
+
     def validate(self) -> None:
         w, h = self.image_size
         if w % 32 or h % 32 or w <= 0 or h <= 0:
@@ -114,6 +120,11 @@ class TrainConfig:
             raise FetalHCError(f"head_crop must be in [0, 1), got {self.head_crop}")
         if self.head_crop and w != h:
             raise FetalHCError(f"head_crop needs a square image size, got {w}x{h}")
+        channels = self.decoder_channels
+        if len(channels) != 5 or any(c < 1 for c in channels):
+            raise FetalHCError(f"decoder_channels must be 5 positive integers, got {channels}")
+        if self.strategy == "scratch-unet" and list(channels) != list(PAPER_DECODER_CHANNELS):
+            raise FetalHCError("decoder_channels applies to the smp U-Net, not scratch-unet")
         if self.train_images < 0:
             raise FetalHCError(f"train_images must be >= 0, got {self.train_images}")
         bad = [p for p in self.train_parts if p not in SPLIT_PARTS]
@@ -164,6 +175,13 @@ def _coerce(name: str, value: typing.Any, hint: typing.Any) -> typing.Any:
         (item,) = typing.get_args(hint) or (typing.Any,)
         if isinstance(value, str) and item is str:
             value = value.split(",")
+        elif isinstance(value, str) and item is int:
+            try:
+                value = [int(v) for v in value.split(",")]
+            except ValueError:
+                raise FetalHCError(
+                    f"train key {name!r}: expected comma-separated integers, got {value!r}"
+                ) from None
         if not isinstance(value, list) or (
             item is not typing.Any
             and not all(isinstance(v, item) and not isinstance(v, bool) for v in value)

@@ -316,6 +316,7 @@ class Trainer:
         mc = ModelConfig(
             arch=s.arch,
             encoder=self.config.encoder,
+            decoder_channels=list(self.config.decoder_channels),
             image_size=self.config.image_size,
             normalization=self.config.normalization,
             head_crop=self.config.head_crop,
