@@ -142,7 +142,7 @@ def test_quality_flag_says_check_for_a_lobed_or_leaking_mask():
 def test_flip_tta_averages_with_the_mirrored_prediction():
     seg = Segmenter.__new__(Segmenter)
     seg.size, seg.normalization, seg.batch_size = (64, 32), "imagenet", 4
-    seg.head_crop = 0.0
+    seg.head_crop, seg.locate_side = 0.0, 64
 
     def lopsided(x: np.ndarray) -> np.ndarray:
         # a fake network that sees head only in the left half of what it is given, scaled

@@ -132,3 +132,29 @@ def test_every_result_row_has_the_csv_columns_in_order():
     assert implausible.record()["hc_mm"] == 12.0 and implausible.as_row()["hc_mm"] == ""
     assert implausible.as_row()["status"] == "implausible_hc: HC 12 mm"
     assert measured.as_row()["hc_mm"] == 180.0 and math.isnan(implausible.record()["bpd_mm"])
+
+
+@needs_model
+def test_a_smaller_locating_pass_with_onnx_and_torch(tmp_path, sample, monkeypatch):
+    """The bundled model's first pass at 160 instead of 256: ONNX Runtime exports a second
+    graph for that side (cached beside the first), agrees with PyTorch, and measures the
+    sample's heads about as the full-size first pass does."""
+    from fetalhc.data.hc18 import load_labelled
+    from fetalhc.inference.measurer import HeadMeasurer
+
+    monkeypatch.setenv("FETALHC_CACHE", str(tmp_path / "cache"))
+    records = load_labelled(sample)[:3]
+    images = [r.image_path for r in records]
+    sizes = [r.pixel_size_mm for r in records]
+    full = list(HeadMeasurer(backend="onnx").measure_many(images, sizes))
+    onnx = list(HeadMeasurer(backend="onnx", locate_side=160).measure_many(images, sizes))
+    torch_ = list(HeadMeasurer(backend="torch", locate_side=160).measure_many(images, sizes))
+    cached = sorted(p.name for p in (tmp_path / "cache").glob("*.onnx"))
+    assert len(cached) == 2 and cached[1].endswith("_160x160.onnx")
+    for a, b, c, r in zip(full, onnx, torch_, records, strict=True):
+        assert b.ok and c.ok
+        assert b.hc_mm == pytest.approx(c.hc_mm, abs=0.05)  # the same network, two runtimes
+        assert abs(b.hc_mm - r.hc_mm) < 0.05 * r.hc_mm  # still on the reference head
+        assert abs(b.hc_mm - a.hc_mm) < 0.03 * a.hc_mm
+    with pytest.raises(Exception, match="locate_side"):
+        HeadMeasurer(backend="torch", locate_side=100)

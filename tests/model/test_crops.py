@@ -73,6 +73,7 @@ def brightness_segmenter(head_crop=0.2, size=64):
     seg = Segmenter.__new__(Segmenter)
     seg.size, seg.normalization, seg.batch_size = (size, size), "unit", 4
     seg.head_crop, seg.flip_tta, seg.quality_thresholds = head_crop, False, {}
+    seg.locate_side = size
     seg.checkpoint = __import__("pathlib").Path("brightness")
     seg.calls = []
 
@@ -304,3 +305,22 @@ def test_blank_frames_have_no_head_even_where_a_network_would_see_one(value):
     result = HeadMeasurer.from_segmenter(seg).measure(np.full((300, 400), value, np.uint8), 0.1)
     assert result.status == "no_head" and "blank" in result.quality_reasons[0]
     assert seg.calls == []  # not even run
+
+
+def test_a_smaller_locating_pass_sees_the_whole_image_at_its_own_side():
+    image, truth = disc_image(axes=(150, 120), centre=(400, 270))
+    seg = brightness_segmenter(size=128)
+    seg.locate_side = 64  # the first pass only has to find the head
+    [pred] = seg.predict([image])
+    assert seg.calls == [(1, 3, 64, 64), (1, 3, 128, 128)]
+    fine = fit_mask(pred.probability >= 0.5)
+    assert (fine.cx, fine.cy) == pytest.approx((truth.cx, truth.cy), abs=1.0)
+    assert max(fine.a, fine.b) == pytest.approx(max(truth.a, truth.b), rel=0.02)
+
+
+def test_locate_side_is_checked():
+    from fetalhc.model.config import ModelConfig
+
+    with pytest.raises(FetalHCError, match="locate_side"):
+        ModelConfig.from_dict({"locate_side": 100})
+    assert ModelConfig.from_dict({"locate_side": 160}).locate_side == 160

@@ -417,7 +417,8 @@ class HeadMeasurer:
 
     checkpoint: a run's `best.safetensors` (with its config.json), an exported `.onnx`, or
     None for the bundled model. backend: auto | torch | onnx. flip_tta averages the
-    prediction with that of the mirrored image.
+    prediction with that of the mirrored image. locate_side: a two-pass model's first
+    pass at another square side (a multiple of 32; it only has to find the head).
     """
 
     def __init__(
@@ -427,6 +428,7 @@ class HeadMeasurer:
         threads: int = 0,
         batch_size: int = 8,
         flip_tta: bool = False,
+        locate_side: int | None = None,
     ) -> None:
         self.segmenter = Segmenter(
             checkpoint if checkpoint is not None else default_checkpoint(),
@@ -434,6 +436,7 @@ class HeadMeasurer:
             threads=threads,
             batch_size=batch_size,
             flip_tta=flip_tta,
+            locate_side=locate_side,
         )
 
     @classmethod

@@ -56,9 +56,12 @@ class Segmenter:
         threads: int = 0,
         batch_size: int = 8,
         flip_tta: bool = False,
+        locate_side: int | None = None,
     ) -> None:
         """`threads`: ONNX Runtime's intra-op threads for this model (0: its default).
-        PyTorch's threads belong to the process: set them with `model.unet.set_threads`."""
+        PyTorch's threads belong to the process: set them with `model.unet.set_threads`.
+        `locate_side`: two-pass models, the first pass's square side instead of the
+        model's own (`locate_side` in its config, else its image size); a multiple of 32."""
         from fetalhc.model.checkpoint import config_for_checkpoint
 
         if backend not in BACKENDS:
@@ -83,6 +86,10 @@ class Segmenter:
         self.size = (int(w), int(h))
         self.normalization = model_config.normalization
         self.head_crop = model_config.head_crop
+        side = model_config.locate_side if locate_side is None else locate_side
+        if isinstance(side, bool) or not isinstance(side, int) or side < 0 or side % 32:
+            raise FetalHCError(f"locate_side must be a multiple of 32, got {side!r}")
+        self.locate_side = side or self.size[0]
         # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
         quality = self.config.get("quality", {})
         self.quality_thresholds = quality if isinstance(quality, dict) else {}
@@ -122,46 +129,69 @@ class Segmenter:
     def _onnx_runner(self):
         import onnxruntime as ort
 
-        path = self.checkpoint if self.checkpoint.suffix == ".onnx" else self._cached_onnx()
         options = ort.SessionOptions()
         if self.threads:
             options.intra_op_num_threads = self.threads
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        try:
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-            raise FetalHCError(f"{path}: cannot load ONNX model ({exc})") from None
-        name = session.get_inputs()[0].name
+        sessions: dict[tuple[int, int], tuple] = {}
+
+        def session_for(w: int, h: int) -> tuple:
+            """ONNX graphs have a fixed image size: one session per size asked for."""
+            if (w, h) in sessions:
+                return sessions[(w, h)]
+            if self.checkpoint.suffix == ".onnx":
+                if (w, h) != self.size:
+                    raise FetalHCError(
+                        f"{self.checkpoint}: exported for {self.size[0]}x{self.size[1]}, not "
+                        f"{w}x{h}; use the .safetensors checkpoint for another locate side"
+                    )
+                path = self.checkpoint
+            else:
+                path = self._cached_onnx((w, h))
+            try:
+                session = ort.InferenceSession(
+                    str(path), options, providers=["CPUExecutionProvider"]
+                )
+            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
+                raise FetalHCError(f"{path}: cannot load ONNX model ({exc})") from None
+            sessions[(w, h)] = (session, session.get_inputs()[0].name)
+            return sessions[(w, h)]
+
+        session_for(*self.size)  # the model's own size now: a broken model fails at once
 
         def run(x: np.ndarray) -> np.ndarray:
+            session, name = session_for(x.shape[-1], x.shape[-2])
             return session.run(None, {name: x})[0]
 
         return run
 
-    def _cached_onnx(self) -> Path:
-        """Export the checkpoint once and reuse it (keyed by the checkpoint's hash)."""
+    def _cached_onnx(self, size: tuple[int, int]) -> Path:
+        """Export the checkpoint once per input size and reuse it (keyed by the checkpoint's
+        hash; the model's own size keeps the plain name)."""
         from fetalhc.model.export import export_onnx
 
-        name = f"{file_sha256(self.checkpoint)[:16]}.onnx"
+        digest = file_sha256(self.checkpoint)[:16]
+        name = f"{digest}.onnx" if size == self.size else f"{digest}_{size[0]}x{size[1]}.onnx"
         target = cache_dir() / name
         if target.is_file():
             return target
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             log.info("fetalhc: exporting the model to ONNX once (cached in %s)", target.parent)
-            export_onnx(self.checkpoint, target, verify=False)
+            export_onnx(self.checkpoint, target, verify=False, size=size)
             return target
         except OSError as exc:
             # A read-only home or cache (clusters, containers): export to a private temporary
             # folder for this process instead; nothing is kept.
-            self._tmp = tempfile.TemporaryDirectory(prefix="fetalhc-")
+            if not hasattr(self, "_tmp"):  # one folder for every size this process exports
+                self._tmp = tempfile.TemporaryDirectory(prefix="fetalhc-")
             log.info(
                 "fetalhc: cache %s not writable (%s); using a temporary copy",
                 target.parent,
                 exc.strerror or exc,
             )
             target = Path(self._tmp.name) / name
-            export_onnx(self.checkpoint, target, verify=False)
+            export_onnx(self.checkpoint, target, verify=False, size=size)
             return target
 
     # ------------------------------------------------------------ API
@@ -186,8 +216,8 @@ class Segmenter:
         small = np.stack([cv2.resize(im, (w, h), interpolation=cv2.INTER_AREA) for im in images])
         return self._network(preprocess(small, self.normalization))
 
-    def _crop_logits(self, images, squares) -> tuple[np.ndarray, list[np.ndarray]]:
-        side = self.size[0]
+    def _crop_logits(self, images, squares, side: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
+        side = side or self.size[0]
         matrices = [crop_matrix(sq, side) for sq in squares]
         crops = np.stack([cut(im, m, side) for im, m in zip(images, matrices, strict=True)])
         return self._network(preprocess(crops, self.normalization)), matrices
@@ -203,7 +233,9 @@ class Segmenter:
             ]
         # Pass 1: find the head in the whole image.
         shapes = [im.shape[:2] for im in images]
-        coarse_logits, matrices = self._crop_logits(images, [whole_image(s) for s in shapes])
+        coarse_logits, matrices = self._crop_logits(
+            images, [whole_image(s) for s in shapes], self.locate_side
+        )
         full = [
             uncrop_logits(lg, m, s)
             for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)

@@ -30,6 +30,9 @@ class ModelConfig:
     # on the first training batch, TrainConfig.skip_rescale); stored as the buffer
     # `skip_scale.rms` in the weights too.
     skip_rms: list[float] = field(default_factory=list)
+    # Two-pass models: the side of the first (locating) pass's square, which only has to
+    # find the head; 0: the same as the second pass's (image_size).
+    locate_side: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -46,6 +49,7 @@ class ModelConfig:
             "normalization",
             "head_crop",
             "skip_rms",
+            "locate_side",
         )
         known = {k: d[k] for k in names if k in d}
         for key in ("arch", "encoder", "normalization"):
@@ -78,6 +82,11 @@ class ModelConfig:
         ):
             raise FetalHCError(
                 f"config.json: model 'skip_rms' must be [] or {SKIP_STAGES} positive numbers"
+            )
+        side = known.get("locate_side", 0)
+        if isinstance(side, bool) or not isinstance(side, int) or side < 0 or side % 32:
+            raise FetalHCError(
+                f"config.json: model 'locate_side' must be 0 or a multiple of 32, got {side!r}"
             )
         config = cls(**known)
         if config.normalization not in NORMALIZATIONS:

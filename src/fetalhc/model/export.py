@@ -21,13 +21,15 @@ def export_onnx(
     onnx_path: str | Path,
     verify: bool = True,
     check_images: list[np.ndarray] | None = None,
+    size: tuple[int, int] | None = None,
 ) -> float | None:
     """Export with a dynamic batch axis; with `verify`, return the largest |logit| difference
-    from PyTorch on `check_images` (or random input) and raise if it exceeds 1e-3."""
+    from PyTorch on `check_images` (or random input) and raise if it exceeds 1e-3. `size`
+    (W, H): another input size than the model's (a two-pass model's locating pass)."""
     from fetalhc.model.checkpoint import load_model
 
     model, config = load_model(checkpoint)
-    w, h = config["model"]["image_size"]
+    w, h = size or config["model"]["image_size"]
     dummy = torch.zeros(1, 3, h, w)
     with atomic_path(onnx_path, suffix=".onnx") as tmp:
         try:
