@@ -1,7 +1,8 @@
 """The measurement's quality: plausible ranges and the `check` flag's thresholds.
 
-NumPy only. The flag's rules are defined here once; `predict`, `evaluate`, `serve` and the
-model-selection script's threshold search all use them.
+NumPy and the ellipse's geometry only (no torch). The flag's rules are defined here once;
+`predict`, `evaluate`, `serve` and the model-selection script's threshold search all use
+them.
 """
 
 from __future__ import annotations
