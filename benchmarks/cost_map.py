@@ -259,6 +259,9 @@ def main() -> None:
                 f"{c['gflop']:.2f} | {c['end_to_end_ms']:.0f} | "
                 f"{base / c['end_to_end_ms']:.2f}x |"
             )
+    notes = args.out / "notes.md"  # what the table cannot say, written by hand
+    if notes.is_file():
+        lines += ["", notes.read_text(encoding="utf-8").strip()]
     (args.out / "summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
