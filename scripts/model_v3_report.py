@@ -1,0 +1,174 @@
+"""Model v3's accuracy-cost map: out-of-fold figures of each trained variant beside its cost.
+
+    python scripts/model_v3_report.py [--data ../shared/hc18] [--root results/model-v3]
+
+For every variant of `scripts/model_v3_map.sh` whose three fold runs are finished (WIDTH_SIDE:
+decoder width, second-pass side), each fold's last epoch measures its own validation part
+(no epoch is picked on the images it is scored on), once with the first pass at the model's
+side and once at each smaller `--locate-sides` (the same weights: the locating pass only has
+to find the head). The pooled out-of-fold rows (cached in ROOT/oof/, resumable) give ADF,
+ellipse Dice and Hausdorff and the errors over 10 mm, with the figures and the flag search
+of `scripts/model_selection_report.py`; the cost comes from `results/cost-map/two_pass.csv`
+(FLOPs counted, ms composed of measured parts, fp32). Writes ROOT/map.csv, ROOT/map.md and
+ROOT/map.png (ADF against ms). Nothing here looks at a test part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import model_selection_report as selection  # noqa: E402 - the sibling script's figures
+
+from fetalhc.inference.evaluate import evaluation_rows, select_records  # noqa: E402
+from fetalhc.inference.measurer import HeadMeasurer  # noqa: E402
+from fetalhc.io.files import write_csv  # noqa: E402
+
+FOLDS = 3
+EPOCHS = 25
+
+
+def finished(run: Path, epochs: int = EPOCHS) -> bool:
+    history = run / "history.csv"
+    if not (run / "last.safetensors").is_file() or not history.is_file():
+        return False
+    with open(history, newline="") as f:
+        return sum(1 for _ in csv.DictReader(f)) >= epochs
+
+
+def variants(root: Path, epochs: int = EPOCHS) -> list[str]:
+    names = sorted({p.name.rsplit("_fold", 1)[0] for p in (root / "runs").glob("*_fold*")})
+    return [
+        v
+        for v in names
+        if all(finished(root / "runs" / f"{v}_fold{k}", epochs) for k in range(FOLDS))
+    ]
+
+
+def oof_rows(root: Path, variant: str, locate: int, data: Path, threads: int) -> list[dict]:
+    path = root / "oof" / f"{variant}-locate{locate}.csv"
+    if path.is_file():
+        with open(path, newline="") as f:
+            return [{k: selection._num(v) for k, v in r.items()} for r in csv.DictReader(f)]
+    rows = []
+    for k in range(FOLDS):
+        records, _ = select_records(data, root / f"split.fold{k}.csv", "val")
+        measurer = HeadMeasurer(
+            root / "runs" / f"{variant}_fold{k}" / "last.safetensors",
+            backend="torch",
+            threads=threads,
+            locate_side=locate,
+        )
+        measurer.segmenter.quality_thresholds = {}  # features only; the flag is chosen later
+        result = evaluation_rows(measurer, records)
+        rows += [{"fold": k, **row} for row in result.rows]
+        rows += [
+            {"fold": k, "filename": reason.split(":")[0], "status": "no_head"}
+            for reason in result.skipped
+        ]
+    write_csv(path, rows)
+    return rows
+
+
+def costs(path: Path) -> dict[tuple[str, int, int], dict]:
+    if not path.is_file():
+        return {}
+    with open(path, newline="") as f:
+        return {
+            (r["width"], int(r["first_pass"]), int(r["second_pass"])): r
+            for r in csv.DictReader(f)
+            if r["precision"] == "fp32"
+        }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("../shared/hc18"))
+    parser.add_argument("--root", type=Path, default=Path("results/model-v3"))
+    parser.add_argument("--costs", type=Path, default=Path("results/cost-map/two_pass.csv"))
+    parser.add_argument("--locate-sides", default="128,160")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=EPOCHS, help="a finished run's epochs")
+    args = parser.parse_args()
+    cost = costs(args.costs)
+    table = []
+    for variant in variants(args.root, args.epochs):
+        width, side = variant.split("_")[0], int(variant.split("_")[1])
+        smaller = [int(s) for s in args.locate_sides.split(",") if int(s) < side]
+        for locate in [side, *smaller]:
+            rows = oof_rows(args.root, variant, locate, args.data, args.threads)
+            figures = selection.figures(rows)
+            c = cost.get((width, locate, side), {})
+            table.append(
+                {
+                    "variant": variant,
+                    "width": width,
+                    "first_pass": locate,
+                    "second_pass": side,
+                    "images": figures["images"],
+                    "adf_mm": figures["adf_mm"],
+                    "ellipse_dice_pct": figures["ellipse_dice_pct"],
+                    "ellipse_hd_mm": figures["ellipse_hd_mm"],
+                    "over_10mm": figures["over_10mm"],
+                    "gflop": float(c["gflop"]) if c else float("nan"),
+                    "ms": float(c["end_to_end_ms"]) if c else float("nan"),
+                }
+            )
+            print(
+                f"{variant} locate {locate}: ADF {figures['adf_mm']:.2f} mm, "
+                f"ellipse Dice {figures['ellipse_dice_pct']:.2f} %"
+            )
+    if not table:
+        print(f"no variant with {FOLDS} finished folds in {args.root}/runs yet")
+        return 1
+    write_csv(args.root / "map.csv", table)
+    lines = [
+        "# Model v3: accuracy against cost, out of fold",
+        "",
+        f"`scripts/model_v3_report.py`: {FOLDS} group-aware folds over the 799 labelled "
+        "images, each fold's last epoch on its own validation part, pooled; cost from "
+        f"`{args.costs}` (fp32, ms composed of measured parts).",
+        "",
+        "| decoder | first pass | second pass | images | ADF mm | ellipse Dice % | "
+        "ellipse HD mm | > 10 mm | GFLOP | ms |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+        *[
+            f"| {r['width']} | {r['first_pass']} | {r['second_pass']} | {r['images']} | "
+            f"{r['adf_mm']:.2f} | {r['ellipse_dice_pct']:.2f} | {r['ellipse_hd_mm']:.2f} | "
+            f"{r['over_10mm']} | {r['gflop']:.2f} | {r['ms']:.0f} |"
+            for r in table
+        ],
+        "",
+        "![ADF against ms](map.png)",
+        "",
+    ]
+    (args.root / "map.md").write_text("\n".join(lines))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for r in table:
+        ax.scatter(r["ms"], r["adf_mm"], color="C0")
+        ax.annotate(
+            f"{r['width']} {r['first_pass']}+{r['second_pass']}",
+            (r["ms"], r["adf_mm"]),
+            fontsize=7,
+            xytext=(3, 3),
+            textcoords="offset points",
+        )
+    ax.set_xlabel("end-to-end ms per image (fp32, composed)")
+    ax.set_ylabel("out-of-fold ADF (mm)")
+    ax.set_title("Model v3: accuracy against cost")
+    fig.tight_layout()
+    fig.savefig(args.root / "map.png", dpi=120)
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
