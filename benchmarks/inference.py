@@ -2,8 +2,9 @@
 
     python benchmarks/inference.py [--checkpoint FILE ...] [--images DIR] [--n 40]
 
-Each `--checkpoint` (default: the bundled model) is measured in the same run, side by
-side, through `HeadMeasurer` (the path `predict`, the API and `serve` use: both passes
+Each `--checkpoint` (default: the bundled model), and with `--from-git REV` the bundled
+model of an earlier commit (the one a new model replaces), is measured in the same run, side
+by side, through `HeadMeasurer` (the path `predict`, the API and `serve` use: both passes
 and the quality flag's features for a two-pass model).
 
 Latency: one image at a time (batch 1), mean over `--n` images after two warm-up images.
@@ -47,9 +48,36 @@ def end_to_end(segmenter: Segmenter, paths: list[Path], batch: int) -> float:
     return (time.perf_counter() - t0) / len(paths)
 
 
+BUNDLED = "src/fetalhc/model/bundled"
+
+
+def bundled_from_git(rev: str, folder: Path) -> Path:
+    """The bundled model (weights and config.json) as it was at git revision `rev`, copied
+    into `folder`: the model a change replaces, measured in the same run as its successor."""
+    import subprocess
+
+    out = folder / rev.replace("/", "_")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("default.safetensors", "config.json"):
+        blob = subprocess.run(
+            ["git", "show", f"{rev}:{BUNDLED}/{name}"], capture_output=True, check=False
+        )
+        if blob.returncode:
+            raise SystemExit(f"--from-git {rev}: {blob.stderr.decode().strip()}")
+        (out / name).write_bytes(blob.stdout)
+    return out / "default.safetensors"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", type=Path, action="append")
+    parser.add_argument(
+        "--from-git",
+        action="append",
+        default=[],
+        metavar="REV",
+        help="also measure the bundled model of git revision REV (e.g. the one replaced)",
+    )
     default = Path("../shared/hc18/test_set")
     parser.add_argument(
         "--images", type=Path, default=default if default.is_dir() else sample_dir() / "test_set"
@@ -69,8 +97,10 @@ def main() -> None:
         f"({args.threads or torch.get_num_threads()} threads), onnxruntime "
         f"{onnxruntime.__version__}; {len(paths)} images"
     )
-    for checkpoint in args.checkpoint or [default_checkpoint()]:
-        run_checkpoint(checkpoint, paths, args.threads, records)
+    with tempfile.TemporaryDirectory(prefix="fetalhc-bench-") as tmp:
+        older = [bundled_from_git(rev, Path(tmp)) for rev in args.from_git]
+        for checkpoint in [*(args.checkpoint or [default_checkpoint()]), *older]:
+            run_checkpoint(checkpoint, paths, args.threads, records)
 
 
 def accuracy(segmenter: Segmenter, records: list) -> str:
