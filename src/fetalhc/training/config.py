@@ -26,7 +26,15 @@ LR_SCHEDULES = ("constant", "cosine")
 AUGMENTATIONS = ("paper", "strong")
 # Fields added after the first studies ran: a study cell's identity names them only when
 # they differ from their default, so cells run before they existed stay valid.
-LATER_FIELDS = ("lr_schedule", "augment", "head_crop", "skip_rescale", "decoder_channels")
+LATER_FIELDS = (
+    "lr_schedule",
+    "augment",
+    "head_crop",
+    "skip_rescale",
+    "decoder_channels",
+    "teachers",
+    "teacher_weight",
+)
 
 
 def _option(default, help: str, choices: tuple[str, ...] | None = None, **extra):
@@ -100,6 +108,15 @@ class TrainConfig:
         "narrower ones cost fewer FLOPs, most of them the decoder's)",
     )
 
+    teachers: list[str] = _option(
+        [],
+        "distillation: checkpoints (comma-separated; e.g. the k fold models) whose mean "
+        "probability on each training crop is a soft target beside the reference mask",
+    )
+    teacher_weight: float = _option(
+        0.5, "distillation: the teachers' share of the target (0-1; the mask keeps the rest)"
+    )
+
     def validate(self) -> None:
         w, h = self.image_size
         if w % 32 or h % 32 or w <= 0 or h <= 0:
@@ -125,6 +142,8 @@ class TrainConfig:
             raise FetalHCError(f"decoder_channels must be 5 positive integers, got {channels}")
         if self.strategy == "scratch-unet" and list(channels) != list(PAPER_DECODER_CHANNELS):
             raise FetalHCError("decoder_channels applies to the smp U-Net, not scratch-unet")
+        if not (math.isfinite(self.teacher_weight) and 0 <= self.teacher_weight <= 1):
+            raise FetalHCError(f"teacher_weight must be in [0, 1], got {self.teacher_weight}")
         if self.train_images < 0:
             raise FetalHCError(f"train_images must be >= 0, got {self.train_images}")
         bad = [p for p in self.train_parts if p not in SPLIT_PARTS]

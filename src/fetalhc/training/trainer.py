@@ -148,6 +148,28 @@ def train_one_epoch(
     return losses
 
 
+def distilled(
+    batches,
+    teachers: list[nn.Module],
+    weight: float,
+    device: torch.device,
+    amp_dtype: torch.dtype | None = None,
+):
+    """(input, target) batches whose target is (1 - weight) x the reference mask + weight x
+    the teachers' mean probability on the same input. BCE is linear in its target, so this
+    is the usual distillation loss, (1 - w) BCE(mask) + w BCE(teacher), in one term."""
+    for x, y in batches:
+        with (
+            torch.no_grad(),
+            torch.autocast(
+                device.type, dtype=amp_dtype or torch.float32, enabled=amp_dtype is not None
+            ),
+        ):
+            xt = x.to(device).contiguous(memory_format=torch.channels_last)
+            soft = torch.stack([torch.sigmoid(t(xt).float()) for t in teachers]).mean(0)
+        yield x, (1 - weight) * y.to(device) + weight * soft
+
+
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
@@ -311,6 +333,30 @@ class Trainer:
         val_names = part_files(split, self.config.val_part) if self.config.val_part else []
         return part(train_names), part(val_names)
 
+    def _teachers(self) -> list[nn.Module]:
+        """The distillation teachers, frozen, in eval mode; they must read the student's
+        input the same way (normalisation), and a two-pass student needs two-pass teachers."""
+        from fetalhc.model.checkpoint import load_model
+
+        teachers = []
+        for path in self.config.teachers:
+            try:
+                model, config = load_model(path)
+            except (OSError, ValueError, KeyError) as exc:
+                raise FetalHCError(f"teacher {path}: cannot load ({exc})") from None
+            model_config = config.get("model", {})
+            if model_config.get("normalization", "imagenet") != self.config.normalization:
+                raise FetalHCError(
+                    f"teacher {path}: normalization {model_config.get('normalization')!r}, "
+                    f"the student's is {self.config.normalization!r}"
+                )
+            if bool(model_config.get("head_crop")) != bool(self.config.head_crop):
+                raise FetalHCError(f"teacher {path}: one-pass and two-pass models cannot mix")
+            for p in model.parameters():
+                p.requires_grad_(False)
+            teachers.append(model.eval().to(self.device, memory_format=torch.channels_last))
+        return teachers
+
     def _network(self) -> Network:
         s = self.strategy
         mc = ModelConfig(
@@ -344,6 +390,7 @@ class Trainer:
         state = self._prepare_out()
         records = self._records() if datasets is None else None
         net = self._network()
+        teachers = self._teachers()  # checked before the run folder is made
         params = [p for p in net.model.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, lr=c.lr)
         scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
@@ -377,11 +424,16 @@ class Trainer:
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{np.mean(losses):.4f}")
 
+            batches = self._batches(train, seed)
+            if teachers:
+                batches = distilled(
+                    batches, teachers, c.teacher_weight, self.device, self.amp_dtype
+                )
             losses = train_one_epoch(
                 net.model,
                 optimizer,
                 scaler,
-                self._batches(train, seed),
+                batches,
                 loss=c.loss,
                 lr=learning_rate(c, epoch),
                 bn_mode=c.bn_mode,
