@@ -63,3 +63,20 @@ def tiny_run(tmp_path_factory, sample: Path, sample_split: Path) -> Path:
     )
     Trainer(config, out).run()
     return out
+
+
+def tiny_config(sample: Path, split: Path, **changes):
+    """A TrainConfig small enough to train in seconds on the sample: 1 epoch, 96x64, no
+    pretrained weights, a narrow decoder unless `changes` say otherwise."""
+    from fetalhc.training.config import TrainConfig
+
+    base = dict(
+        data=str(sample),
+        split=str(split),
+        encoder_weights="none",
+        epochs=1,
+        batch_size=4,
+        image_size=[96, 64],
+        decoder_channels=[64, 32, 16, 16, 8],
+    )
+    return TrainConfig(**{**base, **changes})

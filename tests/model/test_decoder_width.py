@@ -9,8 +9,9 @@ import pytest
 
 from fetalhc.errors import FetalHCError
 from fetalhc.inference.segmenter import Segmenter
-from fetalhc.training.config import TrainConfig, config_from_mapping
+from fetalhc.training.config import config_from_mapping
 from fetalhc.training.trainer import Trainer
+from tests.conftest import tiny_config
 
 NARROW = [64, 32, 16, 16, 8]
 
@@ -18,15 +19,7 @@ NARROW = [64, 32, 16, 16, 8]
 def test_a_narrow_decoder_is_trained_stored_and_rebuilt(tmp_path, sample, sample_split):
     import segmentation_models_pytorch as smp
 
-    config = TrainConfig(
-        data=str(sample),
-        split=str(sample_split),
-        encoder_weights="none",
-        epochs=1,
-        batch_size=4,
-        image_size=[96, 64],
-        decoder_channels=NARROW,
-    )
+    config = tiny_config(sample, sample_split, decoder_channels=NARROW)
     result = Trainer(config, tmp_path / "run").run()
     # an independent count: smp's own U-Net with these widths, every parameter
     reference = smp.Unet("mobilenet_v2", encoder_weights=None, decoder_channels=tuple(NARROW))

@@ -9,8 +9,9 @@ import torch
 from torch import nn
 
 from fetalhc.errors import FetalHCError
-from fetalhc.training.config import TrainConfig, config_from_mapping
+from fetalhc.training.config import config_from_mapping
 from fetalhc.training.trainer import Trainer, distilled
+from tests.conftest import tiny_config
 
 
 class Constant(nn.Module):
@@ -37,23 +38,10 @@ def test_the_target_mixes_the_mask_and_the_teachers_mean_probability():
     assert torch.equal(same, y)  # weight 0: the plain recipe
 
 
-def _config(sample, split, **kw) -> TrainConfig:
-    base = dict(
-        data=str(sample),
-        split=str(split),
-        encoder_weights="none",
-        epochs=1,
-        batch_size=4,
-        image_size=[96, 64],
-        decoder_channels=[64, 32, 16, 16, 8],
-    )
-    return TrainConfig(**{**base, **kw})
-
-
 def test_a_student_trains_on_a_teacher_and_records_it(tmp_path, sample, sample_split):
-    Trainer(_config(sample, sample_split), tmp_path / "teacher").run()
+    Trainer(tiny_config(sample, sample_split), tmp_path / "teacher").run()
     teacher = str(tmp_path / "teacher" / "best.safetensors")
-    config = _config(
+    config = tiny_config(
         sample,
         sample_split,
         teachers=[teacher],
@@ -64,7 +52,7 @@ def test_a_student_trains_on_a_teacher_and_records_it(tmp_path, sample, sample_s
     assert result["epochs"] == 1
     recorded = json.loads((tmp_path / "student" / "config.json").read_text())["train"]
     assert recorded["teachers"] == [teacher] and recorded["teacher_weight"] == 0.7
-    bad = _config(sample, sample_split, teachers=[teacher], normalization="unit")
+    bad = tiny_config(sample, sample_split, teachers=[teacher], normalization="unit")
     with pytest.raises(FetalHCError, match="normalization"):
         Trainer(bad, tmp_path / "refused").run()
     assert not (tmp_path / "refused").exists()  # refused before anything was written
