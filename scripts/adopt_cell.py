@@ -16,19 +16,12 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-from dataclasses import asdict
 from pathlib import Path
 
 from fetalhc.errors import FetalHCError
 from fetalhc.io.files import read_json, write_json
-from fetalhc.study.grid import (
-    CELL_DONE,
-    cell_config,
-    config_identity,
-    degenerate_reason,
-    identity_hash,
-    load_study,
-)
+from fetalhc.study.grid import CELL_DONE, cell_config, config_identity, load_study
+from fetalhc.study.run import cell_record
 from fetalhc.training.config import TrainConfig, config_from_mapping
 
 COPIED = ("config.json", "history.csv", "learning_curve.png", "split.csv")
@@ -75,22 +68,8 @@ def adopt(study_yaml: Path, out: Path, run: Path, name: str) -> dict:
         if (run / file).exists():
             shutil.copy2(run / file, folder / file)
     shutil.copytree(summary_file.parent, folder / summary_file.parent.name, dirs_exist_ok=True)
-    metrics = {k: v["mean"] for k, v in summary["metrics"].items()}
-    record = {
-        "cell": asdict(cell),
-        "name": name,
-        "config_hash": identity_hash(wanted),
-        "config": wanted,
-        "train": result,
-        "metrics": metrics,
-        "eval_images": summary["images"],
-        "no_head": summary["no_head"],
-        "degenerate": degenerate_reason(
-            metrics, summary["no_head"], summary["images"], folder / "history.csv"
-        ),
-        "inference_ms_per_image": 1000 * summary["network_seconds"] / max(summary["images"], 1),
-        "adopted_from": str(Path(*run.parts[-2:])),
-    }
+    record = cell_record(cell, wanted, result, summary, folder)
+    record["adopted_from"] = str(Path(*run.parts[-2:]))
     write_json(folder / CELL_DONE, record)
     return record
 

@@ -83,17 +83,26 @@ def variant_measurer(variant: str, checkpoint: Path, threads: int) -> HeadMeasur
 
 
 def oof_rows(variant: str, data: Path, threads: int) -> list[dict]:
-    path = ROOT / "oof" / f"{variant}.csv"
+    return pooled_oof_rows(
+        ROOT / "oof" / f"{variant}.csv",
+        ROOT,
+        data,
+        lambda k: variant_measurer(
+            variant, ROOT / "runs" / f"fold{k}" / "last.safetensors", threads
+        ),
+    )
+
+
+def pooled_oof_rows(path: Path, root: Path, data: Path, measurer_of) -> list[dict]:
+    """Each fold's model (`measurer_of(k)`) on its own validation part (root's
+    split.fold{k}.csv), pooled; cached in `path` (read back if it exists)."""
     if path.is_file():
         with open(path, newline="") as f:
             return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
     rows = []
     for k in range(FOLDS):
-        records, _ = select_records(data, ROOT / f"split.fold{k}.csv", "val")
-        measurer = variant_measurer(
-            variant, ROOT / "runs" / f"fold{k}" / "last.safetensors", threads
-        )
-        result = evaluation_rows(measurer, records)
+        records, _ = select_records(data, root / f"split.fold{k}.csv", "val")
+        result = evaluation_rows(measurer_of(k), records)
         for row in result.rows:
             rows.append({"fold": k, **row})
         for reason in result.skipped:  # an image with no head counts as a failure

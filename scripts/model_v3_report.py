@@ -23,11 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_selection_report as selection  # noqa: E402 - the sibling script's figures
 
-from fetalhc.inference.evaluate import evaluation_rows, select_records  # noqa: E402
 from fetalhc.inference.measurer import HeadMeasurer  # noqa: E402
 from fetalhc.io.files import write_csv  # noqa: E402
 
-FOLDS = 3
+FOLDS = selection.FOLDS  # the folds pooled_oof_rows walks
 EPOCHS = 25
 
 
@@ -49,13 +48,7 @@ def variants(root: Path, epochs: int = EPOCHS) -> list[str]:
 
 
 def oof_rows(root: Path, variant: str, locate: int, data: Path, threads: int) -> list[dict]:
-    path = root / "oof" / f"{variant}-locate{locate}.csv"
-    if path.is_file():
-        with open(path, newline="") as f:
-            return [{k: selection._num(v) for k, v in r.items()} for r in csv.DictReader(f)]
-    rows = []
-    for k in range(FOLDS):
-        records, _ = select_records(data, root / f"split.fold{k}.csv", "val")
+    def measurer_of(k: int) -> HeadMeasurer:
         measurer = HeadMeasurer(
             root / "runs" / f"{variant}_fold{k}" / "last.safetensors",
             backend="torch",
@@ -63,14 +56,11 @@ def oof_rows(root: Path, variant: str, locate: int, data: Path, threads: int) ->
             locate_side=locate,
         )
         measurer.segmenter.quality_thresholds = {}  # features only; the flag is chosen later
-        result = evaluation_rows(measurer, records)
-        rows += [{"fold": k, **row} for row in result.rows]
-        rows += [
-            {"fold": k, "filename": reason.split(":")[0], "status": "no_head"}
-            for reason in result.skipped
-        ]
-    write_csv(path, rows)
-    return rows
+        return measurer
+
+    return selection.pooled_oof_rows(
+        root / "oof" / f"{variant}-locate{locate}.csv", root, data, measurer_of
+    )
 
 
 def costs(path: Path) -> dict[tuple[str, int, int], dict]:

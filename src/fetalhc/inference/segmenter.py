@@ -77,7 +77,7 @@ class Segmenter:
             self.config = onnx_config(self.checkpoint)
         else:
             self.config = config_for_checkpoint(self.checkpoint)
-        from fetalhc.model.config import ModelConfig
+        from fetalhc.model.config import ModelConfig, check_locate_side
 
         if not isinstance(self.config, dict):
             raise FetalHCError(f"{self.checkpoint}: its config is not a mapping")
@@ -86,9 +86,7 @@ class Segmenter:
         self.size = (int(w), int(h))
         self.normalization = model_config.normalization
         self.head_crop = model_config.head_crop
-        side = model_config.locate_side if locate_side is None else locate_side
-        if isinstance(side, bool) or not isinstance(side, int) or side < 0 or side % 32:
-            raise FetalHCError(f"locate_side must be a multiple of 32, got {side!r}")
+        side = model_config.locate_side if locate_side is None else check_locate_side(locate_side)
         self.locate_side = side or self.size[0]
         # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
         quality = self.config.get("quality", {})

@@ -15,6 +15,13 @@ SMP_ARCH = "smp-unet"
 SKIP_STAGES = 5  # encoder outputs at strides 2, 4, 8, 16, 32
 
 
+def check_locate_side(side: object, what: str = "locate_side") -> int:
+    """A locating pass's side: 0 (the model's own) or a positive multiple of 32."""
+    if isinstance(side, bool) or not isinstance(side, int) or side < 0 or side % 32:
+        raise FetalHCError(f"{what} must be 0 or a multiple of 32, got {side!r}")
+    return side
+
+
 @dataclass
 class ModelConfig:
     """Everything needed to rebuild a model (stored as JSON next to its weights)."""
@@ -83,11 +90,7 @@ class ModelConfig:
             raise FetalHCError(
                 f"config.json: model 'skip_rms' must be [] or {SKIP_STAGES} positive numbers"
             )
-        side = known.get("locate_side", 0)
-        if isinstance(side, bool) or not isinstance(side, int) or side < 0 or side % 32:
-            raise FetalHCError(
-                f"config.json: model 'locate_side' must be 0 or a multiple of 32, got {side!r}"
-            )
+        check_locate_side(known.get("locate_side", 0), "config.json: model 'locate_side'")
         config = cls(**known)
         if config.normalization not in NORMALIZATIONS:
             raise FetalHCError(f"unknown input normalization {config.normalization!r}")

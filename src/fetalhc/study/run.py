@@ -63,7 +63,6 @@ def run_cell(
     folder = Path(out) / "runs" / c.name
     config = cell_config(study["train"], c, study["data"], split, study["encoder_weights"])
     identity = config_identity(config, split, study["evaluate_part"])
-    digest = identity_hash(identity)
     changed = stale_keys(folder, identity, split)
     if changed:
         if not rerun_stale:
@@ -87,11 +86,22 @@ def run_cell(
         threads=threads,
     )
     seconds = time.perf_counter() - t0
+    result = cell_record(c, identity, trained, summary, folder, seconds)
+    write_json(done, result)
+    return result
+
+
+def cell_record(
+    cell: Cell, identity: dict, trained: dict, summary: dict, folder: Path, seconds: float = 0.0
+) -> dict:
+    """What `cell.json` holds: the cell, its recipe identity, the training summary and the
+    evaluation's means (`summary`: evaluate's summary.json; `seconds`: its wall time, used
+    where the summary has no network time)."""
     metrics = {k: v["mean"] for k, v in summary["metrics"].items()}
-    result = {
-        "cell": asdict(c),
-        "name": c.name,
-        "config_hash": digest,
+    return {
+        "cell": asdict(cell),
+        "name": cell.name,
+        "config_hash": identity_hash(identity),
         "config": identity,
         "train": trained,
         "metrics": metrics,
@@ -104,8 +114,6 @@ def run_cell(
         * summary.get("network_seconds", seconds)
         / max(summary["images"], 1),
     }
-    write_json(done, result)
-    return result
 
 
 def _safe_run_cell(*args) -> dict:
