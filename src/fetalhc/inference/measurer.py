@@ -592,7 +592,7 @@ class HeadMeasurer:
                 thresholds = self.thresholds
                 for (i, image), p in zip(decoded, predictions, strict=True):
                     m = measure(
-                        p.probability, threshold, coarse=p.coarse_probability, thresholds=thresholds
+                        p.probability_map, threshold, coarse=p.coarse_map, thresholds=thresholds
                     )
                     seen = image_features(image, m.ellipse)
                     result = result_from_measurement(

@@ -8,15 +8,24 @@ import logging
 import os
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fetalhc.errors import FetalHCError
+from fetalhc.measure.maps import WindowedMap, as_windowed
 from fetalhc.measure.postprocess import clean_mask
-from fetalhc.model.crops import around_box, box_of, crop_matrix, cut, uncrop_logits, whole_image
+from fetalhc.model.crops import (
+    OUTSIDE_LOGIT,
+    around_box,
+    box_of,
+    crop_matrix,
+    crop_window,
+    cut,
+    uncrop_logits,
+    whole_image,
+)
 from fetalhc.model.preprocess import preprocess
 
 log = logging.getLogger(__name__)
@@ -229,50 +238,117 @@ class Segmenter:
                 Prediction(upsample_probability(lg, im.shape[:2]), lg)
                 for lg, im in zip(logits, images, strict=True)
             ]
-        # Pass 1: find the head in the whole image.
+        # Pass 1: find the head in the whole image. Its map is made at the image's size
+        # only around what the pass saw (probability >= COARSE_FLOOR; a cell beyond).
         shapes = [im.shape[:2] for im in images]
         coarse_logits, matrices = self._crop_logits(
             images, [whole_image(s) for s in shapes], self.locate_side
         )
-        full = [
-            uncrop_logits(lg, m, s)
+        coarse = [
+            coarse_map(lg, m, s) for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
+        ]
+        final: list[WindowedMap] = list(coarse)
+        small: list = [
+            _later_small(lg, m, s, self.size)
             for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
         ]
-        coarse = [sigmoid(lg) for lg in full]
-        final = list(coarse)
-        # Pass 2: outline it in a square around what pass 1 found.
-        boxes = [box_of(clean_mask(p >= 0.5)) for p in coarse]
+        # Pass 2: outline it in a square around what pass 1 found; its map is made only
+        # where the square lands (the rest is OUTSIDE_LOGIT, known).
+        boxes = [_box_in_image(c) for c in coarse]
         found = [i for i, box in enumerate(boxes) if box is not None]
         if found:
             squares = [around_box(boxes[i], self.head_crop) for i in found]
             fine_logits, fine_matrices = self._crop_logits([images[i] for i in found], squares)
             for i, lg, m in zip(found, fine_logits, fine_matrices, strict=True):
-                full[i] = uncrop_logits(lg, m, shapes[i])
-                final[i] = sigmoid(full[i])
-        # The paper's metrics compare at the model's size: the final logits resized to it.
-        return [
-            Prediction(p, cv2.resize(lg, self.size, interpolation=cv2.INTER_AREA), c)
-            for p, lg, c in zip(final, full, coarse, strict=True)
-        ]
+                side = lg.shape[-1]
+                window = crop_window(m, shapes[i], (0, 0, side, side))
+                fine = uncrop_logits(lg, m, shapes[i], window)
+                final[i] = probability_map(fine, window, shapes[i])
+                small[i] = _later_small(lg, m, shapes[i], self.size)
+        return [Prediction(p, lg, c) for p, lg, c in zip(final, small, coarse, strict=True)]
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Probability maps at each image's own size."""
         return [p.probability for p in self.predict(images)]
 
 
-@dataclass
-class Prediction:
-    """One image's prediction: the head probability at the image's size, the logits at
-    the model's size of the whole image resized (for the paper's metrics), and, for a
-    two-pass model, the first (locating) pass's probability at the image's size."""
+# The first pass's map at the image's size is made where its probability reaches this (and
+# a crop cell beyond): thresholds from here up give the same masks as a map made
+# everywhere; below it the map reads as OUTSIDE_LOGIT's probability.
+COARSE_FLOOR = 0.01
+_COARSE_FLOOR_LOGIT = float(np.log(COARSE_FLOOR / (1 - COARSE_FLOOR)))
 
-    probability: np.ndarray
-    logits_small: np.ndarray
-    coarse_probability: np.ndarray | None = None
+
+def probability_map(logits: np.ndarray, window, shape_hw) -> WindowedMap:
+    return WindowedMap(sigmoid(logits), window, tuple(shape_hw[:2]), _OUTSIDE_PROBABILITY)
+
+
+def coarse_map(logits: np.ndarray, matrix: np.ndarray, shape_hw) -> WindowedMap:
+    """The first pass's probability at the image's size, around what it saw."""
+    x, y, w, h = cv2.boundingRect((logits >= _COARSE_FLOOR_LOGIT).astype(np.uint8))
+    if w == 0:
+        window = (slice(0, 0), slice(0, 0))
+    else:  # bilinear: an image pixel's value comes from the crop cells around it
+        window = crop_window(matrix, shape_hw, (x - 1, y - 1, w + 2, h + 2))
+    return probability_map(uncrop_logits(logits, matrix, shape_hw, window), window, shape_hw)
+
+
+def _box_in_image(coarse: WindowedMap) -> tuple[float, float, float, float] | None:
+    box = box_of(clean_mask(coarse.values >= 0.5))
+    if box is None:
+        return None
+    y0, x0 = coarse.offset
+    return box[0] + x0, box[1] + y0, box[2] + x0, box[3] + y0
+
+
+def _later_small(logits: np.ndarray, matrix: np.ndarray, shape_hw, size):
+    """The paper's metrics compare at the model's size: the logits mapped back to the image,
+    resized to it; made only when asked for (evaluation)."""
+
+    def small() -> np.ndarray:
+        full = uncrop_logits(logits, matrix, shape_hw)
+        return cv2.resize(full, size, interpolation=cv2.INTER_AREA)
+
+    return small
+
+
+class Prediction:
+    """One image's prediction: the head probability at the image's size (`probability`;
+    `probability_map` holds it as computed, in a window), the logits at the model's size
+    of the whole image resized (`logits_small`, for the paper's metrics; made when first
+    asked for), and, for a two-pass model, the first (locating) pass's probability
+    (`coarse_probability`, `coarse_map`)."""
+
+    def __init__(
+        self,
+        probability: np.ndarray | WindowedMap,
+        logits_small,  # an array, or a function that makes it
+        coarse_probability: np.ndarray | WindowedMap | None = None,
+    ) -> None:
+        self.probability_map = as_windowed(probability)
+        self.coarse_map = None if coarse_probability is None else as_windowed(coarse_probability)
+        self._small = logits_small
+
+    @property
+    def probability(self) -> np.ndarray:
+        return self.probability_map.full()
+
+    @property
+    def coarse_probability(self) -> np.ndarray | None:
+        return None if self.coarse_map is None else self.coarse_map.full()
+
+    @property
+    def logits_small(self) -> np.ndarray:
+        if callable(self._small):
+            self._small = self._small()
+        return self._small
 
 
 def sigmoid(logits: np.ndarray) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(-np.clip(logits, -50, 50)))
+
+
+_OUTSIDE_PROBABILITY = float(sigmoid(np.float32(OUTSIDE_LOGIT)))
 
 
 def upsample_probability(logits: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from fetalhc.measure.ellipse import Ellipse, fit_mask, hc_mm, radius_squared
+from fetalhc.measure.maps import WindowedMap, as_windowed
 from fetalhc.measure.metrics import assd
 from fetalhc.measure.quality import QualityThresholds, flag_reasons
 
@@ -44,6 +45,8 @@ def largest_component(binary: np.ndarray) -> tuple[np.ndarray, float]:
     """The largest connected component with its holes filled (0/1 uint8), and the area of
     the next largest as a share of it (0 if there is none): a second head, twins."""
     m = (np.asarray(binary) > 0).astype(np.uint8)
+    if m.size == 0:  # an empty window
+        return m, 0.0
     contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     out = np.zeros_like(m)
     if not contours:
@@ -71,18 +74,23 @@ def outline_distance(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def measure(
-    prob: np.ndarray,
+    prob: np.ndarray | WindowedMap,
     threshold: float = 0.5,
     min_area_px: int = 100,
-    coarse: np.ndarray | None = None,
+    coarse: np.ndarray | WindowedMap | None = None,
     thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
 ) -> Measurement:
     """Threshold, clean, fit; flag the measurement for review when the mask is not
     ellipse-like, the network was unsure, or (given the first pass's probability
-    `coarse`) the two passes disagree."""
-    mask, second = largest_component(prob >= threshold)
+    `coarse`) the two passes disagree. A map held in a window (`WindowedMap`) is
+    thresholded there only: its outside must lie below `threshold`."""
+    prob = as_windowed(prob)
+    inside_window, second = largest_component(prob.values >= threshold)
+    mask = prob.paste(inside_window)
     if coarse is not None:  # the whole-image pass sees a second head the close-up may crop
-        first_mask, first_second = largest_component(coarse >= threshold)
+        coarse = as_windowed(coarse)
+        first_inside, first_second = largest_component(coarse.values >= threshold)
+        first_mask = coarse.paste(first_inside)
         second = max(second, first_second)
     if int(mask.sum()) < min_area_px:
         return Measurement(mask, None, "no_head")
@@ -96,9 +104,9 @@ def measure(
     overlap = int((in_box & inside).sum())
     union = int(mask.sum()) + int(inside.sum()) - overlap
     agreement = overlap / union if union else 1.0
-    confidence = float(prob[mask > 0].mean())
+    confidence = float(prob.values[inside_window > 0].mean())
     ring = (r2 <= (1 + EDGE_RING) ** 2) & ~inside
-    edge = float(prob[box][ring].mean()) if ring.any() else 0.0
+    edge = float(prob.read(box)[ring].mean()) if ring.any() else 0.0
     disagreement = distance = float("nan")
     if coarse is not None:
         first = fit_mask(first_mask)

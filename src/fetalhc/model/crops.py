@@ -103,12 +103,48 @@ def cut(
     )
 
 
-def uncrop_logits(logits: np.ndarray, matrix: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
-    """Map a crop's logits back onto its image (bilinear); outside the crop: `OUTSIDE_LOGIT`."""
+def crop_window(
+    matrix: np.ndarray,
+    shape_hw: tuple[int, int],
+    rect: tuple[int, int, int, int],
+    margin: int = 2,
+) -> tuple[slice, slice]:
+    """The image pixels that a crop's pixels `rect` (x, y, width, height, as from
+    `cv2.boundingRect`) cover under `matrix`, `margin` image pixels beyond, clipped to the
+    image: where that part of the crop lands when mapped back (an empty window if none)."""
     h, w = shape_hw[:2]
+    x, y, rw, rh = rect
+    xs, ys = (x - 0.5, x + rw - 0.5), (y - 0.5, y + rh - 0.5)  # pixel edges
+    corners = np.array([[cx, cy] for cx in xs for cy in ys])
+    back = cv2.invertAffineTransform(matrix.astype(np.float64))
+    xy = corners @ back[:, :2].T + back[:, 2]
+    x0 = min(max(int(np.floor(xy[:, 0].min())) - margin, 0), w)
+    x1 = max(min(int(np.ceil(xy[:, 0].max())) + 1 + margin, w), x0)
+    y0 = min(max(int(np.floor(xy[:, 1].min())) - margin, 0), h)
+    y1 = max(min(int(np.ceil(xy[:, 1].max())) + 1 + margin, h), y0)
+    return slice(y0, y1), slice(x0, x1)
+
+
+def uncrop_logits(
+    logits: np.ndarray,
+    matrix: np.ndarray,
+    shape_hw: tuple[int, int],
+    window: tuple[slice, slice] | None = None,
+) -> np.ndarray:
+    """Map a crop's logits back onto its image (bilinear); outside the crop: `OUTSIDE_LOGIT`.
+    With `window` (step-1 slices of the image), only that part of the image is computed."""
+    h, w = shape_hw[:2]
+    m = matrix.astype(np.float64)
+    if window is not None:
+        y0, x0 = window[0].start, window[1].start
+        h, w = window[0].stop - y0, window[1].stop - x0
+        if h <= 0 or w <= 0:
+            return np.full((max(h, 0), max(w, 0)), OUTSIDE_LOGIT, np.float32)
+        m = m.copy()
+        m[:, 2] += m[:, 0] * x0 + m[:, 1] * y0  # window pixel (x, y) is image (x0 + x, y0 + y)
     return cv2.warpAffine(
         logits.astype(np.float32),
-        matrix.astype(np.float64),
+        m,
         (w, h),
         flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
         borderMode=cv2.BORDER_CONSTANT,
