@@ -2,15 +2,19 @@
 
     python scripts/model_v3_report.py [--data ../shared/hc18] [--root results/model-v3]
 
-For every variant of `scripts/model_v3_map.sh` whose three fold runs are finished (WIDTH_SIDE:
-decoder width, second-pass side), each fold's last epoch measures its own validation part
-(no epoch is picked on the images it is scored on), once with the first pass at the model's
-side and once at each smaller `--locate-sides` (the same weights: the locating pass only has
-to find the head). The pooled out-of-fold rows (cached in ROOT/oof/, resumable) give ADF,
-ellipse Dice and Hausdorff and the errors over 10 mm, with the figures and the flag search
-of `scripts/model_selection_report.py`; the cost comes from `results/cost-map/two_pass.csv`
-(FLOPs counted, ms composed of measured parts, fp32). Writes ROOT/map.csv, ROOT/map.md and
-ROOT/map.png (ADF against ms). Nothing here looks at a test part.
+For every variant of `scripts/model_v3_map.sh` whose three fold runs are finished
+(WIDTH_SIDE: decoder width, second-pass side), each fold's last epoch measures its own
+validation part (no epoch is picked on the images it is scored on), once with the first pass
+at the model's side and once at each smaller `--locate-sides` (the same weights: the
+locating pass only has to find the head), and with the close-up at each of `--crop-sides`
+(the same weights shown the head at another scale; a model trained at that side is its own
+variant). The pooled out-of-fold rows (cached in ROOT/oof/, resumable) give ADF, ellipse
+Dice and Hausdorff and the errors over 10 mm, with the figures and the flag search of
+`scripts/model_selection_report.py`; the cost comes from `results/cost-map/two_pass.csv`
+(FLOPs counted, ms composed of measured parts, fp32). Each row's quality flag is chosen on
+its own out-of-fold rows (at most 10 % flagged, the most large errors caught first). Writes
+ROOT/map.csv, ROOT/map.md and ROOT/map.png (ADF against ms). Nothing here looks at a test
+part.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_selection_report as selection  # noqa: E402 - the sibling script's figures
 
 from fetalhc.inference.measurer import HeadMeasurer  # noqa: E402
+from fetalhc.inference.segmenter import Segmenter  # noqa: E402
 from fetalhc.io.files import write_csv  # noqa: E402
 
 FOLDS = selection.FOLDS  # the folds pooled_oof_rows walks
@@ -47,20 +52,26 @@ def variants(root: Path, epochs: int = EPOCHS) -> list[str]:
     ]
 
 
-def oof_rows(root: Path, variant: str, locate: int, data: Path, threads: int) -> list[dict]:
+def oof_rows(
+    root: Path, variant: str, locate: int, crop: int, data: Path, threads: int
+) -> list[dict]:
+    """Pooled out-of-fold rows of a variant's fold models with the first pass at `locate`
+    and the close-up at `crop` (ONNX Runtime, as deployed)."""
+    trained = int(variant.split("_")[1])
+
     def measurer_of(k: int) -> HeadMeasurer:
-        measurer = HeadMeasurer(
+        segmenter = Segmenter(
             root / "runs" / f"{variant}_fold{k}" / "last.safetensors",
-            backend="torch",
+            backend="onnx",
             threads=threads,
             locate_side=locate,
+            crop_side=crop,
         )
-        measurer.segmenter.quality_thresholds = {}  # features only; the flag is chosen later
-        return measurer
+        segmenter.quality_thresholds = {}  # features only; the flag is chosen later
+        return HeadMeasurer.from_segmenter(segmenter)
 
-    return selection.pooled_oof_rows(
-        root / "oof" / f"{variant}-locate{locate}.csv", root, data, measurer_of
-    )
+    name = f"{variant}-locate{locate}" + (f"-crop{crop}" if crop != trained else "")
+    return selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
 
 
 def costs(path: Path) -> dict[tuple[str, int, int], dict]:
@@ -80,6 +91,9 @@ def main() -> int:
     parser.add_argument("--root", type=Path, default=Path("results/model-v3"))
     parser.add_argument("--costs", type=Path, default=Path("results/cost-map/two_pass.csv"))
     parser.add_argument("--locate-sides", default="128,160")
+    parser.add_argument(
+        "--crop-sides", default="192", help="close-up sides to try with the same weights"
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="a finished run's epochs")
     args = parser.parse_args()
@@ -88,27 +102,35 @@ def main() -> int:
     for variant in variants(args.root, args.epochs):
         width, side = variant.split("_")[0], int(variant.split("_")[1])
         smaller = [int(s) for s in args.locate_sides.split(",") if int(s) < side]
-        for locate in [side, *smaller]:
-            rows = oof_rows(args.root, variant, locate, args.data, args.threads)
+        combos = [(locate, side) for locate in [side, *smaller]]
+        for crop in (int(c) for c in args.crop_sides.split(",") if c and int(c) != side):
+            combos += [(crop, crop), *((lo, crop) for lo in smaller if lo < crop)]
+        for locate, crop in combos:
+            rows = oof_rows(args.root, variant, locate, crop, args.data, args.threads)
             figures = selection.figures(rows)
-            c = cost.get((width, locate, side), {})
+            flag = selection.flag_figures(rows, selection.choose_thresholds(rows))
+            c = cost.get((width, locate, crop), {})
             table.append(
                 {
                     "variant": variant,
                     "width": width,
+                    "trained_side": side,
                     "first_pass": locate,
-                    "second_pass": side,
+                    "second_pass": crop,
                     "images": figures["images"],
                     "adf_mm": figures["adf_mm"],
                     "ellipse_dice_pct": figures["ellipse_dice_pct"],
                     "ellipse_hd_mm": figures["ellipse_hd_mm"],
                     "over_10mm": figures["over_10mm"],
+                    "flagged_pct": flag["flagged_pct"],
+                    "caught_10mm": flag["caught_10mm"],
+                    "unflagged_adf_mm": flag["unflagged_adf_mm"],
                     "gflop": float(c["gflop"]) if c else float("nan"),
                     "ms": float(c["end_to_end_ms"]) if c else float("nan"),
                 }
             )
             print(
-                f"{variant} locate {locate}: ADF {figures['adf_mm']:.2f} mm, "
+                f"{variant} locate {locate} crop {crop}: ADF {figures['adf_mm']:.2f} mm, "
                 f"ellipse Dice {figures['ellipse_dice_pct']:.2f} %"
             )
     if not table:
@@ -122,13 +144,16 @@ def main() -> int:
         "images, each fold's last epoch on its own validation part, pooled; cost from "
         f"`{args.costs}` (fp32, ms composed of measured parts).",
         "",
-        "| decoder | first pass | second pass | images | ADF mm | ellipse Dice % | "
-        "ellipse HD mm | > 10 mm | GFLOP | ms |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| decoder | trained at | first pass | second pass | images | ADF mm | "
+        "ellipse Dice % | ellipse HD mm | > 10 mm | flagged % | caught | unflagged ADF | "
+        "GFLOP | ms |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['width']} | {r['first_pass']} | {r['second_pass']} | {r['images']} | "
+            f"| {r['width']} | {r['trained_side']} | {r['first_pass']} | {r['second_pass']} | "
+            f"{r['images']} | "
             f"{r['adf_mm']:.2f} | {r['ellipse_dice_pct']:.2f} | {r['ellipse_hd_mm']:.2f} | "
-            f"{r['over_10mm']} | {r['gflop']:.2f} | {r['ms']:.0f} |"
+            f"{r['over_10mm']} | {r['flagged_pct']:.1f} | {r['caught_10mm']} | "
+            f"{r['unflagged_adf_mm']:.2f} | {r['gflop']:.2f} | {r['ms']:.0f} |"
             for r in table
         ],
         "",

@@ -73,7 +73,7 @@ def brightness_segmenter(head_crop=0.2, size=64):
     seg = Segmenter.__new__(Segmenter)
     seg.size, seg.normalization, seg.batch_size = (size, size), "unit", 4
     seg.head_crop, seg.flip_tta, seg.quality_thresholds = head_crop, False, {}
-    seg.locate_side = size
+    seg.locate_side = seg.crop_side = size
     seg.checkpoint = __import__("pathlib").Path("brightness")
     seg.calls = []
 
@@ -316,6 +316,17 @@ def test_a_smaller_locating_pass_sees_the_whole_image_at_its_own_side():
     fine = fit_mask(pred.probability >= 0.5)
     assert (fine.cx, fine.cy) == pytest.approx((truth.cx, truth.cy), abs=1.0)
     assert max(fine.a, fine.b) == pytest.approx(max(truth.a, truth.b), rel=0.02)
+
+
+def test_the_close_up_at_another_side_still_outlines_the_head():
+    image, truth = disc_image(axes=(150, 120), centre=(400, 270))
+    seg = brightness_segmenter(size=128)
+    seg.crop_side = 64  # the same weights shown the head at another scale
+    [pred] = seg.predict([image])
+    assert seg.calls == [(1, 3, 128, 128), (1, 3, 64, 64)]
+    fine = fit_mask(pred.probability >= 0.5)
+    assert max(fine.a, fine.b) == pytest.approx(max(truth.a, truth.b), rel=0.03)
+    assert pred.logits_small.shape == (128, 128)  # the paper's metrics: the model's size
 
 
 def test_locate_side_is_checked():

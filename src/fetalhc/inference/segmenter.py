@@ -66,11 +66,14 @@ class Segmenter:
         batch_size: int = 8,
         flip_tta: bool = False,
         locate_side: int | None = None,
+        crop_side: int | None = None,
     ) -> None:
         """`threads`: ONNX Runtime's intra-op threads for this model (0: its default).
         PyTorch's threads belong to the process: set them with `model.unet.set_threads`.
         `locate_side`: two-pass models, the first pass's square side instead of the
-        model's own (`locate_side` in its config, else its image size); a multiple of 32."""
+        model's own (`locate_side` in its config, else its image size); a multiple of 32.
+        `crop_side`: two-pass models, the close-up's side instead of the model's own (an
+        experiment: the head is then seen at another scale than in training)."""
         from fetalhc.model.checkpoint import config_for_checkpoint
 
         if backend not in BACKENDS:
@@ -97,6 +100,7 @@ class Segmenter:
         self.head_crop = model_config.head_crop
         side = model_config.locate_side if locate_side is None else check_locate_side(locate_side)
         self.locate_side = side or self.size[0]
+        self.crop_side = self.size[0] if crop_side is None else check_locate_side(crop_side)
         # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
         quality = self.config.get("quality", {})
         self.quality_thresholds = quality if isinstance(quality, dict) else {}
@@ -224,7 +228,7 @@ class Segmenter:
         return self._network(preprocess(small, self.normalization))
 
     def _crop_logits(self, images, squares, side: int = 0) -> tuple[np.ndarray, list[np.ndarray]]:
-        side = side or self.size[0]
+        side = side or self.crop_side
         matrices = [crop_matrix(sq, side) for sq in squares]
         crops = np.stack([cut(im, m, side) for im, m in zip(images, matrices, strict=True)])
         return self._network(preprocess(crops, self.normalization)), matrices
