@@ -53,10 +53,10 @@ def variants(root: Path, epochs: int = EPOCHS) -> list[str]:
 
 
 def oof_rows(
-    root: Path, variant: str, locate: int, crop: int, data: Path, threads: int
+    root: Path, variant: str, locate: int, crop: int, margin: float, data: Path, threads: int
 ) -> list[dict]:
     """Pooled out-of-fold rows of a variant's fold models with the first pass at `locate`
-    and the close-up at `crop` (ONNX Runtime, as deployed)."""
+    and the close-up at `crop`, `margin` around the head (ONNX Runtime, as deployed)."""
     trained = int(variant.split("_")[1])
 
     def measurer_of(k: int) -> HeadMeasurer:
@@ -68,9 +68,11 @@ def oof_rows(
             crop_side=crop,
         )
         segmenter.quality_thresholds = {}  # features only; the flag is chosen later
+        segmenter.head_crop = margin
         return HeadMeasurer.from_segmenter(segmenter)
 
     name = f"{variant}-locate{locate}" + (f"-crop{crop}" if crop != trained else "")
+    name += f"-margin{margin:g}"
     return selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
 
 
@@ -92,6 +94,13 @@ def main() -> int:
     parser.add_argument("--costs", type=Path, default=Path("results/cost-map/two_pass.csv"))
     parser.add_argument("--locate-sides", default="128,160")
     parser.add_argument(
+        "--margin",
+        type=float,
+        default=0.1,
+        help="the close-up's margin around the head (0.1: chosen out of fold for the bundled "
+        "model, results/model-selection)",
+    )
+    parser.add_argument(
         "--crop-sides", default="192", help="close-up sides to try with the same weights"
     )
     parser.add_argument("--threads", type=int, default=2)
@@ -106,7 +115,7 @@ def main() -> int:
         for crop in (int(c) for c in args.crop_sides.split(",") if c and int(c) != side):
             combos += [(crop, crop), *((lo, crop) for lo in smaller if lo < crop)]
         for locate, crop in combos:
-            rows = oof_rows(args.root, variant, locate, crop, args.data, args.threads)
+            rows = oof_rows(args.root, variant, locate, crop, args.margin, args.data, args.threads)
             figures = selection.figures(rows)
             flag = selection.flag_figures(rows, selection.choose_thresholds(rows))
             c = cost.get((width, locate, crop), {})
@@ -142,7 +151,8 @@ def main() -> int:
         "",
         f"`scripts/model_v3_report.py`: {FOLDS} group-aware folds over the 799 labelled "
         "images, each fold's last epoch on its own validation part, pooled; cost from "
-        f"`{args.costs}` (fp32, ms composed of measured parts).",
+        f"`{args.costs}` (fp32, ms composed of measured parts); the close-up's margin "
+        f"{args.margin:g}; each row's flag chosen on its own rows (at most 10 % flagged).",
         "",
         "| decoder | trained at | first pass | second pass | images | ADF mm | "
         "ellipse Dice % | ellipse HD mm | > 10 mm | flagged % | caught | unflagged ADF | "
