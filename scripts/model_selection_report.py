@@ -179,15 +179,15 @@ def _bits(flags: np.ndarray) -> int:
     return int.from_bytes(np.packbits(flags.astype(bool)).tobytes(), "big")
 
 
-def choose_thresholds(rows: list[dict]) -> dict:
+def choose_thresholds(rows: list[dict], share: float = FLAG_SHARE) -> dict:
     """The thresholds that catch most errors over 10 mm, then over 7.5 mm, then over 5 mm,
-    flagging at most FLAG_SHARE of the images (then: the fewest flagged). Exhaustive over
+    flagging at most `share` of the images (then: the fewest flagged). Exhaustive over
     GRID; each check's flags are computed once and combined as bit sets."""
     adf = np.nan_to_num([r.get("hc_abs_diff_mm", math.nan) for r in rows], nan=1e9)
     tiers = [_bits(adf > mm) for mm in (10, 7.5, 5)]
     always = _bits(no_head(rows) | untuned_flags(rows))
     per_check = [[_bits(rule_trips(rows, name, v)) for v in GRID[name]] for name in GRID]
-    limit = FLAG_SHARE * len(rows)
+    limit = share * len(rows)
     best, best_key = dict(NO_FLAG), None
     for index in itertools.product(*(range(len(GRID[name])) for name in GRID)):
         flags = always
