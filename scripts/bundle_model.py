@@ -3,8 +3,9 @@
     python scripts/bundle_model.py RUN/best.safetensors [--quality quality.json] [--notes "..."]
 
 `--quality`: the quality flag's thresholds chosen for this model, `--head-crop`: the margin
-of a two-pass model's second crop (both from scripts/model_selection_report.py), stored in
-its config.json.
+of a two-pass model's second crop, `--locate-side`: the side of its first pass (chosen out
+of fold: scripts/model_selection_report.py, scripts/model_v3_report.py), stored in its
+config.json.
 
 fp16 halves the file (13 MB for the 6.6 M-parameter U-Net); weights are cast back to fp32
 when loaded, so inference runs in fp32.
@@ -16,8 +17,10 @@ import argparse
 import json
 from pathlib import Path
 
+from fetalhc.errors import FetalHCError
 from fetalhc.inference.segmenter import DEFAULT_MODEL
 from fetalhc.model.checkpoint import load_model, save_weights, write_config
+from fetalhc.model.config import check_locate_side
 
 
 def main() -> None:
@@ -27,6 +30,9 @@ def main() -> None:
     parser.add_argument("--quality", type=Path, help="thresholds of the quality flag (JSON)")
     parser.add_argument(
         "--head-crop", type=float, help="two-pass models: the margin inference uses (chosen OOF)"
+    )
+    parser.add_argument(
+        "--locate-side", type=int, help="two-pass models: the first pass's side (chosen OOF)"
     )
     args = parser.parse_args()
     model, config = load_model(args.checkpoint)
@@ -40,6 +46,11 @@ def main() -> None:
     }
     if args.head_crop is not None:
         bundled["model"]["head_crop"] = args.head_crop
+    if args.locate_side is not None:
+        try:
+            bundled["model"]["locate_side"] = check_locate_side(args.locate_side, "--locate-side")
+        except FetalHCError as exc:
+            raise SystemExit(f"bundle_model: {exc}") from None
     if args.quality:
         bundled["quality"] = json.loads(args.quality.read_text())
     write_config(DEFAULT_MODEL.parent / "config.json", bundled)
