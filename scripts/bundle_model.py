@@ -14,11 +14,11 @@ when loaded, so inference runs in fp32.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from fetalhc.errors import FetalHCError
 from fetalhc.inference.segmenter import DEFAULT_MODEL
+from fetalhc.io.files import read_json
 from fetalhc.model.checkpoint import load_model, save_weights, write_config
 from fetalhc.model.config import check_locate_side
 
@@ -35,24 +35,24 @@ def main() -> None:
         "--locate-side", type=int, help="two-pass models: the first pass's side (chosen OOF)"
     )
     args = parser.parse_args()
-    model, config = load_model(args.checkpoint)
-    save_weights(model, DEFAULT_MODEL, {"source": args.checkpoint.name}, half=True)
-    bundled = {
-        "model": config["model"],
-        "strategy": config["strategy"],
-        "train": config["train"],
-        "source_run": f"{args.checkpoint.parent.name}/{args.checkpoint.name}",
-        "notes": args.notes,
-    }
-    if args.head_crop is not None:
-        bundled["model"]["head_crop"] = args.head_crop
-    if args.locate_side is not None:
-        try:
+    try:  # everything is checked before the bundled model is replaced
+        model, config = load_model(args.checkpoint)
+        bundled = {
+            "model": config["model"],
+            "strategy": config["strategy"],
+            "train": config["train"],
+            "source_run": f"{args.checkpoint.parent.name}/{args.checkpoint.name}",
+            "notes": args.notes,
+        }
+        if args.head_crop is not None:
+            bundled["model"]["head_crop"] = args.head_crop
+        if args.locate_side is not None:
             bundled["model"]["locate_side"] = check_locate_side(args.locate_side, "--locate-side")
-        except FetalHCError as exc:
-            raise SystemExit(f"bundle_model: {exc}") from None
-    if args.quality:
-        bundled["quality"] = json.loads(args.quality.read_text())
+        if args.quality:
+            bundled["quality"] = read_json(args.quality)
+    except FetalHCError as exc:
+        raise SystemExit(f"bundle_model: {exc}") from None
+    save_weights(model, DEFAULT_MODEL, {"source": args.checkpoint.name}, half=True)
     write_config(DEFAULT_MODEL.parent / "config.json", bundled)
     print(f"{DEFAULT_MODEL}: {DEFAULT_MODEL.stat().st_size / 1e6:.1f} MB")
 
