@@ -113,7 +113,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("../shared/hc18"))
     parser.add_argument("--root", type=Path, default=Path("results/model-v3"))
     parser.add_argument("--costs", type=Path, default=Path("results/cost-map/two_pass.csv"))
-    parser.add_argument("--locate-sides", default="128,160")
+    parser.add_argument("--locate-sides", default="160,192")
     parser.add_argument(
         "--margin",
         type=float,
