@@ -28,6 +28,7 @@ STAGES = {
     "crops in, logits back to full size": [
         ("fetalhc/model/crops.py", "cut"),
         ("fetalhc/model/crops.py", "uncrop_logits"),
+        ("fetalhc/model/crops.py", "crop_window"),
         ("fetalhc/model/preprocess.py", "preprocess"),
     ],
     "sigmoid": [("fetalhc/inference/segmenter.py", "sigmoid")],
