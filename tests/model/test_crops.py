@@ -318,6 +318,22 @@ def test_a_smaller_locating_pass_sees_the_whole_image_at_its_own_side():
     assert max(fine.a, fine.b) == pytest.approx(max(truth.a, truth.b), rel=0.02)
 
 
+def test_a_head_the_smaller_locating_pass_misses_is_located_again_at_the_model_side():
+    image, truth = disc_image(axes=(16, 13))  # ~1.3 px across at a 32-pixel first pass
+    seg = brightness_segmenter(size=64)
+    seg.locate_side = 32
+    [pred] = seg.predict([image])
+    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 64, 64)]
+    fine = fit_mask(pred.probability >= 0.5)
+    assert (fine.cx, fine.cy) == pytest.approx((truth.cx, truth.cy), abs=1.0)
+    assert pred.coarse_probability.max() >= 0.5  # the first pass kept is the second one
+    # a head found at the smaller side is not located twice
+    large, _ = disc_image(axes=(150, 120), centre=(400, 270))
+    seg.calls.clear()
+    seg.predict([large])
+    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
+
+
 def test_the_close_up_at_another_side_still_outlines_the_head():
     image, truth = disc_image(axes=(150, 120), centre=(400, 270))
     seg = brightness_segmenter(size=128)

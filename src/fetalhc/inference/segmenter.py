@@ -256,9 +256,24 @@ class Segmenter:
             _later_small(lg, m, s, self.size)
             for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
         ]
+        boxes = [_box_in_image(c) for c in coarse]
+        # A first pass smaller than the model's side that found nothing is run again at
+        # the model's side: small heads can vanish at the smaller side.
+        again = (
+            [i for i, b in enumerate(boxes) if b is None]
+            if self.locate_side != self.size[0]
+            else []
+        )
+        if again:
+            logits, mats = self._crop_logits(
+                [images[i] for i in again], [whole_image(shapes[i]) for i in again], self.size[0]
+            )
+            for i, lg, m in zip(again, logits, mats, strict=True):
+                coarse[i] = final[i] = coarse_map(lg, m, shapes[i])
+                small[i] = _later_small(lg, m, shapes[i], self.size)
+                boxes[i] = _box_in_image(coarse[i])
         # Pass 2: outline it in a square around what pass 1 found; its map is made only
         # where the square lands (the rest is OUTSIDE_LOGIT, known).
-        boxes = [_box_in_image(c) for c in coarse]
         found = [i for i, box in enumerate(boxes) if box is not None]
         if found:
             squares = [around_box(boxes[i], self.head_crop) for i in found]
