@@ -233,6 +233,16 @@ class Segmenter:
         crops = np.stack([cut(im, m, side) for im, m in zip(images, matrices, strict=True)])
         return self._network(preprocess(crops, self.normalization)), matrices
 
+    def _locate(self, images, shapes, side: int) -> list[tuple]:
+        """The locating pass at `side`: per image its probability map
+        (`coarse_map`), its logits at the model's size for later, and the head's box."""
+        logits, matrices = self._crop_logits(images, [whole_image(s) for s in shapes], side)
+        located = []
+        for lg, m, shape in zip(logits, matrices, shapes, strict=True):
+            found = coarse_map(lg, m, shape)
+            located.append((found, _later_small(lg, m, shape, self.size), _box_in_image(found)))
+        return located
+
     def predict(self, images: Sequence[np.ndarray]) -> list[Prediction]:
         """Probability maps at each image's own size (and what the measurement and the
         quality flag need besides)."""
@@ -245,33 +255,21 @@ class Segmenter:
         # Pass 1: find the head in the whole image. Its map is made at the image's size
         # only around what the pass saw (probability >= COARSE_FLOOR; a cell beyond).
         shapes = [im.shape[:2] for im in images]
-        coarse_logits, matrices = self._crop_logits(
-            images, [whole_image(s) for s in shapes], self.locate_side
-        )
-        coarse = [
-            coarse_map(lg, m, s) for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
-        ]
+        located = self._locate(images, shapes, self.locate_side)
+        if self.locate_side != self.size[0]:
+            # A first pass smaller than the model's side that found nothing is run again
+            # at the model's side: small heads can vanish at the smaller side.
+            again = [i for i, (_, _, box) in enumerate(located) if box is None]
+            if again:
+                redone = self._locate(
+                    [images[i] for i in again], [shapes[i] for i in again], self.size[0]
+                )
+                for i, one in zip(again, redone, strict=True):
+                    located[i] = one
+        coarse = [c for c, _, _ in located]
         final: list[WindowedMap] = list(coarse)
-        small: list = [
-            _later_small(lg, m, s, self.size)
-            for lg, m, s in zip(coarse_logits, matrices, shapes, strict=True)
-        ]
-        boxes = [_box_in_image(c) for c in coarse]
-        # A first pass smaller than the model's side that found nothing is run again at
-        # the model's side: small heads can vanish at the smaller side.
-        again = (
-            [i for i, b in enumerate(boxes) if b is None]
-            if self.locate_side != self.size[0]
-            else []
-        )
-        if again:
-            logits, mats = self._crop_logits(
-                [images[i] for i in again], [whole_image(shapes[i]) for i in again], self.size[0]
-            )
-            for i, lg, m in zip(again, logits, mats, strict=True):
-                coarse[i] = final[i] = coarse_map(lg, m, shapes[i])
-                small[i] = _later_small(lg, m, shapes[i], self.size)
-                boxes[i] = _box_in_image(coarse[i])
+        small = [lg for _, lg, _ in located]
+        boxes = [box for _, _, box in located]
         # Pass 2: outline it in a square around what pass 1 found; its map is made only
         # where the square lands (the rest is OUTSIDE_LOGIT, known).
         found = [i for i, box in enumerate(boxes) if box is not None]
