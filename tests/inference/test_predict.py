@@ -158,3 +158,8 @@ def test_a_smaller_locating_pass_with_onnx_and_torch(tmp_path, sample, monkeypat
         assert abs(b.hc_mm - a.hc_mm) < 0.03 * a.hc_mm
     with pytest.raises(Exception, match="locate_side"):
         HeadMeasurer(backend="torch", locate_side=100)
+    from fetalhc.inference.segmenter import DEFAULT_MODEL, Segmenter
+
+    assert Segmenter(DEFAULT_MODEL, backend="torch", crop_side=0).crop_side == 256
+    with pytest.raises(Exception, match="crop_side"):
+        Segmenter(DEFAULT_MODEL, backend="torch", crop_side=100)

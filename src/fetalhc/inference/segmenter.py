@@ -100,7 +100,8 @@ class Segmenter:
         self.head_crop = model_config.head_crop
         side = model_config.locate_side if locate_side is None else check_locate_side(locate_side)
         self.locate_side = side or self.size[0]
-        self.crop_side = self.size[0] if crop_side is None else check_locate_side(crop_side)
+        crop = 0 if crop_side is None else check_locate_side(crop_side, "crop_side")
+        self.crop_side = crop or self.size[0]  # 0, like locate_side: the model's own
         # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
         quality = self.config.get("quality", {})
         self.quality_thresholds = quality if isinstance(quality, dict) else {}
