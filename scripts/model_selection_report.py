@@ -203,6 +203,22 @@ def choose_thresholds(rows: list[dict], share: float = FLAG_SHARE) -> dict:
     return best
 
 
+def held_out_flags(rows: list[dict], share: float = FLAG_SHARE) -> list[tuple]:
+    """Per fold k: the thresholds chosen on the other folds, fold k's rows and their flags
+    (what the flag does on images its thresholds were not chosen on)."""
+    out = []
+    for k in range(FOLDS):
+        held = [r for r in rows if int(r["fold"]) == k]
+        t = choose_thresholds([r for r in rows if int(r["fold"]) != k], share)
+        out.append((k, t, held, flagged(held, t)))
+    return out
+
+
+def plain_thresholds(t: dict) -> dict:
+    """Thresholds as config.json stores them (an unused check: null)."""
+    return {k: (None if math.isinf(v) else float(v)) for k, v in t.items()}
+
+
 def feature_aucs(rows: list[dict]) -> list[dict]:
     """How well each flag feature alone ranks the large errors above the rest: the area
     under the ROC curve (Mann-Whitney U / (n_pos n_neg); 0.5 = chance)."""
@@ -251,12 +267,9 @@ def main() -> None:
     rows = all_rows[chosen_variant]
     # Cross-validated flag: thresholds chosen on two folds, scored on the third.
     flag_rows, pooled = [], []
-    for k in range(FOLDS):
-        fit = [r for r in rows if int(r["fold"]) != k]
-        held = [r for r in rows if int(r["fold"]) == k]
-        t = choose_thresholds(fit)
-        flag_rows.append({"held_out_fold": k, **t, **flag_figures(held, t)})
-        pooled.extend(zip(held, flagged(held, t), strict=True))
+    for k, t, held, flags in held_out_flags(rows):
+        flag_rows.append({"held_out_fold": k, **t, **catch_figures(held, flags)})
+        pooled.extend(zip(held, flags, strict=True))
     final = choose_thresholds(rows)
     flag_rows.append(
         {"held_out_fold": "all (chosen on all folds)", **final, **flag_figures(rows, final)}
@@ -264,10 +277,7 @@ def main() -> None:
     write_csv(ROOT / "flag.csv", flag_rows)
     aucs = feature_aucs(rows)
     write_csv(ROOT / "flag_features.csv", aucs)
-    (ROOT / "quality.json").write_text(
-        json.dumps({k: (None if math.isinf(v) else float(v)) for k, v in final.items()}, indent=2)
-        + "\n"
-    )
+    (ROOT / "quality.json").write_text(json.dumps(plain_thresholds(final), indent=2) + "\n")
     fig = catch_figures([r for r, _ in pooled], np.array([f for _, f in pooled]))
     cv = {"flagged_pct": fig["flagged_pct"]}
     for over in ("10mm", "7_5mm", "5mm"):
