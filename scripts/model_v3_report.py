@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import math
 import sys
 from pathlib import Path
 
@@ -38,22 +37,11 @@ EPOCHS = 25
 FLAG_SHARE = 0.10  # issue 24: at most 10 % of the images flagged
 
 
-def plain_thresholds(t: dict) -> dict:
-    """Thresholds as config.json stores them (an unused check: null)."""
-    return {k: (None if math.isinf(v) else float(v)) for k, v in t.items()}
-
-
 def held_out_flag(rows: list[dict]) -> dict:
-    """The flag chosen on two folds and scored on the third, pooled over the three: what
-    the flag does on images its thresholds were not chosen on."""
-    folds = sorted({int(r["fold"]) for r in rows})
-    pooled, flags = [], []
-    for k in folds:
-        held = [r for r in rows if int(r["fold"]) == k]
-        t = selection.choose_thresholds([r for r in rows if int(r["fold"]) != k], FLAG_SHARE)
-        pooled += held
-        flags += list(selection.flagged(held, t))
-    return selection.catch_figures(pooled, np.array(flags, bool))
+    """The flag chosen on two folds and scored on the third, pooled over the three."""
+    parts = selection.held_out_flags(rows, FLAG_SHARE)
+    held = [r for _, _, fold_rows, _ in parts for r in fold_rows]
+    return selection.catch_figures(held, np.concatenate([flags for *_, flags in parts]))
 
 
 def finished(run: Path, epochs: int = EPOCHS) -> bool:
@@ -78,7 +66,6 @@ def oof_rows(
 ) -> list[dict]:
     """Pooled out-of-fold rows of a variant's fold models with the first pass at `locate`
     and the close-up at `crop`, `margin` around the head (ONNX Runtime, as deployed)."""
-    trained = int(variant.split("_")[1])
 
     def measurer_of(k: int) -> HeadMeasurer:
         segmenter = Segmenter(
@@ -92,9 +79,19 @@ def oof_rows(
         segmenter.head_crop = margin
         return HeadMeasurer.from_segmenter(segmenter)
 
-    name = f"{variant}-locate{locate}" + (f"-crop{crop}" if crop != trained else "")
-    name += f"-margin{margin:g}"
+    name = combo_name(variant, locate, crop, margin)
     return selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
+
+
+def combo_name(variant: str, locate: int, crop: int, margin: float) -> str:
+    """How one row's files are named (oof/, quality/): the close-up's side only where it is
+    not the side the variant was trained at."""
+    trained = int(variant.split("_")[1])
+    return (
+        f"{variant}-locate{locate}"
+        + (f"-crop{crop}" if crop != trained else "")
+        + f"-margin{margin:g}"
+    )
 
 
 def costs(path: Path) -> dict[tuple[str, int, int], dict]:
@@ -141,8 +138,8 @@ def main() -> int:
             chosen = selection.choose_thresholds(rows, FLAG_SHARE)
             flag = selection.flag_figures(rows, chosen)
             held = held_out_flag(rows)
-            name = f"{variant}-locate{locate}-crop{crop}-margin{args.margin:g}"
-            write_json(args.root / "quality" / f"{name}.json", plain_thresholds(chosen))
+            name = combo_name(variant, locate, crop, args.margin)
+            write_json(args.root / "quality" / f"{name}.json", selection.plain_thresholds(chosen))
             c = cost.get((width, locate, crop), {})
             table.append(
                 {
