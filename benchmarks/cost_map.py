@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import platform
 import statistics
 import tempfile
 import time
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from machine import cpu_name  # benchmarks/machine.py, beside this script
 
 WIDTHS = {
     "full": [256, 128, 64, 32, 16],
@@ -217,14 +217,7 @@ def main() -> None:
             writer.writerows(
                 {k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()} for r in rows
             )
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_name()
     today = by[("full", 256)]
     lines = [
         "# Model v3: the cost of each variant (measured; accuracy follows from the fold models)",

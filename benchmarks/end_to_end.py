@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ import tempfile
 from pathlib import Path
 
 import onnxruntime
+from machine import cpu_name  # benchmarks/machine.py, beside this script
 
 from fetalhc.io.files import write_text
 from fetalhc.sample import sample_dir
@@ -172,14 +172,7 @@ def main() -> None:
         finally:
             for entry in entries:
                 entry.close()
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_name()
     reference = statistics.median(entries[0].rounds)
     lines = [
         f"`benchmarks/end_to_end.py`: {cpu}, {args.threads} threads, onnxruntime "

@@ -13,10 +13,11 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import platform
 import pstats
 import time
 from pathlib import Path
+
+from machine import cpu_name  # benchmarks/machine.py, beside this script
 
 # stage -> (file suffix, function name) of the functions whose cumulative time is the stage
 STAGES = {
@@ -98,14 +99,7 @@ def main() -> None:
     stats = pstats.Stats(profile)
     total = stats.total_tt / len(files)
     times = {k: v / len(files) for k, v in stage_times(stats).items()}
-    cpu = next(
-        (
-            line.split(":", 1)[1].strip()
-            for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")
-        ),
-        platform.processor(),
-    )
+    cpu = cpu_name()
     print(
         f"machine: {cpu}, {args.threads} threads; torch {torch.__version__}, "
         f"onnxruntime {onnxruntime.__version__}; backend {args.backend}; "
