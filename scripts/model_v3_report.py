@@ -8,10 +8,12 @@ validation part (no epoch is picked on the images it is scored on), once with th
 at the model's side and once at each smaller `--locate-sides` (the same weights: the
 locating pass only has to find the head), and with the close-up at each of `--crop-sides`
 (the same weights shown the head at another scale; a model trained at that side is its own
-variant). The pooled out-of-fold rows (cached in ROOT/oof/, resumable) give ADF, ellipse
-Dice and Hausdorff and the errors over 10 mm, with the figures and the flag search of
-`scripts/model_selection_report.py`; the cost comes from `results/cost-map/two_pass.csv`
-(FLOPs counted, ms composed of measured parts, fp32). Each row's quality flag is chosen on
+variant); and one pass (the first pass alone) and int8 (each fold's model quantised,
+calibrated on its own training images), both at the model's side. The pooled out-of-fold
+rows (cached in ROOT/oof/, resumable) give ADF, ellipse Dice and Hausdorff and the errors
+over 10 mm, with the figures and the flag search of `scripts/model_selection_report.py`; the
+cost comes from `results/cost-map/two_pass.csv` (FLOPs counted, ms composed of measured
+parts). Each row's quality flag is chosen on
 its own out-of-fold rows (at most 10 % flagged, the most large errors caught first). Writes
 ROOT/map.csv, ROOT/map.md and ROOT/map.png (ADF against ms). Nothing here looks at a test
 part.
@@ -23,18 +25,25 @@ import argparse
 import csv
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import model_selection_report as selection  # noqa: E402 - the sibling script's figures
 import numpy as np  # noqa: E402
 
+from fetalhc.data.hc18 import load_mask  # noqa: E402
+from fetalhc.inference.evaluate import select_records  # noqa: E402
 from fetalhc.inference.measurer import HeadMeasurer  # noqa: E402
 from fetalhc.inference.segmenter import Segmenter  # noqa: E402
 from fetalhc.io.files import write_csv, write_json  # noqa: E402
+from fetalhc.io.images import read_gray  # noqa: E402
+from fetalhc.model.crops import around_box, box_of, crop_matrix, cut  # noqa: E402
+from fetalhc.model.export import export_onnx, quantize_int8  # noqa: E402
 
 FOLDS = selection.FOLDS  # the folds pooled_oof_rows walks
 EPOCHS = 25
 FLAG_SHARE = 0.10  # issue 24: at most 10 % of the images flagged
+CALIBRATION = 32  # training images an int8 fold model is calibrated on (each twice)
 
 
 def held_out_flag(rows: list[dict]) -> dict:
@@ -62,47 +71,111 @@ def variants(root: Path, epochs: int = EPOCHS) -> list[str]:
 
 
 def oof_rows(
-    root: Path, variant: str, locate: int, crop: int, margin: float, data: Path, threads: int
+    root: Path,
+    variant: str,
+    combo: Combo,
+    margin: float,
+    data: Path,
+    threads: int,
 ) -> list[dict]:
-    """Pooled out-of-fold rows of a variant's fold models with the first pass at `locate`
-    and the close-up at `crop`, `margin` around the head (ONNX Runtime, as deployed)."""
+    """Pooled out-of-fold rows of a variant's fold models with the first pass at
+    `combo.locate` and the close-up at `combo.crop`, `margin` around the head (ONNX
+    Runtime, as deployed); `combo.crop` 0: one pass, no close-up; int8: each fold's
+    model quantised (`int8_model`)."""
 
     def measurer_of(k: int) -> HeadMeasurer:
+        run = root / "runs" / f"{variant}_fold{k}"
+        checkpoint = run / "last.safetensors"
+        if combo.precision == "int8":
+            checkpoint = int8_model(run, root / f"split.fold{k}.csv", data, margin)
         segmenter = Segmenter(
-            root / "runs" / f"{variant}_fold{k}" / "last.safetensors",
+            checkpoint,
             backend="onnx",
             threads=threads,
-            locate_side=locate,
-            crop_side=crop,
+            locate_side=None if combo.precision == "int8" else combo.locate,
+            crop_side=combo.crop or None,
+            close_up=bool(combo.crop),
         )
         segmenter.quality_thresholds = {}  # features only; the flag is chosen later
         segmenter.head_crop = margin
         return HeadMeasurer.from_segmenter(segmenter)
 
-    name = combo_name(variant, locate, crop, margin)
+    name = combo_name(variant, combo, margin)
     return selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
 
 
-def combo_name(variant: str, locate: int, crop: int, margin: float) -> str:
+def int8_model(run: Path, split: Path, data: Path, margin: float) -> Path:
+    """The fold model exported and quantised to int8 (kept in the run's folder), calibrated
+    on CALIBRATION images of the fold's own training part: each whole and as the close-up
+    around its annotated head, the two inputs a two-pass model sees."""
+    target = run / "last_int8.onnx"
+    if target.is_file():
+        return target
+    records, _ = select_records(data, split, "train")
+    side = int(run.name.split("_")[1])
+    images = []
+    for record in records[:: max(1, len(records) // CALIBRATION)][:CALIBRATION]:
+        image = read_gray(record.image_path)
+        box = box_of(load_mask(record))
+        images.append(image)
+        if box is not None:
+            images.append(cut(image, crop_matrix(around_box(box, margin), side), side))
+    fp32 = run / "last.onnx"
+    export_onnx(run / "last.safetensors", fp32, verify=True, check_images=images[:4])
+    quantize_int8(fp32, target, images)
+    return target
+
+
+class Combo(NamedTuple):
+    """One row of the map for a variant: first pass side, close-up side (0: one pass)."""
+
+    locate: int
+    crop: int
+    precision: str = "fp32"
+
+
+def combo_name(variant: str, combo: Combo, margin: float) -> str:
     """How one row's files are named (oof/, quality/): the close-up's side only where it is
     not the side the variant was trained at."""
     trained = int(variant.split("_")[1])
+    if not combo.crop:
+        return f"{variant}-onepass{combo.locate}" + ("-int8" if combo.precision == "int8" else "")
     return (
-        f"{variant}-locate{locate}"
-        + (f"-crop{crop}" if crop != trained else "")
+        f"{variant}-locate{combo.locate}"
+        + (f"-crop{combo.crop}" if combo.crop != trained else "")
         + f"-margin{margin:g}"
+        + ("-int8" if combo.precision == "int8" else "")
     )
 
 
-def costs(path: Path) -> dict[tuple[str, int, int], dict]:
+def combos_of(variant: str, locate_sides: list[int], crop_sides: list[int]) -> list[Combo]:
+    """The map's rows for a variant: two passes at its side and with each smaller first
+    pass, each other close-up side, one pass at its side; int8 at its side, two passes and
+    one (an int8 graph is exported for one input size)."""
+    side = int(variant.split("_")[1])
+    smaller = [s for s in locate_sides if s < side]
+    combos = [Combo(locate, side) for locate in [side, *smaller]]
+    for crop in (c for c in crop_sides if c != side):
+        combos += [Combo(crop, crop), *(Combo(lo, crop) for lo in smaller if lo < crop)]
+    return [*combos, Combo(side, 0), Combo(side, side, "int8"), Combo(side, 0, "int8")]
+
+
+def costs(path: Path) -> dict[tuple[str, int, int, str], dict]:
+    """Measured cost rows by (width, first pass, second pass, precision); one pass is
+    first pass 0 there."""
     if not path.is_file():
         return {}
     with open(path, newline="") as f:
         return {
-            (r["width"], int(r["first_pass"]), int(r["second_pass"])): r
+            (r["width"], int(r["first_pass"]), int(r["second_pass"]), r["precision"]): r
             for r in csv.DictReader(f)
-            if r["precision"] == "fp32"
         }
+
+
+def cost_of(cost: dict, width: str, combo: Combo) -> dict:
+    if not combo.crop:  # one pass: the cost table's first pass 0, the pass at that side
+        return cost.get((width, 0, combo.locate, combo.precision), {})
+    return cost.get((width, combo.locate, combo.crop, combo.precision), {})
 
 
 def main() -> int:
@@ -126,28 +199,27 @@ def main() -> int:
     args = parser.parse_args()
     cost = costs(args.costs)
     table = []
+    locate_sides = [int(s) for s in args.locate_sides.split(",") if s]
+    crop_sides = [int(c) for c in args.crop_sides.split(",") if c]
     for variant in variants(args.root, args.epochs):
         width, side = variant.split("_")[0], int(variant.split("_")[1])
-        smaller = [int(s) for s in args.locate_sides.split(",") if int(s) < side]
-        combos = [(locate, side) for locate in [side, *smaller]]
-        for crop in (int(c) for c in args.crop_sides.split(",") if c and int(c) != side):
-            combos += [(crop, crop), *((lo, crop) for lo in smaller if lo < crop)]
-        for locate, crop in combos:
-            rows = oof_rows(args.root, variant, locate, crop, args.margin, args.data, args.threads)
+        for combo in combos_of(variant, locate_sides, crop_sides):
+            rows = oof_rows(args.root, variant, combo, args.margin, args.data, args.threads)
             figures = selection.figures(rows)
             chosen = selection.choose_thresholds(rows, FLAG_SHARE)
             flag = selection.flag_figures(rows, chosen)
             held = held_out_flag(rows)
-            name = combo_name(variant, locate, crop, args.margin)
+            name = combo_name(variant, combo, args.margin)
             write_json(args.root / "quality" / f"{name}.json", selection.plain_thresholds(chosen))
-            c = cost.get((width, locate, crop), {})
+            c = cost_of(cost, width, combo)
             table.append(
                 {
                     "variant": variant,
                     "width": width,
                     "trained_side": side,
-                    "first_pass": locate,
-                    "second_pass": crop,
+                    "first_pass": combo.locate,
+                    "second_pass": combo.crop,
+                    "precision": combo.precision,
                     "images": figures["images"],
                     "adf_mm": figures["adf_mm"],
                     "ellipse_dice_pct": figures["ellipse_dice_pct"],
@@ -163,7 +235,7 @@ def main() -> int:
                 }
             )
             print(
-                f"{variant} locate {locate} crop {crop}: ADF {figures['adf_mm']:.2f} mm, "
+                f"{name}: ADF {figures['adf_mm']:.2f} mm, "
                 f"ellipse Dice {figures['ellipse_dice_pct']:.2f} %"
             )
     if not table:
@@ -175,18 +247,18 @@ def main() -> int:
         "",
         f"`scripts/model_v3_report.py`: {FOLDS} group-aware folds over the 799 labelled "
         "images, each fold's last epoch on its own validation part, pooled; cost from "
-        f"`{args.costs}` (fp32, ms composed of measured parts); the close-up's margin "
+        f"`{args.costs}` (ms composed of measured parts); the close-up's margin "
         f"{args.margin:g}. Flag: chosen on each row's own out-of-fold rows (at most 10 % "
         "flagged; its thresholds in quality/), and, held out, chosen on two folds and "
         "scored on the third; 'caught' counts errors over 10 mm (no head counts as one).",
         "",
-        "| decoder | trained at | first pass | second pass | images | ADF mm | "
+        "| decoder | trained at | first pass | second pass | precision | images | ADF mm | "
         "ellipse Dice % | ellipse HD mm | > 10 mm | flagged % | caught | unflagged ADF | "
         "held-out flag: flagged %, caught | GFLOP | ms |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['width']} | {r['trained_side']} | {r['first_pass']} | {r['second_pass']} | "
-            f"{r['images']} | "
+            f"| {r['width']} | {r['trained_side']} | {r['first_pass']} | "
+            f"{r['second_pass'] or '(one pass)'} | {r['precision']} | {r['images']} | "
             f"{r['adf_mm']:.2f} | {r['ellipse_dice_pct']:.2f} | {r['ellipse_hd_mm']:.2f} | "
             f"{r['over_10mm']} | {r['flagged_pct']:.1f} | {r['caught_10mm']} | "
             f"{r['unflagged_adf_mm']:.2f} | {r['held_out_flagged_pct']:.1f}, "
@@ -204,18 +276,26 @@ def main() -> int:
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4))
+    colours = {"full": "C0", "half": "C1", "quarter": "C2"}
     for r in table:
-        ax.scatter(r["ms"], r["adf_mm"], color="C0")
+        ax.scatter(
+            r["ms"],
+            r["adf_mm"],
+            color=colours.get(r["width"], "C3"),
+            marker="s" if r["precision"] == "int8" else "o",
+        )
         ax.annotate(
-            f"{r['width']} {r['first_pass']}+{r['second_pass']}",
+            f"{r['width']} {r['first_pass']}"
+            + (f"+{r['second_pass']}" if r["second_pass"] else "")
+            + (" int8" if r["precision"] == "int8" else ""),
             (r["ms"], r["adf_mm"]),
             fontsize=7,
             xytext=(3, 3),
             textcoords="offset points",
         )
-    ax.set_xlabel("end-to-end ms per image (fp32, composed)")
+    ax.set_xlabel("end-to-end ms per image (composed of measured parts)")
     ax.set_ylabel("out-of-fold ADF (mm)")
-    ax.set_title("Model v3: accuracy against cost")
+    ax.set_title("Model v3: accuracy against cost (squares: int8)")
     fig.tight_layout()
     fig.savefig(args.root / "map.png", dpi=120)
     print("\n".join(lines))

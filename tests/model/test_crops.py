@@ -74,6 +74,7 @@ def brightness_segmenter(head_crop=0.2, size=64):
     seg.size, seg.normalization, seg.batch_size = (size, size), "unit", 4
     seg.head_crop, seg.flip_tta, seg.quality_thresholds = head_crop, False, {}
     seg.locate_side = seg.crop_side = size
+    seg.close_up = True
     seg.checkpoint = __import__("pathlib").Path("brightness")
     seg.calls = []
 
@@ -337,6 +338,19 @@ def test_a_head_the_smaller_locating_pass_misses_is_located_again_at_the_model_s
     seg.calls.clear()
     seg.predict([large])
     assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
+
+
+def test_without_the_close_up_the_first_pass_is_the_result():
+    image, truth = disc_image(axes=(150, 120), centre=(400, 270))
+    seg = brightness_segmenter(size=128)
+    [both] = seg.predict([image])
+    seg.close_up, seg.calls = False, []
+    [one] = seg.predict([image])
+    assert seg.calls == [(1, 3, 128, 128)]  # one network pass, the whole image
+    assert one.coarse_map is None
+    np.testing.assert_array_equal(one.probability, both.coarse_probability)
+    coarse = fit_mask(one.probability >= 0.5)
+    assert (coarse.cx, coarse.cy) == pytest.approx((truth.cx, truth.cy), abs=3.0)
 
 
 def test_locate_side_is_checked():

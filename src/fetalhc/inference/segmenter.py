@@ -67,13 +67,16 @@ class Segmenter:
         flip_tta: bool = False,
         locate_side: int | None = None,
         crop_side: int | None = None,
+        close_up: bool = True,
     ) -> None:
         """`threads`: ONNX Runtime's intra-op threads for this model (0: its default).
         PyTorch's threads belong to the process: set them with `model.unet.set_threads`.
         `locate_side`: two-pass models, the first pass's square side instead of the
         model's own (`locate_side` in its config, else its image size); a multiple of 32.
         `crop_side`: two-pass models, the close-up's side instead of the model's own (an
-        experiment: the head is then seen at another scale than in training)."""
+        experiment: the head is then seen at another scale than in training).
+        `close_up=False`: two-pass models, the first pass alone (its whole-image map is the
+        result; half the network's cost)."""
         from fetalhc.model.checkpoint import config_for_checkpoint
 
         if backend not in BACKENDS:
@@ -102,6 +105,7 @@ class Segmenter:
         self.locate_side = side or self.size[0]
         crop = 0 if crop_side is None else check_locate_side(crop_side, "crop_side")
         self.crop_side = crop or self.size[0]  # 0, like locate_side: the model's own
+        self.close_up = close_up
         # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
         quality = self.config.get("quality", {})
         self.quality_thresholds = quality if isinstance(quality, dict) else {}
@@ -268,8 +272,10 @@ class Segmenter:
                 for i, one in zip(again, redone, strict=True):
                     located[i] = one
         coarse = [c for c, _, _ in located]
-        final: list[WindowedMap] = list(coarse)
         small = [lg for _, lg, _ in located]
+        if not self.close_up:  # one pass: the whole-image map is the result
+            return [Prediction(c, lg) for c, lg in zip(coarse, small, strict=True)]
+        final: list[WindowedMap] = list(coarse)
         boxes = [box for _, _, box in located]
         # Pass 2: outline it in a square around what pass 1 found; its map is made only
         # where the square lands (the rest is OUTSIDE_LOGIT, known).
