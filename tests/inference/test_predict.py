@@ -136,9 +136,9 @@ def test_every_result_row_has_the_csv_columns_in_order():
 
 @needs_model
 def test_a_smaller_locating_pass_with_onnx_and_torch(tmp_path, sample, monkeypatch):
-    """The bundled model's first pass at 160 instead of 256: ONNX Runtime exports a second
-    graph for that side (cached beside the first), agrees with PyTorch, and measures the
-    sample's heads about as the full-size first pass does."""
+    """The bundled model's first pass at 160 instead of its own side: ONNX Runtime exports a
+    graph for that side (cached beside the others), agrees with PyTorch, and measures the
+    sample's heads about as its own first pass does."""
     from fetalhc.data.hc18 import load_labelled
     from fetalhc.inference.measurer import HeadMeasurer
 
@@ -146,11 +146,17 @@ def test_a_smaller_locating_pass_with_onnx_and_torch(tmp_path, sample, monkeypat
     records = load_labelled(sample)[:3]
     images = [r.image_path for r in records]
     sizes = [r.pixel_size_mm for r in records]
-    full = list(HeadMeasurer(backend="onnx").measure_many(images, sizes))
+    own = HeadMeasurer(backend="onnx")
+    full = list(own.measure_many(images, sizes))
     onnx = list(HeadMeasurer(backend="onnx", locate_side=160).measure_many(images, sizes))
     torch_ = list(HeadMeasurer(backend="torch", locate_side=160).measure_many(images, sizes))
     cached = sorted(p.name for p in (tmp_path / "cache").glob("*.onnx"))
-    assert len(cached) == 2 and cached[1].endswith("_160x160.onnx")
+    # one graph per side: the model's own (the close-up), its first pass's, and 160
+    sides = {own.segmenter.locate_side, 160} - {own.segmenter.size[0]}
+    assert len(cached) == 1 + len(sides)
+    assert {name.split("_")[-1] for name in cached if "_" in name} == {
+        f"{s}x{s}.onnx" for s in sides
+    }
     for a, b, c, r in zip(full, onnx, torch_, records, strict=True):
         assert b.ok and c.ok
         assert b.hc_mm == pytest.approx(c.hc_mm, abs=0.05)  # the same network, two runtimes
