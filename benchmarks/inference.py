@@ -21,7 +21,6 @@ accuracy is measured in the same run.
 from __future__ import annotations
 
 import argparse
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime
 import torch
+from machine import cpu_name  # benchmarks/machine.py, beside this script
 
 from fetalhc.inference.evaluate import evaluation_rows, select_records
 from fetalhc.inference.measurer import HeadMeasurer
@@ -93,7 +93,7 @@ def main() -> None:
     paths = [p for p in paths if not p.name.endswith("_Annotation.png")]
     paths = (paths * (args.n // max(len(paths), 1) + 1))[: args.n]
     print(
-        f"machine: {platform.processor() or platform.machine()}, torch {torch.__version__} "
+        f"machine: {cpu_name()}, torch {torch.__version__} "
         f"({args.threads or torch.get_num_threads()} threads), onnxruntime "
         f"{onnxruntime.__version__}; {len(paths)} images"
     )

@@ -50,3 +50,26 @@ def test_export_cli_with_int8(tiny_run, tmp_path, sample):
         )
         assert r.returncode in (0, 1), r.stderr  # an untrained model may find no head
         assert len((out / "predictions.csv").read_text().splitlines()) == 5
+
+
+def test_an_exported_model_locates_at_its_graph_size(tmp_path, sample):
+    """The bundled model's config asks for a first pass at 192; its exported graph has one
+    input size (256), so that graph's first pass runs at 256 instead of failing on every
+    image, and measures what the checkpoint measures with its first pass at 256."""
+    import pytest
+
+    from fetalhc.inference.measurer import HeadMeasurer
+    from fetalhc.inference.segmenter import DEFAULT_MODEL
+
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no bundled model")
+    export_onnx(DEFAULT_MODEL, tmp_path / "m.onnx", verify=False)
+    graph = Segmenter(tmp_path / "m.onnx")
+    assert Segmenter(DEFAULT_MODEL, backend="torch").locate_side != graph.size[0]
+    assert graph.locate_side == graph.size[0]
+    images = sorted((sample / "test_set").glob("*.png"))[:2]
+    got = list(HeadMeasurer.from_segmenter(graph).measure_many(images, 0.1))
+    want = list(HeadMeasurer(backend="onnx", locate_side=graph.size[0]).measure_many(images, 0.1))
+    for a, b in zip(got, want, strict=True):
+        assert a.ok and b.ok
+        assert a.hc_mm == pytest.approx(b.hc_mm, abs=0.01)

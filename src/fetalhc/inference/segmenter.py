@@ -102,6 +102,8 @@ class Segmenter:
         self.normalization = model_config.normalization
         self.head_crop = model_config.head_crop
         side = model_config.locate_side if locate_side is None else check_locate_side(locate_side)
+        if self.checkpoint.suffix == ".onnx" and locate_side is None:
+            side = 0  # an exported graph has one input size: its first pass runs at it too
         self.locate_side = side or self.size[0]
         crop = 0 if crop_side is None else check_locate_side(crop_side, "crop_side")
         self.crop_side = crop or self.size[0]  # 0, like locate_side: the model's own
