@@ -154,7 +154,7 @@ class Segmenter:
         # ONNX Runtime's threads spin for work after each run by default. With a session
         # per input size (a first pass at another side than the close-up), the idle
         # session's spinning threads take the cores from the one running and from the
-        # Python post-processing: a 192 pass took 2x as long (benchmarks/ort_threads.py).
+        # Python post-processing: a 192 pass took 2x as long (results/model-v3/notes.md).
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         sessions: dict[tuple[int, int], tuple] = {}
 
