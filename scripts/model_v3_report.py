@@ -92,7 +92,7 @@ def oof_rows(
             checkpoint,
             backend="onnx",
             threads=threads,
-            locate_side=None if combo.precision == "int8" else combo.locate,
+            locate_side=combo.locate,  # int8 rows: the graph's own side
             crop_side=combo.crop or None,
             close_up=bool(combo.crop),
         )
@@ -138,14 +138,11 @@ def combo_name(variant: str, combo: Combo, margin: float) -> str:
     """How one row's files are named (oof/, quality/): the close-up's side only where it is
     not the side the variant was trained at."""
     trained = int(variant.split("_")[1])
+    int8 = "-int8" if combo.precision == "int8" else ""
     if not combo.crop:
-        return f"{variant}-onepass{combo.locate}" + ("-int8" if combo.precision == "int8" else "")
-    return (
-        f"{variant}-locate{combo.locate}"
-        + (f"-crop{combo.crop}" if combo.crop != trained else "")
-        + f"-margin{margin:g}"
-        + ("-int8" if combo.precision == "int8" else "")
-    )
+        return f"{variant}-onepass{combo.locate}{int8}"
+    crop = f"-crop{combo.crop}" if combo.crop != trained else ""
+    return f"{variant}-locate{combo.locate}{crop}-margin{margin:g}{int8}"
 
 
 def combos_of(variant: str, locate_sides: list[int], crop_sides: list[int]) -> list[Combo]:
