@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 import sys
 from pathlib import Path
 from typing import NamedTuple
@@ -34,7 +35,7 @@ import numpy as np  # noqa: E402
 from fetalhc.data.hc18 import load_mask  # noqa: E402
 from fetalhc.inference.evaluate import select_records  # noqa: E402
 from fetalhc.inference.measurer import HeadMeasurer  # noqa: E402
-from fetalhc.inference.segmenter import Segmenter  # noqa: E402
+from fetalhc.inference.segmenter import RELOCATE_BELOW, Segmenter  # noqa: E402
 from fetalhc.io.files import write_csv, write_json  # noqa: E402
 from fetalhc.io.images import read_gray  # noqa: E402
 from fetalhc.model.crops import around_box, box_of, crop_matrix, cut  # noqa: E402
@@ -83,6 +84,8 @@ def oof_rows(
     Runtime, as deployed); `combo.crop` 0: one pass, no close-up; int8: each fold's
     model quantised (`int8_model`)."""
 
+    made: list[Segmenter] = []
+
     def measurer_of(k: int) -> HeadMeasurer:
         run = root / "runs" / f"{variant}_fold{k}"
         checkpoint = run / "last.safetensors"
@@ -95,13 +98,29 @@ def oof_rows(
             locate_side=combo.locate,  # int8 rows: the graph's own side
             crop_side=combo.crop or None,
             close_up=bool(combo.crop),
+            relocate_below=combo.relocate,
         )
+        made.append(segmenter)
         segmenter.quality_thresholds = {}  # features only; the flag is chosen later
         segmenter.head_crop = margin
         return HeadMeasurer.from_segmenter(segmenter)
 
     name = combo_name(variant, combo, margin)
-    return selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
+    rows = selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
+    again = root / "oof" / f"{name}.located_again.json"
+    if made and combo.relocate:  # run now, not read back: how often the first pass ran twice
+        counted = sum(s.located_again for s in made)
+        write_json(again, {"images": len(rows), "located_again": counted})
+    return rows
+
+
+def located_again_share(root: Path, name: str) -> float:
+    """The share of a row's images whose first pass ran again (0 where it never does)."""
+    path = root / "oof" / f"{name}.located_again.json"
+    if not path.is_file():
+        return 0.0 if "-relocate" not in name else float("nan")
+    counts = json.loads(path.read_text())
+    return counts["located_again"] / counts["images"]
 
 
 def int8_model(run: Path, split: Path, data: Path, margin: float) -> Path:
@@ -127,11 +146,14 @@ def int8_model(run: Path, split: Path, data: Path, margin: float) -> Path:
 
 
 class Combo(NamedTuple):
-    """One row of the map for a variant: first pass side, close-up side (0: one pass)."""
+    """One row of the map for a variant: first pass side, close-up side (0: one pass);
+    `relocate`: a smaller first pass's small finds located again at the model's side
+    below this share of the image (0: only heads it did not find, the map's first rows)."""
 
     locate: int
     crop: int
     precision: str = "fp32"
+    relocate: float = 0.0
 
 
 def combo_name(variant: str, combo: Combo, margin: float) -> str:
@@ -142,18 +164,24 @@ def combo_name(variant: str, combo: Combo, margin: float) -> str:
     if not combo.crop:
         return f"{variant}-onepass{combo.locate}{int8}"
     crop = f"-crop{combo.crop}" if combo.crop != trained else ""
-    return f"{variant}-locate{combo.locate}{crop}-margin{margin:g}{int8}"
+    again = f"-relocate{combo.relocate:g}" if combo.relocate else ""
+    return f"{variant}-locate{combo.locate}{again}{crop}-margin{margin:g}{int8}"
 
 
-def combos_of(variant: str, locate_sides: list[int], crop_sides: list[int]) -> list[Combo]:
+def combos_of(
+    variant: str, locate_sides: list[int], crop_sides: list[int], relocate: float = 0.0
+) -> list[Combo]:
     """The map's rows for a variant: two passes at its side and with each smaller first
     pass, each other close-up side, one pass at its side; int8 at its side, two passes and
-    one (an int8 graph is exported for one input size)."""
+    one (an int8 graph is exported for one input size); with `relocate`, each row with a
+    smaller first pass once more with its small finds located again."""
     side = int(variant.split("_")[1])
     smaller = [s for s in locate_sides if s < side]
     combos = [Combo(locate, side) for locate in [side, *smaller]]
     for crop in (c for c in crop_sides if c != side):
         combos += [Combo(crop, crop), *(Combo(lo, crop) for lo in smaller if lo < crop)]
+    if relocate:
+        combos += [c._replace(relocate=relocate) for c in combos if c.locate < side]
     return [*combos, Combo(side, 0), Combo(side, side, "int8"), Combo(side, 0, "int8")]
 
 
@@ -169,10 +197,31 @@ def costs(path: Path) -> dict[tuple[str, int, int, str], dict]:
         }
 
 
-def cost_of(cost: dict, width: str, combo: Combo) -> dict:
+def cost_of(cost: dict, width: str, combo: Combo, side: int, again: float = 0.0) -> dict:
+    """GFLOP and ms of a row; a first pass that runs again at the model's `side` on a share
+    `again` of the images adds that share of the pass's own cost (the cost table's one
+    pass at `side`: the same network on the whole image)."""
     if not combo.crop:  # one pass: the cost table's first pass 0, the pass at that side
         return cost.get((width, 0, combo.locate, combo.precision), {})
-    return cost.get((width, combo.locate, combo.crop, combo.precision), {})
+    row = cost.get((width, combo.locate, combo.crop, combo.precision), {})
+    if not row or not again:
+        return row
+    extra = cost.get((width, 0, side, combo.precision), {})
+    return {
+        "gflop": float(row["gflop"]) + again * float(extra.get("gflop", "nan")),
+        "end_to_end_ms": float(row["end_to_end_ms"])
+        + again * float(extra.get("network_ms", "nan")),
+    }
+
+
+def first_pass_label(row: dict) -> str:
+    """The map's first-pass cell: its side, and where small finds ran again, how often."""
+    if not row["relocate"]:
+        return str(row["first_pass"])
+    return (
+        f"{row['first_pass']}, again at {row['trained_side']} under "
+        f"{row['relocate']:g} ({row['located_again_pct']:.1f} %)"
+    )
 
 
 def main() -> int:
@@ -191,6 +240,14 @@ def main() -> int:
     parser.add_argument(
         "--crop-sides", default="192", help="close-up sides to try with the same weights"
     )
+    parser.add_argument(
+        "--relocate",
+        type=float,
+        default=RELOCATE_BELOW,
+        help="rows with a smaller first pass once more with its finds under this share of the "
+        "image located again at the model's side (0: none; default: the Segmenter's)",
+    )
+    parser.add_argument("--variants", default="", help="only these variants (comma-separated)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=EPOCHS, help="a finished run's epochs")
     args = parser.parse_args()
@@ -198,9 +255,12 @@ def main() -> int:
     table = []
     locate_sides = [int(s) for s in args.locate_sides.split(",") if s]
     crop_sides = [int(c) for c in args.crop_sides.split(",") if c]
+    only = {v for v in args.variants.split(",") if v}
     for variant in variants(args.root, args.epochs):
+        if only and variant not in only:
+            continue
         width, side = variant.split("_")[0], int(variant.split("_")[1])
-        for combo in combos_of(variant, locate_sides, crop_sides):
+        for combo in combos_of(variant, locate_sides, crop_sides, args.relocate):
             rows = oof_rows(args.root, variant, combo, args.margin, args.data, args.threads)
             figures = selection.figures(rows)
             chosen = selection.choose_thresholds(rows, FLAG_SHARE)
@@ -208,7 +268,8 @@ def main() -> int:
             held = held_out_flag(rows)
             name = combo_name(variant, combo, args.margin)
             write_json(args.root / "quality" / f"{name}.json", selection.plain_thresholds(chosen))
-            c = cost_of(cost, width, combo)
+            again = located_again_share(args.root, name)
+            c = cost_of(cost, width, combo, side, again)
             table.append(
                 {
                     "variant": variant,
@@ -217,6 +278,8 @@ def main() -> int:
                     "first_pass": combo.locate,
                     "second_pass": combo.crop,
                     "precision": combo.precision,
+                    "relocate": combo.relocate,
+                    "located_again_pct": 100 * again,
                     "images": figures["images"],
                     "adf_mm": figures["adf_mm"],
                     "ellipse_dice_pct": figures["ellipse_dice_pct"],
@@ -247,14 +310,17 @@ def main() -> int:
         f"`{args.costs}` (ms composed of measured parts); the close-up's margin "
         f"{args.margin:g}. Flag: chosen on each row's own out-of-fold rows (at most 10 % "
         "flagged; its thresholds in quality/), and, held out, chosen on two folds and "
-        "scored on the third; 'caught' counts errors over 10 mm (no head counts as one).",
+        "scored on the third; 'caught' counts errors over 10 mm (no head counts as one). "
+        "'again at': a smaller first pass whose head spans less than that share of the "
+        "image's longer side runs again at the model's side (share of images; its cost "
+        "added to the ms, 'r' in the figure).",
         "",
         "| decoder | trained at | first pass | second pass | precision | images | ADF mm | "
         "ellipse Dice % | ellipse HD mm | > 10 mm | flagged % | caught | unflagged ADF | "
         "held-out flag: flagged %, caught | GFLOP | ms |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|",
         *[
-            f"| {r['width']} | {r['trained_side']} | {r['first_pass']} | "
+            f"| {r['width']} | {r['trained_side']} | {first_pass_label(r)} | "
             f"{r['second_pass'] or '(one pass)'} | {r['precision']} | {r['images']} | "
             f"{r['adf_mm']:.2f} | {r['ellipse_dice_pct']:.2f} | {r['ellipse_hd_mm']:.2f} | "
             f"{r['over_10mm']} | {r['flagged_pct']:.1f} | {r['caught_10mm']} | "
@@ -283,6 +349,7 @@ def main() -> int:
         )
         ax.annotate(
             f"{r['width']} {r['first_pass']}"
+            + ("r" if r["relocate"] else "")
             + (f"+{r['second_pass']}" if r["second_pass"] else "")
             + (" int8" if r["precision"] == "int8" else ""),
             (r["ms"], r["adf_mm"]),

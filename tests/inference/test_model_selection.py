@@ -63,3 +63,46 @@ def test_no_head_is_always_flagged_and_counts_as_an_error(selection):
     rows = [row(1.0) for _ in range(9)] + [{"hc_abs_diff_mm": math.nan}]
     fig = selection.flag_figures(rows, selection.NO_FLAG)
     assert fig["flagged_pct"] == 10.0 and fig["caught_10mm"] == 1
+
+
+# ---------------------------------------------------------------- model v3's map
+@pytest.fixture(scope="module")
+def v3_map(selection):  # the sibling script imports model_selection_report by name
+    import sys
+
+    sys.modules.setdefault("model_selection_report", selection)
+    path = SCRIPT.with_name("model_v3_report.py")
+    spec = importlib.util.spec_from_file_location("model_v3_report", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_map_rows_keep_their_cached_names_and_the_relocating_ones_are_their_own(v3_map):
+    combos = v3_map.combos_of("half_256", [192], [192], relocate=0.3)
+    names = [v3_map.combo_name("half_256", c, 0.1) for c in combos]
+    assert names == [
+        "half_256-locate256-margin0.1",
+        "half_256-locate192-margin0.1",
+        "half_256-locate192-crop192-margin0.1",
+        "half_256-locate192-relocate0.3-margin0.1",
+        "half_256-locate192-relocate0.3-crop192-margin0.1",
+        "half_256-onepass256",
+        "half_256-locate256-margin0.1-int8",
+        "half_256-onepass256-int8",
+    ]
+    assert v3_map.combos_of("half_256", [192], [192], relocate=0.0) == [
+        c for c in combos if not c.relocate
+    ]
+
+
+def test_a_first_pass_run_again_adds_its_share_of_the_pass_cost(v3_map):
+    cost = {
+        ("half", 192, 256, "fp32"): {"gflop": "4.0", "end_to_end_ms": "57.0"},
+        ("half", 0, 256, "fp32"): {"gflop": "2.0", "end_to_end_ms": "47.0", "network_ms": "16"},
+    }
+    combo = v3_map.Combo(192, 256, relocate=0.3)
+    c = v3_map.cost_of(cost, "half", combo, 256, again=0.05)
+    assert c["end_to_end_ms"] == pytest.approx(57.0 + 0.05 * 16)
+    assert c["gflop"] == pytest.approx(4.0 + 0.05 * 2.0)
+    assert v3_map.cost_of(cost, "half", combo, 256)["end_to_end_ms"] == "57.0"  # as measured

@@ -12,7 +12,7 @@ from fetalhc.data.hc18 import load_labelled, subject_of
 from fetalhc.data.split import fold_split, group_folds, group_split
 from fetalhc.errors import FetalHCError
 from fetalhc.inference.measurer import HeadMeasurer
-from fetalhc.inference.segmenter import Segmenter
+from fetalhc.inference.segmenter import RELOCATE_BELOW, Segmenter, needs_relocating
 from fetalhc.measure.ellipse import Ellipse, draw_filled, fit_mask
 from fetalhc.measure.metrics import iou
 from fetalhc.model.crops import (
@@ -74,7 +74,7 @@ def brightness_segmenter(head_crop=0.2, size=64):
     seg.size, seg.normalization, seg.batch_size = (size, size), "unit", 4
     seg.head_crop, seg.flip_tta, seg.quality_thresholds = head_crop, False, {}
     seg.locate_side = seg.crop_side = size
-    seg.close_up = True
+    seg.close_up, seg.relocate_below, seg.located_again = True, RELOCATE_BELOW, 0
     seg.checkpoint = __import__("pathlib").Path("brightness")
     seg.calls = []
 
@@ -338,6 +338,33 @@ def test_a_head_the_smaller_locating_pass_misses_is_located_again_at_the_model_s
     seg.calls.clear()
     seg.predict([large])
     assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
+
+
+def test_a_small_head_the_smaller_locating_pass_finds_is_located_again():
+    # 200 px of the image's 800: a quarter, under RELOCATE_BELOW; two heads side by side in
+    # one frame are each this small, and the second fades at a small first pass
+    image, truth = disc_image(axes=(100, 80), centre=(400, 270), angle=0.0)
+    seg = brightness_segmenter(size=64)
+    seg.locate_side = 32
+    [pred] = seg.predict([image])
+    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 64, 64)]
+    assert seg.located_again == 1
+    fine = fit_mask(pred.probability >= 0.5)
+    assert max(fine.a, fine.b) == pytest.approx(100, rel=0.03)
+    seg.calls.clear()
+    seg.relocate_below = 0.0  # off: only a head not found is located again
+    seg.predict([image])
+    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
+
+
+def test_which_finds_are_located_again():
+    shape = (540, 800)
+    assert needs_relocating(None, shape, 0.0)  # nothing found: always
+    assert needs_relocating((0, 0, 239, 100), shape, 0.3)  # 239 px < 0.3 of 800
+    assert not needs_relocating((0, 0, 240, 100), shape, 0.3)
+    assert not needs_relocating((0, 0, 100, 240), (800, 540), 0.3)
+    assert needs_relocating((0, 0, 100, 239), (800, 540), 0.3)  # the longer side counts
+    assert not needs_relocating((0, 0, 10, 10), shape, 0.0)
 
 
 def test_without_the_close_up_the_first_pass_is_the_result():
