@@ -75,6 +75,11 @@ def test_an_exported_model_locates_at_its_graph_size(tmp_path, sample):
     graph = Segmenter(tmp_path / "m.onnx")
     assert Segmenter(checkpoint, backend="torch").locate_side == 192
     assert graph.locate_side == graph.size[0] == 256
+    from fetalhc.errors import FetalHCError
+
+    for other in ({"locate_side": 192}, {"crop_side": 224}):  # at load, not per image
+        with pytest.raises(FetalHCError, match="exported for 256x256, not"):
+            Segmenter(tmp_path / "m.onnx", **other)
     images = sorted((sample / "test_set").glob("*.png"))[:2]
     got = list(HeadMeasurer.from_segmenter(graph).measure_many(images, 0.1))
     want = list(HeadMeasurer(checkpoint, backend="onnx", locate_side=256).measure_many(images, 0.1))

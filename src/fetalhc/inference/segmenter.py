@@ -111,6 +111,14 @@ class Segmenter:
         self.locate_side = side or self.size[0]
         crop = 0 if crop_side is None else check_locate_side(crop_side, "crop_side")
         self.crop_side = crop or self.size[0]  # 0, like locate_side: the model's own
+        if self.checkpoint.suffix == ".onnx":
+            other = {self.locate_side, self.crop_side} - {self.size[0]}
+            if other:  # said at load, not on every image
+                raise FetalHCError(
+                    f"{self.checkpoint}: exported for {self.size[0]}x{self.size[1]}, not "
+                    f"{min(other)}x{min(other)}; use the .safetensors checkpoint for another "
+                    "pass side"
+                )
         self.close_up = close_up
         self.relocate_below = RELOCATE_BELOW if relocate_below is None else relocate_below
         self.located_again = 0  # images whose first pass ran again (a cost to report)
