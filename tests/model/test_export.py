@@ -80,6 +80,9 @@ def test_an_exported_model_locates_at_its_graph_size(tmp_path, sample):
     for other in ({"locate_side": 192}, {"crop_side": 224}):  # at load, not per image
         with pytest.raises(FetalHCError, match="exported for 256x256, not"):
             Segmenter(tmp_path / "m.onnx", **other)
+    for bad in (-0.1, 1.5, float("nan"), "0.3"):
+        with pytest.raises(FetalHCError, match="relocate_below"):
+            Segmenter(checkpoint, backend="torch", relocate_below=bad)
     images = sorted((sample / "test_set").glob("*.png"))[:2]
     got = list(HeadMeasurer.from_segmenter(graph).measure_many(images, 0.1))
     want = list(HeadMeasurer(checkpoint, backend="onnx", locate_side=256).measure_many(images, 0.1))

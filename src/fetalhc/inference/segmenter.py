@@ -120,7 +120,10 @@ class Segmenter:
                     "pass side"
                 )
         self.close_up = close_up
-        self.relocate_below = RELOCATE_BELOW if relocate_below is None else relocate_below
+        below = RELOCATE_BELOW if relocate_below is None else relocate_below
+        if isinstance(below, bool) or not isinstance(below, int | float) or not 0 <= below <= 1:
+            raise FetalHCError(f"relocate_below must be a share from 0 to 1, got {below!r}")
+        self.relocate_below = float(below)
         self.located_again = 0  # images whose first pass ran again (a cost to report)
         # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
         quality = self.config.get("quality", {})
