@@ -3,9 +3,9 @@
     python scripts/bundle_model.py RUN/best.safetensors [--quality quality.json] [--notes "..."]
 
 `--quality`: the quality flag's thresholds chosen for this model, `--head-crop`: the margin
-of a two-pass model's second crop, `--locate-side`: the side of its first pass (chosen out
-of fold: scripts/model_selection_report.py, scripts/model_v3_report.py), stored in its
-config.json.
+of a two-pass model's second crop, `--locate-side` / `--crop-side`: the sides of its first
+and second pass (chosen out of fold: scripts/model_selection_report.py,
+scripts/model_v3_report.py), stored in its config.json.
 
 fp16 halves the file (8.4 MB for the 4.1 M-parameter half-width U-Net, 13 MB at full
 width); weights are cast back to fp32 when loaded, so inference runs in fp32.
@@ -34,6 +34,9 @@ def main() -> None:
     parser.add_argument(
         "--locate-side", type=int, help="two-pass models: the first pass's side (chosen OOF)"
     )
+    parser.add_argument(
+        "--crop-side", type=int, help="two-pass models: the close-up's side (chosen OOF)"
+    )
     args = parser.parse_args()
     try:  # everything is checked before the bundled model is replaced
         model, config = load_model(args.checkpoint)
@@ -48,6 +51,8 @@ def main() -> None:
             bundled["model"]["head_crop"] = args.head_crop
         if args.locate_side is not None:
             bundled["model"]["locate_side"] = check_locate_side(args.locate_side, "--locate-side")
+        if args.crop_side is not None:
+            bundled["model"]["crop_side"] = check_locate_side(args.crop_side, "--crop-side")
         if args.quality:
             bundled["quality"] = read_json(args.quality)
     except FetalHCError as exc:

@@ -386,3 +386,24 @@ def test_locate_side_is_checked():
     with pytest.raises(FetalHCError, match="locate_side"):
         ModelConfig.from_dict({"locate_side": 100})
     assert ModelConfig.from_dict({"locate_side": 160}).locate_side == 160
+
+
+def test_crop_side_is_checked_and_read_from_the_config(tmp_path):
+    import shutil
+
+    from fetalhc.inference.segmenter import DEFAULT_MODEL
+    from fetalhc.model.config import ModelConfig
+
+    with pytest.raises(FetalHCError, match="crop_side"):
+        ModelConfig.from_dict({"crop_side": 200})
+    assert ModelConfig.from_dict({"crop_side": 192}).crop_side == 192
+    assert ModelConfig.from_dict({}).crop_side == 0  # the trained side
+    if not DEFAULT_MODEL.is_file():
+        pytest.skip("no bundled model")
+    shutil.copy(DEFAULT_MODEL, tmp_path / "m.safetensors")
+    config = json.loads((DEFAULT_MODEL.parent / "config.json").read_text())
+    config["model"].update(crop_side=160, locate_side=224)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    seg = Segmenter(tmp_path / "m.safetensors", backend="torch")
+    assert (seg.locate_side, seg.crop_side, seg.size) == (224, 160, (256, 256))
+    assert Segmenter(tmp_path / "m.safetensors", backend="torch", crop_side=256).crop_side == 256

@@ -74,8 +74,9 @@ class Segmenter:
         PyTorch's threads belong to the process: set them with `model.unet.set_threads`.
         `locate_side`: two-pass models, the first pass's square side instead of the
         model's own (`locate_side` in its config, else its image size); a multiple of 32.
-        `crop_side`: two-pass models, the close-up's side instead of the model's own (an
-        experiment: the head is then seen at another scale than in training).
+        `crop_side`: two-pass models, the close-up's side instead of the model's own
+        (`crop_side` in its config, else its image size; the head is then seen at another
+        scale than in training).
         `close_up=False`: two-pass models, the first pass alone (its whole-image map is the
         result; half the network's cost).
         `relocate_below`: a first pass smaller than the model's side that finds a head
@@ -109,7 +110,13 @@ class Segmenter:
         if self.checkpoint.suffix == ".onnx" and locate_side is None:
             side = 0  # an exported graph has one input size: its first pass runs at it too
         self.locate_side = side or self.size[0]
-        crop = 0 if crop_side is None else check_locate_side(crop_side, "crop_side")
+        crop = (
+            model_config.crop_side
+            if crop_side is None
+            else check_locate_side(crop_side, "crop_side")
+        )
+        if self.checkpoint.suffix == ".onnx" and crop_side is None:
+            crop = 0  # as for locate_side: the graph's one size
         self.crop_side = crop or self.size[0]  # 0, like locate_side: the model's own
         if self.checkpoint.suffix == ".onnx":
             other = {self.locate_side, self.crop_side} - {self.size[0]}

@@ -40,6 +40,10 @@ class ModelConfig:
     # Two-pass models: the side of the first (locating) pass's square, which only has to
     # find the head; 0: the same as the second pass's (image_size).
     locate_side: int = 0
+    # Two-pass models: the side of the second pass's square (the close-up) at inference;
+    # 0: image_size, the side it was trained at (a smaller one was chosen out of fold for
+    # the bundled quarter-width model, MODEL_CARD.md).
+    crop_side: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,6 +61,7 @@ class ModelConfig:
             "head_crop",
             "skip_rms",
             "locate_side",
+            "crop_side",
         )
         known = {k: d[k] for k in names if k in d}
         for key in ("arch", "encoder", "normalization"):
@@ -91,6 +96,7 @@ class ModelConfig:
                 f"config.json: model 'skip_rms' must be [] or {SKIP_STAGES} positive numbers"
             )
         check_locate_side(known.get("locate_side", 0), "config.json: model 'locate_side'")
+        check_locate_side(known.get("crop_side", 0), "config.json: model 'crop_side'")
         config = cls(**known)
         if config.normalization not in NORMALIZATIONS:
             raise FetalHCError(f"unknown input normalization {config.normalization!r}")
