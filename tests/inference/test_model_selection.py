@@ -106,3 +106,15 @@ def test_a_first_pass_run_again_adds_its_share_of_the_pass_cost(v3_map):
     assert c["end_to_end_ms"] == pytest.approx(57.0 + 0.05 * 16)
     assert c["gflop"] == pytest.approx(4.0 + 0.05 * 2.0)
     assert v3_map.cost_of(cost, "half", combo, 256)["end_to_end_ms"] == "57.0"  # as measured
+
+
+def test_the_rule_picks_the_fastest_row_within_a_twentieth_of_a_millimetre(v3_map):
+    def r(adf, ms):
+        return {"adf_mm": adf, "ms": ms}
+
+    table = [r(1.92, 78.0), r(1.93, 57.0), r(1.942, 49.0), r(1.975, 40.0), r(1.90, math.nan)]
+    best, pick = v3_map.rule_pick(table)
+    assert best["adf_mm"] == 1.90  # the most accurate, even without a measured cost
+    assert pick == r(1.93, 57.0)  # 1.942 and 1.975 are more than 0.05 mm from 1.90
+    best, pick = v3_map.rule_pick(table[:4])
+    assert pick == r(1.942, 49.0)  # within 0.05 of 1.92; 1.975 is not
