@@ -112,9 +112,9 @@ def test_the_rule_picks_the_fastest_row_within_a_twentieth_of_a_millimetre(v3_ma
     def r(adf, ms):
         return {"adf_mm": adf, "ms": ms}
 
-    table = [r(1.92, 78.0), r(1.93, 57.0), r(1.942, 49.0), r(1.975, 40.0), r(1.90, math.nan)]
+    table = [r(1.92, 78.0), r(1.93, 57.0), r(1.942, 49.0), r(1.975, 40.0), r(1.89, math.nan)]
     best, pick = v3_map.rule_pick(table)
-    assert best["adf_mm"] == 1.90  # the most accurate, even without a measured cost
-    assert pick == r(1.93, 57.0)  # 1.942 and 1.975 are more than 0.05 mm from 1.90
+    assert best["adf_mm"] == 1.89  # the most accurate, even without a measured cost
+    assert pick == r(1.93, 57.0)  # 1.942 and 1.975 are more than 0.05 mm from 1.89
     best, pick = v3_map.rule_pick(table[:4])
     assert pick == r(1.942, 49.0)  # within 0.05 of 1.92; 1.975 is not
