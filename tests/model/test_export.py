@@ -53,9 +53,9 @@ def test_export_cli_with_int8(tiny_run, tmp_path, sample):
 
 
 def test_an_exported_model_locates_at_its_graph_size(tmp_path, sample):
-    """A two-pass model whose config asks for a first pass at 192: its exported graph has
-    one input size (256), so that graph's first pass runs at 256 instead of failing on every
-    image, and measures what the checkpoint measures with its first pass at 256."""
+    """A two-pass model whose config asks for both passes at 192: its exported graph has
+    one input size (256), so that graph's passes run at 256 instead of failing on every
+    image, and measure what the checkpoint measures with both passes at 256."""
     import json
     import shutil
 
@@ -69,12 +69,12 @@ def test_an_exported_model_locates_at_its_graph_size(tmp_path, sample):
     checkpoint = tmp_path / "model.safetensors"
     shutil.copy(DEFAULT_MODEL, checkpoint)
     config = json.loads((DEFAULT_MODEL.parent / "config.json").read_text())
-    config["model"]["locate_side"] = 192
+    config["model"].update(locate_side=192, crop_side=192)
     (tmp_path / "config.json").write_text(json.dumps(config))
     export_onnx(checkpoint, tmp_path / "m.onnx", verify=False)
     graph = Segmenter(tmp_path / "m.onnx")
     assert Segmenter(checkpoint, backend="torch").locate_side == 192
-    assert graph.locate_side == graph.size[0] == 256
+    assert graph.locate_side == graph.crop_side == graph.size[0] == 256
     from fetalhc.errors import FetalHCError
 
     for other in ({"locate_side": 192}, {"crop_side": 224}):  # at load, not per image
@@ -85,7 +85,8 @@ def test_an_exported_model_locates_at_its_graph_size(tmp_path, sample):
             Segmenter(checkpoint, backend="torch", relocate_below=bad)
     images = sorted((sample / "test_set").glob("*.png"))[:2]
     got = list(HeadMeasurer.from_segmenter(graph).measure_many(images, 0.1))
-    want = list(HeadMeasurer(checkpoint, backend="onnx", locate_side=256).measure_many(images, 0.1))
+    at_256 = Segmenter(checkpoint, backend="onnx", locate_side=256, crop_side=256)
+    want = list(HeadMeasurer.from_segmenter(at_256).measure_many(images, 0.1))
     for a, b in zip(got, want, strict=True):
         assert a.ok and b.ok
         assert a.hc_mm == pytest.approx(b.hc_mm, abs=0.01)
