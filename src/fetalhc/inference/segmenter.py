@@ -293,9 +293,9 @@ class Segmenter:
         shapes = [im.shape[:2] for im in images]
         located = self._locate(images, shapes, self.locate_side)
         if self.locate_side != self.size[0]:
-            # A first pass smaller than the model's side is run again at the model's side
-            # where it found no head or a small one: small heads can vanish at the smaller
-            # side, and a second head beside a small one (twins) fades there.
+            # A first pass at another side than the model's is run again at the model's
+            # side where it found no head or a small one: small heads can vanish at a
+            # smaller side, and a second head beside a small one (twins) fades there.
             again = [
                 i
                 for i, (_, _, box) in enumerate(located)
