@@ -336,7 +336,8 @@ class Segmenter:
 # A head found by a smaller first pass that spans less than this share of the image's
 # longer side is located again at the model's side. HC18's 799 labelled heads span
 # 0.21-0.81 of it (4 % under 0.3); two heads side by side in one frame span ~0.25 each, and
-# with a 192 first pass the second fades to 3 % of the first's area (0.97 at 256).
+# with a 192 first pass the half-width model's second faded to 3 % of the first's area
+# (0.97 at 256). Out of fold the re-run mended small heads lost at 192 (results/model-v3).
 RELOCATE_BELOW = 0.3
 
 
