@@ -106,26 +106,21 @@ class Segmenter:
         self.size = (int(w), int(h))
         self.normalization = model_config.normalization
         self.head_crop = model_config.head_crop
-        side = model_config.locate_side if locate_side is None else check_locate_side(locate_side)
-        if self.checkpoint.suffix == ".onnx" and locate_side is None:
-            side = 0  # an exported graph has one input size: its first pass runs at it too
+        graph = self.checkpoint.suffix == ".onnx"
+        # The sides a config asks for, 0 meaning the model's own; an exported graph has one
+        # input size, so both its passes run at it.
+        own = (0, 0) if graph else (model_config.locate_side, model_config.crop_side)
+        side = own[0] if locate_side is None else check_locate_side(locate_side)
+        crop = own[1] if crop_side is None else check_locate_side(crop_side, "crop_side")
         self.locate_side = side or self.size[0]
-        crop = (
-            model_config.crop_side
-            if crop_side is None
-            else check_locate_side(crop_side, "crop_side")
-        )
-        if self.checkpoint.suffix == ".onnx" and crop_side is None:
-            crop = 0  # as for locate_side: the graph's one size
-        self.crop_side = crop or self.size[0]  # 0, like locate_side: the model's own
-        if self.checkpoint.suffix == ".onnx":
-            other = {self.locate_side, self.crop_side} - {self.size[0]}
-            if other:  # said at load, not on every image
-                raise FetalHCError(
-                    f"{self.checkpoint}: exported for {self.size[0]}x{self.size[1]}, not "
-                    f"{min(other)}x{min(other)}; use the .safetensors checkpoint for another "
-                    "pass side"
-                )
+        self.crop_side = crop or self.size[0]
+        other = {self.locate_side, self.crop_side} - {self.size[0]}
+        if graph and other:  # said at load, not on every image
+            raise FetalHCError(
+                f"{self.checkpoint}: exported for {self.size[0]}x{self.size[1]}, not "
+                f"{min(other)}x{min(other)}; use the .safetensors checkpoint for another "
+                "pass side"
+            )
         self.close_up = close_up
         below = RELOCATE_BELOW if relocate_below is None else relocate_below
         if isinstance(below, bool) or not isinstance(below, int | float) or not 0 <= below <= 1:
