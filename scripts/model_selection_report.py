@@ -24,7 +24,7 @@ import numpy as np
 from scipy.stats import mannwhitneyu
 
 from fetalhc.inference.evaluate import evaluation_rows, select_records
-from fetalhc.inference.measurer import HeadMeasurer
+from fetalhc.inference.measurer import QUALITY_FEATURES, HeadMeasurer
 from fetalhc.inference.segmenter import Prediction, Segmenter
 from fetalhc.io.files import write_csv
 from fetalhc.measure.quality import (
@@ -47,6 +47,7 @@ NO_FLAG = {
     "max_pass_disagreement": math.inf,
     "max_hc_mm": math.inf,
     "max_pass_distance_mm": math.inf,
+    "max_unsupported_arc_deg": math.inf,
 }
 # Candidate thresholds: each feature may also be switched off.
 GRID = {
@@ -55,6 +56,8 @@ GRID = {
     "max_pass_disagreement": [math.inf, *np.round(np.arange(0.01, 0.101, 0.005), 4)],
     "max_hc_mm": [math.inf, 280.0, 290.0, 300.0, 310.0, 320.0, 330.0],
     "max_pass_distance_mm": [math.inf, *np.round(np.arange(0.3, 1.51, 0.1), 2)],
+    # degrees of the outline with no skull edge under it: a quarter to a half of it
+    "max_unsupported_arc_deg": [math.inf, *range(80, 181, 20)],
 }
 
 
@@ -95,10 +98,15 @@ def oof_rows(variant: str, data: Path, threads: int) -> list[dict]:
 
 def pooled_oof_rows(path: Path, root: Path, data: Path, measurer_of) -> list[dict]:
     """Each fold's model (`measurer_of(k)`) on its own validation part (root's
-    split.fold{k}.csv), pooled; cached in `path` (read back if it exists)."""
+    split.fold{k}.csv), pooled; cached in `path` (read back if it exists and holds every
+    feature the flag is decided on; a cache from before a feature was added is measured
+    again)."""
     if path.is_file():
         with open(path, newline="") as f:
-            return [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+            cached = [{k: _num(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        if not cached or all(name in cached[0] for name in QUALITY_FEATURES):
+            return cached
+        print(f"{path.name}: cached before a flag feature was added; measuring again")
     rows = []
     for k in range(FOLDS):
         records, _ = select_records(data, root / f"split.fold{k}.csv", "val")

@@ -30,9 +30,10 @@ def test_each_rule_trips_on_its_side_and_never_on_a_missing_value():
         max_pass_disagreement=0.05,
         max_hc_mm=300.0,
         max_pass_distance_mm=1.0,
+        max_unsupported_arc_deg=100.0,
     )
     calm = dict(ellipse_iou=0.95, edge_probability=0.1, pass_disagreement=0.01, hc_mm=200.0)
-    calm.update(pass_distance_mm=0.5, cephalic_index=80.0)
+    calm.update(pass_distance_mm=0.5, cephalic_index=80.0, unsupported_arc_deg=20.0)
     assert flag_reasons(calm, t) == []
     for rule in RULES:
         limit = getattr(t, rule.threshold)

@@ -43,6 +43,7 @@ from fetalhc.measure.quality import (
     inside_outside_difference,
     plausible_hc,
     plausible_pixel_size,
+    unsupported_arc_deg,
 )
 
 ImageLike = str | os.PathLike | np.ndarray
@@ -56,6 +57,7 @@ QUALITY_FEATURES = (
     "grey_levels",
     "second_head_ratio",
     "inside_outside",
+    "unsupported_arc_deg",
 )
 HC18_KEYS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 BIOMETRY_KEYS = (
@@ -110,6 +112,8 @@ class HeadMeasurement:
     # grey values inside the outline against just outside it (KS distance; quality.py)
     inside_outside: float = math.nan
     second_head_ratio: float = math.nan  # the next largest head-like region / the measured
+    # the longest arc of the outline with no skull edge under it (degrees; quality.py)
+    unsupported_arc_deg: float = math.nan
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
@@ -170,7 +174,7 @@ class HeadMeasurement:
             raise FetalHCError(f"{self.filename}: no segmentation to re-measure")
         m, ga, thresholds, image_features = self.derived_from
         again = result_from_measurement(
-            self.filename, m, pixel_size_mm, ga, thresholds, image_features
+            self.filename, m, pixel_size_mm, ga, thresholds, image_features, self.image
         )
         again.image, again.logits, again.frame = self.image, self.logits, self.frame
         return again
@@ -357,11 +361,13 @@ def result_from_measurement(
     ga_given_weeks: float | None = None,
     thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
     image_features: dict[str, float] | None = None,
+    image: np.ndarray | None = None,
 ) -> HeadMeasurement:
     """Turn a mask measurement into HC/GA in mm, checking every number for plausibility
     and deciding the quality flag (fetalhc.measure.quality) on everything known.
     `image_features`: what was measured on the image itself (`grey_levels`,
-    `inside_outside`; see `image_features`)."""
+    `inside_outside`; see `image_features`); `image`: the 8-bit grey input, for what needs
+    the pixel size too (the skull under the outline)."""
     seen = {"grey_levels": math.nan, "inside_outside": math.nan, **(image_features or {})}
     result = HeadMeasurement(
         filename=name,
@@ -396,6 +402,9 @@ def result_from_measurement(
         return result
     result.hc_mm = m.hc_mm(pixel_size_mm)
     result.pass_distance_mm = m.pass_distance_px * pixel_size_mm
+    if image is not None:
+        levels = seen["grey_levels"] if math.isfinite(seen["grey_levels"]) else None
+        result.unsupported_arc_deg = unsupported_arc_deg(image, m.ellipse, pixel_size_mm, levels)
     why = plausible_hc(result.hc_mm)
     if why:
         result.status, result.detail = Status.IMPLAUSIBLE_HC, why
@@ -596,7 +605,7 @@ class HeadMeasurer:
                     )
                     seen = image_features(image, m.ellipse)
                     result = result_from_measurement(
-                        names[i], m, sizes[i], ga_weeks, thresholds, seen
+                        names[i], m, sizes[i], ga_weeks, thresholds, seen, image
                     )
                     result.derived_from = (m, ga_weeks, thresholds, seen)
                     result.image = image

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
+import cv2
 import numpy as np
 
 from fetalhc.measure.ellipse import Ellipse, radius_squared
@@ -56,6 +57,9 @@ class QualityThresholds:
     # Heads larger than this (mm) are flagged: the error in mm grows with the head, and
     # third-trimester skulls are often faint or cut off (checked where HC is known).
     max_hc_mm: float = math.inf
+    # The longest arc of the outline (degrees) with no skull edge under it: there the
+    # ellipse is extrapolated, not seen (checked where the pixel size is known).
+    max_unsupported_arc_deg: float = math.inf
 
     @classmethod
     def from_dict(cls, d: dict) -> QualityThresholds:
@@ -97,6 +101,19 @@ INSIDE_RADIUS = 0.8
 OUTSIDE_BAND = (1.2, 1.6)
 # Fewer pixels than this in either region (a head cut off by the image's edge): no value.
 MIN_REGION_PIXELS = 100  # of the pixels sampled (every other one in each direction)
+# The skull under the outline (`unsupported_arc_deg`): at each of OUTLINE_SAMPLES points of
+# the fitted ellipse, the grey profile along its normal, 4 mm either side. A skull edge is
+# there when the brightest point within SKULL_SEARCH_MM of the outline stands above the
+# darker side's background (3-4 mm away, SKULL_BACKGROUND_MM) by SKULL_EDGE_CONTRAST of the
+# image's grey span. Sizes in mm: a skull is 1-4 mm thick at any head size. Explored on the
+# half-width and quarter-width models' out-of-fold outlines (results/model-v3/notes.md):
+# search 2.0-2.5 mm and contrast 0.2-0.3 behave alike, 3 mm lets tissue beside the skull
+# count as an edge.
+OUTLINE_SAMPLES = 180  # every 2 degrees of the ellipse's parametric angle
+SKULL_SEARCH_MM = 2.5
+SKULL_BACKGROUND_MM = (3.0, 4.0)
+SKULL_EDGE_CONTRAST = 0.25
+PROFILE_STEP_MM = 0.25
 # The numbers the flag is decided on, as named in predict's and evaluate's rows.
 FEATURES = (
     "ellipse_iou",
@@ -108,6 +125,7 @@ FEATURES = (
     "grey_levels",
     "second_head_ratio",
     "inside_outside",
+    "unsupported_arc_deg",
 )
 
 
@@ -151,6 +169,10 @@ _REASONS = {
         f"the whole-image and close-up passes' outlines lie {v:.1f} mm "
         "apart on average: the skull edge is ambiguous"
     ),
+    "max_unsupported_arc_deg": lambda v, t: (
+        f"{v:.0f} degrees of the outline run where the image shows no skull edge: the "
+        "ellipse is extrapolated there; check it against the skull"
+    ),
 }
 # In the order their reasons are listed.
 RULES = tuple(
@@ -161,6 +183,7 @@ RULES = tuple(
         ("max_pass_disagreement", "pass_disagreement"),
         ("max_hc_mm", "hc_mm"),
         ("max_pass_distance_mm", "pass_distance_mm"),
+        ("max_unsupported_arc_deg", "unsupported_arc_deg"),
     )
 )
 
@@ -217,6 +240,77 @@ def inside_outside_difference(gray: np.ndarray, ellipse: Ellipse | None) -> floa
     cdf_in = np.cumsum(np.bincount(inside, minlength=256)) / inside.size
     cdf_out = np.cumsum(np.bincount(outside, minlength=256)) / outside.size
     return float(np.abs(cdf_in - cdf_out).max())
+
+
+def skull_edge_support(
+    gray: np.ndarray, ellipse: Ellipse, pixel_size_mm: float, levels: float | None = None
+) -> np.ndarray:
+    """For each of OUTLINE_SAMPLES points of `ellipse` (pixels of `gray`), whether a skull
+    edge lies under it (see SKULL_EDGE_CONTRAST); a point whose profile leaves the image
+    has none. `levels`: the image's `grey_levels`, if known already."""
+    gray = np.asarray(gray, np.uint8)
+    h, w = gray.shape[:2]
+    theta = np.linspace(0.0, 2.0 * math.pi, OUTLINE_SAMPLES, endpoint=False)
+    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
+    a, b = max(ellipse.a, 1e-9), max(ellipse.b, 1e-9)
+    x = ellipse.cx + a * cos_t * c - b * sin_t * s
+    y = ellipse.cy + a * cos_t * s + b * sin_t * c
+    # the outward normal: the gradient of u² + v²
+    nx, ny = cos_t / a * c - sin_t / b * s, cos_t / a * s + sin_t / b * c
+    norm = np.hypot(nx, ny)
+    nx, ny = nx / norm, ny / norm
+    far = SKULL_BACKGROUND_MM[1]
+    offsets_mm = np.arange(-far, far + PROFILE_STEP_MM / 2, PROFILE_STEP_MM)
+    offsets = offsets_mm / pixel_size_mm
+    px = (x[:, None] + nx[:, None] * offsets[None, :]).astype(np.float32)
+    py = (y[:, None] + ny[:, None] * offsets[None, :]).astype(np.float32)
+    inside_image = ((px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)).all(axis=1)
+    # speckle smoothed a little, so that one bright pixel is not an edge (in 8 bits: a
+    # seventh of the float blur's time, half a grey level off)
+    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0).astype(np.float32)
+    profiles = cv2.remap(smooth, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    near = np.abs(offsets_mm) <= SKULL_SEARCH_MM
+    inner = offsets_mm <= -SKULL_BACKGROUND_MM[0]
+    outer = offsets_mm >= SKULL_BACKGROUND_MM[0]
+    background = np.minimum(profiles[:, inner].mean(axis=1), profiles[:, outer].mean(axis=1))
+    ridge = profiles[:, near].max(axis=1) - background
+    span = max(grey_levels(gray) if levels is None else levels, 1.0)
+    return inside_image & (ridge >= SKULL_EDGE_CONTRAST * span)
+
+
+def longest_circular_run(flags: np.ndarray) -> int:
+    """The longest run of True in a circular sequence (all of it if all are True)."""
+    flags = np.asarray(flags, bool)
+    if flags.all():
+        return int(flags.size)
+    if not flags.any():
+        return 0
+    # start just after a False, so that no run wraps around the end
+    start = int(np.argmin(flags)) + 1
+    rolled = np.roll(flags, -start)
+    edges = np.diff(np.concatenate([[0], rolled.astype(np.int8), [0]]))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max())
+
+
+def unsupported_arc_deg(
+    gray: np.ndarray,
+    ellipse: Ellipse | None,
+    pixel_size_mm: float | None,
+    levels: float | None = None,
+) -> float:
+    """The longest arc of the fitted outline, in degrees of its parametric angle, with no
+    skull edge under it (`skull_edge_support`): where the network's outline bridges a
+    faint or missing wall (lateral walls parallel to the beam, a head cut off by the
+    image's edge) the ellipse is extrapolated and its size a guess. NaN without an ellipse
+    or a pixel size."""
+    if ellipse is None or min(ellipse.a, ellipse.b) <= 0:
+        return math.nan
+    if pixel_size_mm is None or not math.isfinite(pixel_size_mm) or pixel_size_mm <= 0:
+        return math.nan
+    supported = skull_edge_support(gray, ellipse, pixel_size_mm, levels)
+    return longest_circular_run(~supported) * 360.0 / OUTLINE_SAMPLES
 
 
 def inside_outside_reason(distance: float) -> str:
