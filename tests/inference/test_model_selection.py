@@ -17,7 +17,7 @@ def selection():
     return module
 
 
-def row(err, iou=0.98, edge=0.15, dis=0.005, hc=180.0, dist=0.2):
+def row(err, iou=0.98, edge=0.15, dis=0.005, hc=180.0, dist=0.2, arc=20.0):
     return {
         "hc_abs_diff_mm": err,
         "ellipse_iou": iou,
@@ -25,6 +25,7 @@ def row(err, iou=0.98, edge=0.15, dis=0.005, hc=180.0, dist=0.2):
         "pass_disagreement": dis,
         "hc_mm": hc,
         "pass_distance_mm": dist,
+        "unsupported_arc_deg": arc,
     }
 
 
@@ -50,6 +51,38 @@ def test_the_search_uses_the_outline_distance_where_hc_agrees(selection):
     assert (fig["caught_10mm"], fig["caught_7_5mm"], fig["caught_5mm"]) == (1, 2, 3)
     assert fig["flagged_pct"] == 3.0 and 0.45 <= t["max_pass_distance_mm"] < 0.9
     assert math.isinf(t["max_pass_disagreement"])
+
+
+def test_the_search_uses_the_unsupported_arc_where_nothing_else_sees_the_error(selection):
+    # an outline bridging a wall the image does not show, every other feature calm
+    rows = [row(1.0) for _ in range(95)] + [row(1.0, arc=90.0) for _ in range(2)]
+    rows += [row(11.0, arc=130.0), row(12.0, dis=0.09), row(6.0, dist=1.2)]
+    t = selection.choose_thresholds(rows)
+    fig = selection.flag_figures(rows, t)
+    assert fig["caught_10mm"] == 2 and fig["caught_5mm"] == 3 and fig["flagged_pct"] == 3.0
+    assert 90.0 <= t["max_unsupported_arc_deg"] < 130.0
+
+
+def test_an_oof_cache_without_a_flag_feature_is_measured_again(selection, tmp_path, monkeypatch):
+    from fetalhc.io.files import write_csv
+
+    cache = tmp_path / "oof.csv"
+    old = [{"fold": 0, "filename": "a.png", "hc_abs_diff_mm": 1.0, "ellipse_iou": 0.98}]
+    write_csv(cache, old)
+    measured = []
+
+    class Result:
+        rows = [{"filename": "a.png", **{k: 1.0 for k in selection.QUALITY_FEATURES}}]
+        skipped: list = []
+
+    monkeypatch.setattr(selection, "select_records", lambda *a: ([], []))
+    monkeypatch.setattr(selection, "evaluation_rows", lambda m, r: measured.append(m) or Result)
+    rows = selection.pooled_oof_rows(cache, tmp_path, tmp_path, lambda k: k)
+    assert measured == [0, 1, 2] and len(rows) == 3  # each fold's model, measured anew
+    assert "unsupported_arc_deg" in rows[0]
+    # the cache now holds every feature: read back, nothing measured
+    assert len(selection.pooled_oof_rows(cache, tmp_path, tmp_path, None)) == 3
+    assert measured == [0, 1, 2]
 
 
 def test_the_search_respects_the_share_flagged(selection):
@@ -118,3 +151,52 @@ def test_the_rule_picks_the_fastest_row_within_a_twentieth_of_a_millimetre(v3_ma
     assert pick == r(1.93, 57.0)  # 1.942 and 1.975 are more than 0.05 mm from 1.89
     best, pick = v3_map.rule_pick(table[:4])
     assert pick == r(1.942, 49.0)  # within 0.05 of 1.92; 1.975 is not
+
+
+# ---------------------------------------------------------------- the ensemble check
+@pytest.fixture(scope="module")
+def v3_ensemble(v3_map):  # imports model_v3_report by name
+    import sys
+
+    sys.modules.setdefault("model_v3_report", v3_map)
+    path = SCRIPT.with_name("model_v3_ensemble.py")
+    spec = importlib.util.spec_from_file_location("model_v3_ensemble", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_an_ensemble_averages_its_members_pass_by_pass(v3_ensemble):
+    import numpy as np
+
+    from fetalhc.inference.measurer import HeadMeasurer
+    from fetalhc.inference.segmenter import Prediction
+    from fetalhc.measure.ellipse import Ellipse, draw_filled
+
+    class Member:  # a stand-in network: one fixed disc per pass
+        batch_size, checkpoint = 4, "member"
+
+        def __init__(self, fine: Ellipse, coarse: Ellipse) -> None:
+            self.fine, self.coarse = fine, coarse
+
+        def predict(self, images):
+            shape = images[0].shape[:2]
+            disc = lambda e: draw_filled(e, shape).astype(np.float32)  # noqa: E731
+            return [Prediction(disc(self.fine), np.zeros((8, 8)), disc(self.coarse))] * len(images)
+
+    small, large = Ellipse(100, 80, 40, 30, 0.0), Ellipse(100, 80, 44, 33, 0.0)
+    ens = v3_ensemble.MeanOfModels([Member(small, small), Member(large, small)])
+    (p,) = ens.predict([np.zeros((160, 200), np.uint8)])
+    # inside both discs 1, in the ring only the larger covers 0.5, outside 0
+    assert p.probability[80, 100] == 1.0 and p.probability[80, 142] == 0.5
+    assert p.probability[80, 190] == 0.0 and p.coarse_probability[80, 142] == 0.0
+    # the majority decides the outline: the ring is head where two of three members see it
+    image = np.random.default_rng(0).integers(0, 255, (160, 200)).astype(np.uint8)
+    for members, semi_major in (([small, small, large], 40), ([small, large, large], 44)):
+        ens = v3_ensemble.MeanOfModels([Member(e, small) for e in members])
+        result = HeadMeasurer.from_segmenter(ens).measure(image, 0.2)
+        assert max(result.ellipse_px.a, result.ellipse_px.b) == pytest.approx(semi_major, abs=0.5)
+    member = v3_ensemble.parse_member("half_256:192r+256")
+    assert member[0] == "half_256" and (member[1].locate, member[1].crop) == (192, 256)
+    assert member[1].relocate == pytest.approx(0.3)
+    assert v3_ensemble.parse_member("quarter_256:256+192")[1].relocate == 0.0

@@ -109,3 +109,114 @@ def test_inside_outside_difference_on_known_images():
     assert math.isnan(inside_outside_difference(same, None))
     assert flag_reasons({"inside_outside": math.nan}, QualityThresholds()) == []
     assert flag_reasons({"inside_outside": 0.01}, QualityThresholds())
+
+
+def _brute_longest_run(flags) -> int:
+    """Independent of the function under test: scan the sequence twice over."""
+    n, best, run = len(flags), 0, 0
+    for value in list(flags) * 2:
+        run = run + 1 if value else 0
+        best = max(best, min(run, n))
+    return best
+
+
+def test_longest_circular_run_against_a_brute_force_scan():
+    from fetalhc.measure.quality import longest_circular_run
+
+    rng = np.random.default_rng(3)
+    cases = [np.zeros(12, bool), np.ones(12, bool), np.array([1, 1, 0, 0, 0, 1, 1, 1], bool)]
+    cases += [rng.random(rng.integers(1, 40)) < p for p in (0.2, 0.5, 0.9) for _ in range(30)]
+    for flags in cases:
+        assert longest_circular_run(flags) == _brute_longest_run(flags), flags
+    assert longest_circular_run(np.array([1, 1, 0, 0, 0, 1, 1, 1], bool)) == 5  # wraps around
+
+
+def _skull_picture(
+    arcs_deg: list[tuple[float, float]], shape=(400, 500), ramp=False, inset_px: int = 0
+):
+    """A bright skull 15 px thick (1.5 mm at 0.1 mm per pixel) on a mid-grey background,
+    drawn only along the given parametric arcs of ELLIPSE, `inset_px` inside it."""
+    import cv2
+
+    h, w = shape
+    img = np.full(shape, 70, np.uint8)
+    if ramp:  # a smooth gradient and no skull: nothing bright to follow
+        img = np.tile(np.linspace(40, 120, w).astype(np.uint8), (h, 1))
+    e = ELLIPSE
+    for start, end in arcs_deg:  # cv2's arcs are parametric angles too
+        centre, axes = (round(e.cx), round(e.cy)), (round(e.a) - inset_px, round(e.b) - inset_px)
+        cv2.ellipse(img, centre, axes, math.degrees(e.angle), start, end, 230, 15)
+    return img
+
+
+ELLIPSE = None
+
+
+@pytest.fixture(autouse=False)
+def skull_ellipse():
+    from fetalhc.measure.ellipse import Ellipse
+
+    global ELLIPSE
+    ELLIPSE = Ellipse(cx=250.0, cy=200.0, a=170.0, b=130.0, angle=0.3)
+    return ELLIPSE
+
+
+def test_unsupported_arc_is_the_longest_stretch_without_a_skull(skull_ellipse):
+    from fetalhc.measure.quality import unsupported_arc_deg
+
+    e, px = skull_ellipse, 0.1
+    assert unsupported_arc_deg(_skull_picture([(0, 360)]), e, px) == 0.0
+    # two gaps, 40 and 100 degrees: the longer counts (less what the skull's rounded ends
+    # and the 2-degree sampling cover)
+    two_gaps = _skull_picture([(0, 130), (170, 260)])
+    assert 88.0 <= unsupported_arc_deg(two_gaps, e, px) <= 100.0
+    # a smooth gradient is no skull: all of the outline is unsupported
+    assert unsupported_arc_deg(_skull_picture([], ramp=True), e, px) == 360.0
+    # the search reaches 2.5 mm from the outline: a skull drawn 20 px inside it (its outer
+    # side 12.5 px inside) is found at 0.1 mm per pixel (25 px), not at 0.3 (8 px)
+    inset = _skull_picture([(0, 360)], inset_px=20)
+    assert unsupported_arc_deg(inset, e, 0.1) == 0.0
+    assert unsupported_arc_deg(inset, e, 0.3) == 360.0
+
+
+def test_an_outline_leaving_the_image_has_no_skull_there(skull_ellipse):
+    from fetalhc.measure.ellipse import Ellipse
+    from fetalhc.measure.quality import unsupported_arc_deg
+
+    full = _skull_picture([(0, 360)])
+    # the same skull, its right third cut off by the image's edge
+    cut = np.ascontiguousarray(full[:, :330])
+    arc = unsupported_arc_deg(cut, skull_ellipse, 0.1)
+    assert 90.0 <= arc <= 200.0
+    assert math.isnan(unsupported_arc_deg(full, None, 0.1))
+    assert math.isnan(unsupported_arc_deg(full, skull_ellipse, None))
+    assert math.isnan(unsupported_arc_deg(full, Ellipse(250, 200, 0.0, 10.0, 0.0), 0.1))
+
+
+def test_unsupported_arc_rule_is_off_unless_a_model_sets_it():
+    assert flag_reasons({"unsupported_arc_deg": 360.0}, QualityThresholds()) == []
+    t = QualityThresholds.from_dict({"max_unsupported_arc_deg": 100})
+    (reason,) = flag_reasons({"unsupported_arc_deg": 120.0}, t)
+    assert "120 degrees" in reason and "no skull edge" in reason
+    assert flag_reasons({"unsupported_arc_deg": 100.0}, t) == []
+
+
+def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(skull_ellipse):
+    from fetalhc.inference.measurer import result_from_measurement
+    from fetalhc.measure.ellipse import draw_filled
+    from fetalhc.measure.postprocess import measure
+
+    image = _skull_picture([(0, 360)], inset_px=20)  # see the test above
+    m = measure(draw_filled(skull_ellipse, image.shape).astype(np.float32))
+    t = QualityThresholds(max_unsupported_arc_deg=100.0)
+    result = result_from_measurement("a.png", m, 0.1, thresholds=t, image=image)
+    assert result.unsupported_arc_deg <= 10.0 and result.quality == "ok"
+    assert result.as_row()["unsupported_arc_deg"] == pytest.approx(result.unsupported_arc_deg)
+    result.image, result.derived_from = image, (m, None, t, {})
+    assert math.isnan(result.with_pixel_size(None).unsupported_arc_deg)
+    coarser = result.with_pixel_size(0.3)
+    assert coarser.unsupported_arc_deg == 360.0 and coarser.quality == "check"
+    assert any("360 degrees" in r for r in coarser.quality_reasons)
+    # without the image (a caller measuring a mask alone) the feature is unknown, no flag
+    blind = result_from_measurement("a.png", m, 0.1, thresholds=t)
+    assert math.isnan(blind.unsupported_arc_deg) and blind.quality == "ok"
