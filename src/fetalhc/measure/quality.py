@@ -1,6 +1,6 @@
 """The measurement's quality: plausible ranges and the `check` flag's thresholds.
 
-NumPy and the ellipse's geometry only (no torch). The flag's rules are defined here once;
+NumPy, OpenCV and the ellipse's geometry only (no torch). The flag's rules are defined here once;
 `predict`, `evaluate`, `serve` and the model-selection script's threshold search all use
 them.
 """
@@ -106,9 +106,8 @@ MIN_REGION_PIXELS = 100  # of the pixels sampled (every other one in each direct
 # there when the brightest point within SKULL_SEARCH_MM of the outline stands above the
 # darker side's background (3-4 mm away, SKULL_BACKGROUND_MM) by SKULL_EDGE_CONTRAST of the
 # image's grey span. Sizes in mm: a skull is 1-4 mm thick at any head size. Explored on the
-# half-width and quarter-width models' out-of-fold outlines (results/model-v3/notes.md):
-# search 2.0-2.5 mm and contrast 0.2-0.3 behave alike, 3 mm lets tissue beside the skull
-# count as an edge.
+# bundled model's out-of-fold outlines (results/model-v3/notes.md): search 2.0-2.5 mm and
+# contrast 0.2-0.3 behave alike; at 3 mm tissue beside the skull counts as an edge.
 OUTLINE_SAMPLES = 180  # every 2 degrees of the ellipse's parametric angle
 SKULL_SEARCH_MM = 2.5
 SKULL_BACKGROUND_MM = (3.0, 4.0)
@@ -266,10 +265,17 @@ def skull_edge_support(
     px = (x[:, None] + nx[:, None] * offsets[None, :]).astype(np.float32)
     py = (y[:, None] + ny[:, None] * offsets[None, :]).astype(np.float32)
     inside_image = ((px >= 0) & (px <= w - 1) & (py >= 0) & (py <= h - 1)).all(axis=1)
+    # only the window the profiles cross, with the blur's reach around it
+    x0, x1 = max(int(px.min()) - 4, 0), min(int(np.ceil(px.max())) + 5, w)
+    y0, y1 = max(int(py.min()) - 4, 0), min(int(np.ceil(py.max())) + 5, h)
+    if x0 >= x1 or y0 >= y1:  # the outline lies wholly off the image
+        return np.zeros(OUTLINE_SAMPLES, bool)
     # speckle smoothed a little, so that one bright pixel is not an edge (in 8 bits: a
     # seventh of the float blur's time, half a grey level off)
-    smooth = cv2.GaussianBlur(gray, (0, 0), 1.0).astype(np.float32)
-    profiles = cv2.remap(smooth, px, py, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    smooth = cv2.GaussianBlur(gray[y0:y1, x0:x1], (0, 0), 1.0).astype(np.float32)
+    profiles = cv2.remap(
+        smooth, px - x0, py - y0, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )
     near = np.abs(offsets_mm) <= SKULL_SEARCH_MM
     inner = offsets_mm <= -SKULL_BACKGROUND_MM[0]
     outer = offsets_mm >= SKULL_BACKGROUND_MM[0]
