@@ -9,12 +9,20 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "model_selection_report.py"
 
 
-@pytest.fixture(scope="module")
-def selection():
-    spec = importlib.util.spec_from_file_location("model_selection_report", SCRIPT)
+def _script(name: str):
+    """A sibling script of SCRIPT as a module, registered under its name (the scripts
+    import each other by name)."""
+    import sys
+
+    spec = importlib.util.spec_from_file_location(name, SCRIPT.with_name(f"{name}.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module
+    return sys.modules.setdefault(name, module)
+
+
+@pytest.fixture(scope="module")
+def selection():
+    return _script("model_selection_report")
 
 
 def row(err, iou=0.98, edge=0.15, dis=0.005, hc=180.0, dist=0.2, arc=20.0):
@@ -100,15 +108,8 @@ def test_no_head_is_always_flagged_and_counts_as_an_error(selection):
 
 # ---------------------------------------------------------------- model v3's map
 @pytest.fixture(scope="module")
-def v3_map(selection):  # the sibling script imports model_selection_report by name
-    import sys
-
-    sys.modules.setdefault("model_selection_report", selection)
-    path = SCRIPT.with_name("model_v3_report.py")
-    spec = importlib.util.spec_from_file_location("model_v3_report", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def v3_map(selection):  # the script imports model_selection_report by name
+    return _script("model_v3_report")
 
 
 def test_map_rows_keep_their_cached_names_and_the_relocating_ones_are_their_own(v3_map):
@@ -155,15 +156,8 @@ def test_the_rule_picks_the_fastest_row_within_a_twentieth_of_a_millimetre(v3_ma
 
 # ---------------------------------------------------------------- the ensemble check
 @pytest.fixture(scope="module")
-def v3_ensemble(v3_map):  # imports model_v3_report by name
-    import sys
-
-    sys.modules.setdefault("model_v3_report", v3_map)
-    path = SCRIPT.with_name("model_v3_ensemble.py")
-    spec = importlib.util.spec_from_file_location("model_v3_ensemble", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def v3_ensemble(v3_map):  # the script imports model_v3_report by name
+    return _script("model_v3_ensemble")
 
 
 def test_an_ensemble_averages_its_members_pass_by_pass(v3_ensemble):
