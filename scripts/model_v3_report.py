@@ -198,20 +198,22 @@ def costs(path: Path) -> dict[tuple[str, int, int, str], dict]:
 
 
 def cost_of(cost: dict, width: str, combo: Combo, side: int, again: float = 0.0) -> dict:
-    """GFLOP and ms of a row; a first pass that runs again at the model's `side` on a share
-    `again` of the images adds that share of the pass's own cost (the cost table's one
-    pass at `side`: the same network on the whole image)."""
+    """GFLOP and ms of a row, as floats ({} where the cost table lacks it); a first pass
+    that runs again at the model's `side` on a share `again` of the images adds that share
+    of the pass's own cost (the cost table's one pass at `side`: the same network on the
+    whole image)."""
     if not combo.crop:  # one pass: the cost table's first pass 0, the pass at that side
-        return cost.get((width, 0, combo.locate, combo.precision), {})
-    row = cost.get((width, combo.locate, combo.crop, combo.precision), {})
-    if not row or not again:
-        return row
-    extra = cost.get((width, 0, side, combo.precision), {})
-    return {
-        "gflop": float(row["gflop"]) + again * float(extra.get("gflop", "nan")),
-        "end_to_end_ms": float(row["end_to_end_ms"])
-        + again * float(extra.get("network_ms", "nan")),
-    }
+        row = cost.get((width, 0, combo.locate, combo.precision), {})
+    else:
+        row = cost.get((width, combo.locate, combo.crop, combo.precision), {})
+    if not row:
+        return {}
+    out = {"gflop": float(row["gflop"]), "end_to_end_ms": float(row["end_to_end_ms"])}
+    if combo.crop and again:
+        extra = cost.get((width, 0, side, combo.precision), {})
+        out["gflop"] += again * float(extra.get("gflop", "nan"))
+        out["end_to_end_ms"] += again * float(extra.get("network_ms", "nan"))
+    return out
 
 
 RULE_MM = 0.05  # issue 24: the fastest model within this of the most accurate
@@ -310,8 +312,8 @@ def main() -> int:
                     "unflagged_adf_mm": flag["unflagged_adf_mm"],
                     "held_out_flagged_pct": held["flagged_pct"],
                     "held_out_caught_10mm": held["caught_10mm"],
-                    "gflop": float(c["gflop"]) if c else float("nan"),
-                    "ms": float(c["end_to_end_ms"]) if c else float("nan"),
+                    "gflop": c.get("gflop", float("nan")),
+                    "ms": c.get("end_to_end_ms", float("nan")),
                 }
             )
             print(

@@ -139,7 +139,8 @@ def test_a_first_pass_run_again_adds_its_share_of_the_pass_cost(v3_map):
     c = v3_map.cost_of(cost, "half", combo, 256, again=0.05)
     assert c["end_to_end_ms"] == pytest.approx(57.0 + 0.05 * 16)
     assert c["gflop"] == pytest.approx(4.0 + 0.05 * 2.0)
-    assert v3_map.cost_of(cost, "half", combo, 256)["end_to_end_ms"] == "57.0"  # as measured
+    assert v3_map.cost_of(cost, "half", combo, 256)["end_to_end_ms"] == 57.0  # as measured
+    assert v3_map.cost_of(cost, "full", combo, 256) == {}  # not in the cost table
 
 
 def test_the_rule_picks_the_fastest_row_within_a_twentieth_of_a_millimetre(v3_map):
