@@ -14,7 +14,6 @@ per variant. Unlabelled images serve: nothing here needs a reference.
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -23,6 +22,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from fetalhc.data.hc18 import read_pixel_csv
 from fetalhc.inference.measurer import HeadMeasurer
 from fetalhc.io.files import write_text
 from fetalhc.io.images import read_gray
@@ -67,10 +67,8 @@ VARIANTS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], float]] = {
 
 
 def pixel_sizes(path: Path) -> dict[str, float]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    key = next(k for k in rows[0] if "pixel" in k.lower())
-    return {r["filename"]: float(r[key]) for r in rows}
+    """File name -> pixel size (mm), columns found by header name as `predict` finds them."""
+    return {name: float(row["pixel_size"]) for name, row in read_pixel_csv(path).items()}
 
 
 def main() -> int:

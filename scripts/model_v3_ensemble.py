@@ -25,7 +25,9 @@ from model_v3_report import (
     RULE_MM,
     Combo,
     combo_name,
+    cost_of,
     costs,
+    fold_segmenter,
     held_out_flag,
     located_again_share,
     selection,
@@ -73,29 +75,15 @@ def parse_member(text: str) -> tuple[str, Combo]:
     return variant, Combo(int(first.rstrip("r")), int(second), "fp32", relocate)
 
 
-def member_segmenter(root: Path, variant: str, combo: Combo, fold: int, threads: int):
-    segmenter = Segmenter(
-        root / "runs" / f"{variant}_fold{fold}" / "last.safetensors",
-        backend="onnx",
-        threads=threads,
-        locate_side=combo.locate,
-        crop_side=combo.crop,
-        close_up=True,
-        relocate_below=combo.relocate,
-    )
-    segmenter.head_crop = MARGIN
-    return segmenter
-
-
 def member_cost(cost: dict, root: Path, variant: str, combo: Combo) -> tuple[float, float, float]:
-    """GFLOP, network ms and post-processing ms of one member as the map composes them."""
+    """GFLOP, network ms and post-processing ms of one member as the map composes them
+    (`cost_of`, the re-run's share included)."""
     width, side = variant.split("_")[0], int(variant.split("_")[1])
-    row = cost[(width, combo.locate, combo.crop, combo.precision)]
     again = located_again_share(root, combo_name(variant, combo, MARGIN)) if combo.relocate else 0
-    extra = cost[(width, 0, side, combo.precision)]
-    gflop = float(row["gflop"]) + again * float(extra["gflop"])
-    network = float(row["network_ms"]) + again * float(extra["network_ms"])
-    return gflop, network, float(row["end_to_end_ms"]) - float(row["network_ms"])
+    composed = cost_of(cost, width, combo, side, again)
+    row = cost[(width, combo.locate, combo.crop, combo.precision)]
+    post = float(row["end_to_end_ms"]) - float(row["network_ms"])
+    return composed["gflop"], composed["end_to_end_ms"] - post, post
 
 
 def map_rows(root: Path) -> dict[str, dict]:
@@ -146,7 +134,10 @@ def main() -> int:
         )
 
         def measurer_of(k: int, members=members) -> HeadMeasurer:
-            parts = [member_segmenter(args.root, v, c, k, args.threads) for v, c in members]
+            parts = [
+                fold_segmenter(args.root, v, c, MARGIN, args.data, args.threads, k)
+                for v, c in members
+            ]
             return HeadMeasurer.from_segmenter(MeanOfModels(parts))
 
         rows = selection.pooled_oof_rows(

@@ -87,23 +87,8 @@ def oof_rows(
     made: list[Segmenter] = []
 
     def measurer_of(k: int) -> HeadMeasurer:
-        run = root / "runs" / f"{variant}_fold{k}"
-        checkpoint = run / "last.safetensors"
-        if combo.precision == "int8":
-            checkpoint = int8_model(run, root / f"split.fold{k}.csv", data, margin)
-        segmenter = Segmenter(
-            checkpoint,
-            backend="onnx",
-            threads=threads,
-            locate_side=combo.locate,  # int8 rows: the graph's own side
-            crop_side=combo.crop or None,
-            close_up=bool(combo.crop),
-            relocate_below=combo.relocate,
-        )
-        made.append(segmenter)
-        segmenter.quality_thresholds = {}  # features only; the flag is chosen later
-        segmenter.head_crop = margin
-        return HeadMeasurer.from_segmenter(segmenter)
+        made.append(fold_segmenter(root, variant, combo, margin, data, threads, k))
+        return HeadMeasurer.from_segmenter(made[-1])
 
     name = combo_name(variant, combo, margin)
     rows = selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
@@ -112,6 +97,29 @@ def oof_rows(
         counted = sum(s.located_again for s in made)
         write_json(again, {"images": len(rows), "located_again": counted})
     return rows
+
+
+def fold_segmenter(
+    root: Path, variant: str, combo: Combo, margin: float, data: Path, threads: int, k: int
+) -> Segmenter:
+    """Fold k's model of `variant` as the map's row `combo` runs it (ONNX Runtime, as
+    deployed), giving the flag's features only (its thresholds are chosen later)."""
+    run = root / "runs" / f"{variant}_fold{k}"
+    checkpoint = run / "last.safetensors"
+    if combo.precision == "int8":
+        checkpoint = int8_model(run, root / f"split.fold{k}.csv", data, margin)
+    segmenter = Segmenter(
+        checkpoint,
+        backend="onnx",
+        threads=threads,
+        locate_side=combo.locate,  # int8 rows: the graph's own side
+        crop_side=combo.crop or None,
+        close_up=bool(combo.crop),
+        relocate_below=combo.relocate,
+    )
+    segmenter.quality_thresholds = {}  # features only; the flag is chosen later
+    segmenter.head_crop = margin
+    return segmenter
 
 
 def located_again_share(root: Path, name: str) -> float:
