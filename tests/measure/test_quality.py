@@ -202,7 +202,7 @@ def test_unsupported_arc_rule_is_off_unless_a_model_sets_it():
 
 
 def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(skull_ellipse):
-    from fetalhc.inference.measurer import result_from_measurement
+    from fetalhc.inference.measurer import Derivation, result_from_measurement
     from fetalhc.measure.ellipse import draw_filled
     from fetalhc.measure.postprocess import measure
 
@@ -212,7 +212,7 @@ def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(s
     result = result_from_measurement("a.png", m, 0.1, thresholds=t, image=image)
     assert result.unsupported_arc_deg <= 10.0 and result.quality == "ok"
     assert result.as_row()["unsupported_arc_deg"] == pytest.approx(result.unsupported_arc_deg)
-    result.image, result.derived_from = image, (m, None, t, {})
+    result.image, result.derived_from = image, Derivation(m, None, t, {})
     assert math.isnan(result.with_pixel_size(None).unsupported_arc_deg)
     coarser = result.with_pixel_size(0.3)
     assert coarser.unsupported_arc_deg == 360.0 and coarser.quality == "check"

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from fetalhc.cli import model_commands
 from fetalhc.cli.types import finite_float, nonnegative_int, positive_int
 from fetalhc.data.split import SPLIT_PARTS
 from fetalhc.errors import FetalHCError
@@ -465,6 +466,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p = add("report", cmd_report, "rebuild a study's report from its finished cells")
     p.add_argument("dir", type=Path)
+    model_commands.register(add)
     return parser
 
 

@@ -45,6 +45,7 @@ from fetalhc.measure.quality import (
     plausible_pixel_size,
     unsupported_arc_deg,
 )
+from fetalhc.measure.uncertainty import IntervalCalibration
 
 ImageLike = str | os.PathLike | np.ndarray
 # The numbers the quality flag is decided on, in the order of predict's CSV columns.
@@ -69,22 +70,51 @@ BIOMETRY_KEYS = (
     "hc_zscore",
     "hc_centile",
 )
+# Each measure's calibrated interval (fetalhc.measure.uncertainty), and what is derived
+# from HC's: the GA (Hadlock) and, where a GA is given, the z-score and centile at the
+# interval's ends (all monotone in HC).
+RANGE_KEYS = (
+    "ofd_low_mm",
+    "ofd_high_mm",
+    "bpd_low_mm",
+    "bpd_high_mm",
+    "hc_zscore_low",
+    "hc_zscore_high",
+    "hc_centile_low",
+    "hc_centile_high",
+)
 # The columns of a result's row, in order: HC18 submission columns first, then HC, GA,
 # the flag, the status and the clinical outputs (`HeadMeasurement.record` fills them).
 ROW_COLUMNS = (
     "filename",
     *HC18_KEYS,
     "hc_mm",
+    "hc_low_mm",
+    "hc_high_mm",
     "ga_weeks",
+    "ga_low_weeks",
+    "ga_high_weeks",
     "quality",
     *QUALITY_FEATURES,
     "status",
     *BIOMETRY_KEYS,
+    *RANGE_KEYS,
     "growth_chart",
     "notes",
 )
 # Columns left empty in a row whose status is not `ok`.
-MM_KEYS = {*HC18_KEYS, "hc_mm", "ga_weeks", *BIOMETRY_KEYS, "growth_chart"}
+MM_KEYS = {
+    *HC18_KEYS,
+    "hc_mm",
+    "hc_low_mm",
+    "hc_high_mm",
+    "ga_weeks",
+    "ga_low_weeks",
+    "ga_high_weeks",
+    *BIOMETRY_KEYS,
+    *RANGE_KEYS,
+    "growth_chart",
+}
 # Grey levels: an image whose values span less than this holds nothing to measure.
 BLANK_RANGE = 16
 
@@ -119,8 +149,10 @@ class HeadMeasurement:
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
     logits: np.ndarray | None = field(default=None, repr=False)  # at model size (keep_logits)
     frame: int | None = None  # a cine loop's frame (1-based) this result measures
-    # what the mm figures were derived from: (mask measurement, given GA, thresholds)
-    derived_from: tuple | None = field(default=None, repr=False)
+    # calibrated intervals: "hc_mm" / "bpd_mm" / "ofd_mm" -> (low, high) in mm
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    interval_level: float = math.nan  # their coverage (0.95), NaN without a calibration
+    derived_from: Derivation | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # "implausible_hc: ..." as written in rows
@@ -135,6 +167,10 @@ class HeadMeasurement:
     def status_text(self) -> str:
         """The status as CSV rows and JSON carry it: `implausible_hc: HC 12 mm is ...`."""
         return status_text(self.status, self.detail)
+
+    @property
+    def hc_interval_mm(self) -> tuple[float, float] | None:
+        return self.intervals.get("hc_mm")
 
     def quality_features(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in QUALITY_FEATURES}
@@ -153,9 +189,15 @@ class HeadMeasurement:
         b = self.biometry
         record: dict[str, float | str] = {"filename": self.filename}
         record.update({key: hc18.get(key, math.nan) for key in HC18_KEYS})
+        hc_low, hc_high = self.intervals.get("hc_mm", (math.nan, math.nan))
+        ga_range = b.ga_hadlock_range_weeks if b is not None else None
         record.update(
             hc_mm=self.hc_mm,
+            hc_low_mm=hc_low,
+            hc_high_mm=hc_high,
             ga_weeks=self.ga_weeks,
+            ga_low_weeks=ga_range[0] if ga_range else math.nan,
+            ga_high_weeks=ga_range[1] if ga_range else math.nan,
             quality=self.quality,
             **self.quality_features(),
             status=self.status_text,
@@ -163,6 +205,14 @@ class HeadMeasurement:
         for key in BIOMETRY_KEYS:
             value = getattr(b, key, None) if b is not None else None
             record[key] = math.nan if value is None else value
+        for key in ("ofd", "bpd"):
+            low, high = self.intervals.get(f"{key}_mm", (math.nan, math.nan))
+            record[f"{key}_low_mm"], record[f"{key}_high_mm"] = low, high
+        for key, pair in (
+            ("hc_zscore", b.hc_zscore_range if b is not None else None),
+            ("hc_centile", b.hc_centile_range if b is not None else None),
+        ):
+            record[f"{key}_low"], record[f"{key}_high"] = pair or (math.nan, math.nan)
         record["growth_chart"] = b.chart if b is not None else ""
         record["notes"] = "; ".join([*self.quality_reasons, *(b.notes if b else [])])
         return record
@@ -172,9 +222,16 @@ class HeadMeasurement:
         """The same segmentation in mm of another pixel size (every check made again)."""
         if self.derived_from is None:
             raise FetalHCError(f"{self.filename}: no segmentation to re-measure")
-        m, ga, thresholds, image_features = self.derived_from
+        d = self.derived_from
         again = result_from_measurement(
-            self.filename, m, pixel_size_mm, ga, thresholds, image_features, self.image
+            self.filename,
+            d.measurement,
+            pixel_size_mm,
+            d.ga_given_weeks,
+            d.thresholds,
+            d.image_features,
+            self.image,
+            d.intervals,
         )
         again.image, again.logits, again.frame = self.image, self.logits, self.frame
         return again
@@ -221,6 +278,18 @@ class HeadMeasurement:
                 value = ""
             row[key] = value if isinstance(value, str) else _round(value)
         return row
+
+
+@dataclass(frozen=True)
+class Derivation:
+    """What a result's mm figures were derived from (to express them in another pixel
+    size, e.g. a DICOM region's)."""
+
+    measurement: Measurement
+    ga_given_weeks: float | None
+    thresholds: QualityThresholds
+    image_features: dict[str, float]
+    intervals: IntervalCalibration | None = None
 
 
 def overlay_picture(result: HeadMeasurement) -> np.ndarray:
@@ -362,9 +431,11 @@ def result_from_measurement(
     thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
     image_features: dict[str, float] | None = None,
     image: np.ndarray | None = None,
+    intervals: IntervalCalibration | None = None,
 ) -> HeadMeasurement:
-    """Turn a mask measurement into HC/GA in mm, checking every number for plausibility
-    and deciding the quality flag (fetalhc.measure.quality) on everything known.
+    """Turn a mask measurement into HC/GA in mm, checking every number for plausibility,
+    putting a calibrated interval on HC, BPD and OFD (`intervals`, the model's; none
+    without) and deciding the quality flag (fetalhc.measure.quality) on everything known.
     `image_features`: what was measured on the image itself (`grey_levels`,
     `inside_outside`; see `image_features`); `image`: the 8-bit grey input, for what needs
     the pixel size too (the skull under the outline)."""
@@ -411,10 +482,20 @@ def result_from_measurement(
         result.quality = "check"
         result.quality_reasons.append(why)
         return result
-    result.biometry = biometry(m.ellipse.scaled(pixel_size_mm), ga_given_weeks)
+    features = {**result.quality_features(), "hc_mm": result.hc_mm}
+    features["pixel_size_mm"] = pixel_size_mm
+    hc_range = intervals.interval("hc_mm", result.hc_mm, features) if intervals else None
+    result.biometry = biometry(m.ellipse.scaled(pixel_size_mm), ga_given_weeks, hc_range)
     hadlock = result.biometry.ga_hadlock_weeks
     result.ga_weeks = hadlock if hadlock is not None else math.nan
-    features = {**result.quality_features(), "hc_mm": result.hc_mm}
+    if hc_range is not None:
+        result.interval_level = intervals.level
+        result.intervals["hc_mm"] = hc_range
+        for key in ("bpd_mm", "ofd_mm"):
+            pair = intervals.interval(key, getattr(result.biometry, key), features)
+            if pair is not None:
+                result.intervals[key] = pair
+        features["hc_halfwidth_mm"] = (hc_range[1] - hc_range[0]) / 2
     features["cephalic_index"] = result.biometry.cephalic_index
     result.quality_reasons = flag_reasons(features, thresholds)
     result.quality = "check" if result.quality_reasons else "ok"
@@ -447,6 +528,7 @@ class HeadMeasurer:
             flip_tta=flip_tta,
             locate_side=locate_side,
         )
+        self.intervals = self._intervals()
 
     @classmethod
     def from_segmenter(cls, segmenter) -> HeadMeasurer:
@@ -454,7 +536,19 @@ class HeadMeasurer:
         ensemble, a test double)."""
         measurer = cls.__new__(cls)
         measurer.segmenter = segmenter
+        measurer.intervals = measurer._intervals()
         return measurer
+
+    def _intervals(self) -> IntervalCalibration | None:
+        """The model's interval calibration (config.json "intervals"), if it has one."""
+        config = getattr(self.segmenter, "config", None)
+        section = config.get("intervals") if isinstance(config, dict) else None
+        if not section:
+            return None
+        try:
+            return IntervalCalibration.from_dict(section)
+        except ValueError as exc:
+            raise FetalHCError(f"{self.model_name}: config.json: {exc}") from None
 
     @property
     def thresholds(self) -> QualityThresholds:
@@ -605,9 +699,9 @@ class HeadMeasurer:
                     )
                     seen = image_features(image, m.ellipse)
                     result = result_from_measurement(
-                        names[i], m, sizes[i], ga_weeks, thresholds, seen, image
+                        names[i], m, sizes[i], ga_weeks, thresholds, seen, image, self.intervals
                     )
-                    result.derived_from = (m, ga_weeks, thresholds, seen)
+                    result.derived_from = Derivation(m, ga_weeks, thresholds, seen, self.intervals)
                     result.image = image
                     if keep_logits:
                         result.logits = p.logits_small

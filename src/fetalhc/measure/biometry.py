@@ -168,10 +168,21 @@ class Biometry:
     hc_centile: float | None = None
     chart: str = ""
     notes: list[str] = field(default_factory=list)
+    # what HC's calibrated interval (low, high) gives: GA (Hadlock) and, with a given GA,
+    # z-score and centile at its ends; None without an interval or outside a formula's range
+    ga_hadlock_range_weeks: tuple[float, float] | None = None
+    hc_zscore_range: tuple[float, float] | None = None
+    hc_centile_range: tuple[float, float] | None = None
 
 
-def biometry(ellipse_mm: Ellipse, ga_given_weeks: float | None = None) -> Biometry:
-    """All clinical outputs of one fitted HC ellipse (in mm)."""
+def biometry(
+    ellipse_mm: Ellipse,
+    ga_given_weeks: float | None = None,
+    hc_range_mm: tuple[float, float] | None = None,
+) -> Biometry:
+    """All clinical outputs of one fitted HC ellipse (in mm); with HC's interval
+    `hc_range_mm`, the GA, z-score and centile ranges it implies (each formula is
+    increasing in HC, so the range's ends are the formula at the interval's ends)."""
     hc = hc_mm(ellipse_mm, 1.0)
     ofd, bpd = diameters_mm(ellipse_mm)
     ci = cephalic_index(bpd, ofd)
@@ -199,5 +210,13 @@ def biometry(ellipse_mm: Ellipse, ga_given_weeks: float | None = None) -> Biomet
         else:
             result.hc_zscore, result.hc_centile = z, 100.0 * float(norm.cdf(z))
             result.chart = INTERGROWTH_CHART
+    if hc_range_mm is not None:
+        low, high = (hadlock_ga_weeks(v) for v in hc_range_mm)
+        if low is not None and high is not None:  # both ends inside Hadlock's 14-42 weeks
+            result.ga_hadlock_range_weeks = (low, high)
+        if result.hc_zscore is not None:
+            zs = tuple(hc_zscore(v, ga_given_weeks) for v in hc_range_mm)
+            result.hc_zscore_range = zs
+            result.hc_centile_range = tuple(100.0 * float(norm.cdf(z)) for z in zs)
     result.notes = notes
     return result

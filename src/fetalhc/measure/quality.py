@@ -113,6 +113,12 @@ SKULL_SEARCH_MM = 2.5
 SKULL_BACKGROUND_MM = (3.0, 4.0)
 SKULL_EDGE_CONTRAST = 0.25
 PROFILE_STEP_MM = 0.25
+# A head whose calibrated 95 % HC interval (fetalhc.measure.uncertainty) is wider than
+# +/- this (mm) is flagged: mid-pregnancy HC grows about 11-12 mm a week, so beyond it the
+# interval spans more than +/- 1 week of GA, the precision HC dating is used for. A fixed
+# rule, not tuned per model: 1.1 % of the bundled model's out-of-fold heads exceed it
+# (results/model-v3/intervals).
+MAX_HC_HALFWIDTH_MM = 12.0
 # The numbers the flag is decided on, as named in predict's and evaluate's rows.
 FEATURES = (
     "ellipse_iou",
@@ -125,6 +131,7 @@ FEATURES = (
     "second_head_ratio",
     "inside_outside",
     "unsupported_arc_deg",
+    "hc_halfwidth_mm",
 )
 
 
@@ -201,6 +208,14 @@ def contrast_reason(levels: float) -> str:
         f"the image spans only {levels:.0f} grey levels: too little contrast to place the "
         "skull edge reliably"
     )
+
+
+def interval_reason(half_width_mm: float) -> str:
+    if half_width_mm is None or not math.isfinite(half_width_mm):
+        return ""
+    if half_width_mm <= MAX_HC_HALFWIDTH_MM:
+        return ""
+    return f"the measurement is uncertain: HC +/- {half_width_mm:.0f} mm (95 % interval)"
 
 
 def grey_levels(gray: np.ndarray) -> float:
@@ -333,6 +348,7 @@ UNTUNED = (
     ("grey_levels", contrast_reason),
     ("second_head_ratio", second_head_reason),
     ("inside_outside", inside_outside_reason),
+    ("hc_halfwidth_mm", interval_reason),
 )
 
 
