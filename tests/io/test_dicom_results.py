@@ -27,6 +27,17 @@ def rows(path):
         return {r["filename"]: r for r in csv.DictReader(f)}
 
 
+def _items(ds):
+    """Every content item of an SR, depth first."""
+    for item in getattr(ds, "ContentSequence", []):
+        yield item
+        yield from _items(item)
+
+
+def _code(item) -> str:
+    return item.ConceptNameCodeSequence[0].CodeValue if "ConceptNameCodeSequence" in item else ""
+
+
 def dciodvfy_errors(path) -> list[str]:
     if shutil.which("dciodvfy") is None:
         pytest.skip("dciodvfy (Debian dicom3tools) is not installed")
@@ -63,6 +74,20 @@ def test_sr_and_seg_of_a_dicom_image(tmp_path, head):
     assert values["11984-2"] == pytest.approx(float(row["hc_mm"]), abs=0.01)  # HC
     assert values["11820-8"] == pytest.approx(float(row["bpd_mm"]), abs=0.01)  # BPD
     assert values["11851-3"] == pytest.approx(float(row["ofd_mm"]), abs=0.01)  # OFD
+    # HC's interval as TID 310 uncertainty rows in mm under its NUM item, the method named
+    hc_item = next(i for i in _items(sr) if _code(i) == "11984-2")
+    props = {_code(i): i for i in hc_item.ContentSequence if i.ValueType == "NUM"}
+    upper, lower = props["371886008"], props["371885007"]
+    for item in (upper, lower):
+        assert item.RelationshipType == "HAS PROPERTIES"
+        unit = item.MeasuredValueSequence[0].MeasurementUnitsCodeSequence[0]
+        assert unit.CodeValue == "mm" and unit.CodingSchemeDesignator == "UCUM"
+    hc, low, high = (float(row[k]) for k in ("hc_mm", "hc_low_mm", "hc_high_mm"))
+    assert low < hc < high
+    assert float(upper.MeasuredValueSequence[0].NumericValue) == pytest.approx(high - hc, abs=1e-3)
+    assert float(lower.MeasuredValueSequence[0].NumericValue) == pytest.approx(hc - low, abs=1e-3)
+    methods = [i.TextValue for i in _items(sr) if _code(i) == "uncertainty"]
+    assert len(methods) == 1 and "95 % interval" in methods[0] and "conformal" in methods[0]
     for derived in (sr, seg):
         assert derived.StudyInstanceUID == source.StudyInstanceUID
         assert derived.PatientID == source.PatientID

@@ -88,6 +88,10 @@ def test_measure_correct_and_export(server, browser, sample, tmp_path):
     wait.until(lambda d: hc.text not in ("", "—"))
     before = float(hc.text)
     assert 40 < before < 450
+    # the model's 95 % interval beside HC and GA, around the value shown
+    low, high = (float(v) for v in browser.find_element(By.ID, "hc-range").text[1:-1].split("–"))
+    assert low < before < high and high - low < 30
+    assert "–" in browser.find_element(By.ID, "ga-range").text
     assert browser.find_element(By.ID, "quality").text in ("ok", "check")
     # clinical outputs: diameters, cephalic index, INTERGROWTH GA, centile for a known GA
     browser.find_element(By.ID, "ga").send_keys("20+3")
@@ -117,6 +121,7 @@ def test_measure_correct_and_export(server, browser, sample, tmp_path):
     after = float(hc.text)
     assert after != pytest.approx(before, abs=0.05)
     assert "edited by hand" in browser.find_element(By.ID, "edited").text
+    assert browser.find_element(By.ID, "hc-range").text == ""  # the model's, not the edit's
 
     browser.save_screenshot(str(tmp_path / "serve.png"))
     browser.find_element(By.ID, "download-csv").click()

@@ -96,6 +96,14 @@ def test_png_and_the_same_image_as_dicom_give_the_same_hc(client, tmp_path, samp
     d = post(client, "x.dcm", dcm).json()
     assert d["pixel_size_source"] == "dicom: ultrasound region"
     assert d["hc_mm"] == pytest.approx(body["hc_mm"], abs=0.01)
+    # the calibrated interval around HC, the GA range from it, and the same through DICOM
+    low, high = body["hc_interval_mm"]
+    assert low < body["hc_mm"] < high and body["interval_level"] == 0.95
+    assert body["ga_range_weeks"][0] < body["ga_weeks"] < body["ga_range_weeks"][1]
+    assert "conformal" in body["interval_method"]
+    assert d["hc_interval_mm"] == pytest.approx(body["hc_interval_mm"], abs=0.01)
+    bpd_low, bpd_high = body["biometry"]["bpd_interval_mm"]
+    assert bpd_low < body["biometry"]["bpd_mm"] < bpd_high
 
 
 @needs_model
@@ -104,6 +112,7 @@ def test_missing_pixel_size_gives_the_ellipse_and_a_message(client, sample):
     body = r.json()
     assert r.status_code == 200 and body["status"] == "no_pixel_size"
     assert body["hc_mm"] is None and body["ellipse_px"] and "pixel size" in body["message"]
+    assert body["hc_interval_mm"] is None and body["ga_range_weeks"] is None
 
 
 @needs_model

@@ -21,7 +21,7 @@ from fetalhc.inference.segmenter import Segmenter
 from fetalhc.io.files import write_csv, write_json, write_png, write_text
 from fetalhc.io.images import read_gray
 from fetalhc.measure import metrics
-from fetalhc.measure.biometry import hadlock_ga_weeks
+from fetalhc.measure.biometry import diameters_mm, hadlock_ga_weeks
 from fetalhc.measure.ellipse import Ellipse, draw_filled, hc_mm
 from fetalhc.measure.overlay import overlay
 
@@ -51,7 +51,19 @@ SUMMARY_KEYS = (
 
 
 # The biometry columns of an evaluation row.
-EVALUATED_BIOMETRY = ("ofd_mm", "bpd_mm", "cephalic_index", "ga_intergrowth_weeks")
+EVALUATED_BIOMETRY = (
+    "ofd_mm",
+    "bpd_mm",
+    "cephalic_index",
+    "ga_intergrowth_weeks",
+    # the model's calibrated intervals, scored against the references
+    "hc_low_mm",
+    "hc_high_mm",
+    "ofd_low_mm",
+    "ofd_high_mm",
+    "bpd_low_mm",
+    "bpd_high_mm",
+)
 
 
 @dataclass
@@ -164,6 +176,7 @@ def evaluation_rows(
         )
         row.update({k: measured[k] for k in (*QUALITY_FEATURES, "quality", "status")})
         row.update({k: measured[k] for k in EVALUATED_BIOMETRY})
+        row["ref_ofd_mm"], row["ref_bpd_mm"] = diameters_mm(ref_ellipse.scaled(rec.pixel_size_mm))
         rows.append(row)
         ellipses[rec.filename] = (rec.image_path, result.ellipse_px, ref_ellipse)
     return EvaluationRows(rows, skipped, ellipses, time.perf_counter() - t0)

@@ -172,6 +172,14 @@ class HeadMeasurement:
     def hc_interval_mm(self) -> tuple[float, float] | None:
         return self.intervals.get("hc_mm")
 
+    @property
+    def interval_note(self) -> str:
+        """How the intervals were made, in words ('' without intervals)."""
+        if not self.intervals or self.derived_from is None or self.derived_from.intervals is None:
+            return ""
+        c = self.derived_from.intervals
+        return f"{100 * c.level:g} % interval: {c.method}; calibrated on {c.data}"
+
     def quality_features(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in QUALITY_FEATURES}
 
@@ -252,6 +260,8 @@ class HeadMeasurement:
             frame=self.frame,
             version=__version__,
             model=model,
+            intervals=dict(self.intervals),
+            interval_method=self.interval_note,
         )
 
     def to_dicom_sr(self, source, model: str = ""):

@@ -7,7 +7,11 @@ planar-ROI measurement group (TID 1410) whose region is the fitted ellipse on th
 image. Its measurements carry the codes of TID 5000's fetal biometry (CID 12005): HC
 LN 11984-2, BPD LN 11820-8, OFD LN 11851-3; gestational age LN 18185-9 with its method,
 "HC, Hadlock 1984" LN 11932-1 (CID 12013). The quality flag is a qualitative evaluation
-in a private coding scheme (99FETALHC), its reasons TEXT items. A full TID 5000 OB-GYN
+in a private coding scheme (99FETALHC), its reasons TEXT items. A calibrated interval
+on a measurement is written as TID 310's measurement-uncertainty properties of its NUM
+item (SCT 371886008 "+, range of upper measurement uncertainty" and 371885007 "-, range of
+lower measurement uncertainty", in mm, as distances from the value), with a TEXT item
+naming the method, level and calibration data. A full TID 5000 OB-GYN
 report (fetus summary, biometry ratios, growth percentiles) is the ultrasound system's.
 """
 
@@ -41,6 +45,10 @@ class ReportContent:
     algorithm: str = "fetalhc"
     version: str = "0"
     model: str = ""
+    # calibrated intervals (low, high) in mm by measure ("hc_mm", "bpd_mm", "ofd_mm") and
+    # how they were made (method, level, calibration data), in words
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
+    interval_method: str = ""
 
 
 def _codes():
@@ -100,6 +108,12 @@ def structured_report(source, content: ReportContent):
             codes.LN.OccipitalFrontalDiameter, content.ofd_mm, mm, algorithm_id=algorithm
         ),
     ]
+    values = (content.hc_mm, content.bpd_mm, content.ofd_mm)
+    for measurement, key, value in zip(
+        measurements, ("hc_mm", "bpd_mm", "ofd_mm"), values, strict=True
+    ):
+        if key in content.intervals:
+            _add_uncertainty(measurement[0], value, content.intervals[key])
     if content.ga_weeks is not None and math.isfinite(content.ga_weeks):
         measurements.append(
             hd.sr.Measurement(
@@ -124,6 +138,14 @@ def structured_report(source, content: ReportContent):
         qualitative_evaluations=[hd.sr.QualitativeEvaluation(flag, value)],
         algorithm_id=algorithm,
     )
+    if content.intervals and content.interval_method:
+        group[0].ContentSequence.append(
+            hd.sr.TextContentItem(
+                name=Code("uncertainty", FETALHC_SCHEME, "Measurement uncertainty method"),
+                value=content.interval_method[:1024],
+                relationship_type=RelationshipTypeValues.CONTAINS,
+            )
+        )
     reason_code = Code("reason", FETALHC_SCHEME, "Reason for check")
     for reason in content.reasons:
         group[0].ContentSequence.append(
@@ -166,6 +188,33 @@ def structured_report(source, content: ReportContent):
         is_final=False,  # an algorithm's result, not verified by a person
         is_verified=False,
     )
+
+
+UPPER_UNCERTAINTY = ("371886008", "SCT", "+, range of upper measurement uncertainty")
+LOWER_UNCERTAINTY = ("371885007", "SCT", "-, range of lower measurement uncertainty")
+
+
+def _add_uncertainty(num_item, value: float, interval: tuple[float, float]) -> None:
+    """TID 310's uncertainty rows on a NUM measurement, in its unit (mm). highdicom's
+    MeasurementProperties writes them without a unit, hence built here."""
+    import highdicom as hd
+    from highdicom.sr import RelationshipTypeValues
+    from pydicom.sequence import Sequence
+    from pydicom.sr.coding import Code
+
+    mm = Code("mm", "UCUM", "millimeter")
+    low, high = interval
+    if "ContentSequence" not in num_item:
+        num_item.ContentSequence = Sequence()
+    for code, distance in ((UPPER_UNCERTAINTY, high - value), (LOWER_UNCERTAINTY, value - low)):
+        num_item.ContentSequence.append(
+            hd.sr.NumContentItem(
+                name=Code(*code),
+                value=round(max(0.0, distance), 6),
+                unit=mm,
+                relationship_type=RelationshipTypeValues.HAS_PROPERTIES,
+            )
+        )
 
 
 def segmentation(source, mask: np.ndarray, frame: int | None, content: ReportContent):

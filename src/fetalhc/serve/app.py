@@ -166,8 +166,14 @@ def result_json(
         else {"cx": e.cx, "cy": e.cy, "a": e.a, "b": e.b, "angle_rad": e.angle},
         "ellipse_mm": result.ellipse_mm.as_hc18() if result.ellipse_mm is not None else None,
         "hc_mm": _finite(measured["hc_mm"]),
+        # the calibrated 95 % interval and what it gives (None without one: no HC, or a
+        # model without a calibration)
+        "hc_interval_mm": _pair(measured, "hc_low_mm", "hc_high_mm"),
+        "interval_level": _finite(result.interval_level),
+        "interval_method": result.interval_note,
         "ga_weeks": _finite(measured["ga_weeks"]),
         "ga_weeks_days": weeks_days(_finite(measured["ga_weeks"])),
+        "ga_range_weeks": _pair(measured, "ga_low_weeks", "ga_high_weeks"),
         "quality": result.quality,
         "quality_reasons": result.quality_reasons,
         # the numbers the flag is decided on, as in predict's CSV (None: not measured)
@@ -176,13 +182,17 @@ def result_json(
         if b is None
         else {
             "ofd_mm": b.ofd_mm,
+            "ofd_interval_mm": _pair(measured, "ofd_low_mm", "ofd_high_mm"),
             "bpd_mm": b.bpd_mm,
+            "bpd_interval_mm": _pair(measured, "bpd_low_mm", "bpd_high_mm"),
             "cephalic_index": b.cephalic_index,
             "ga_hadlock_weeks": b.ga_hadlock_weeks,
             "ga_intergrowth_weeks": b.ga_intergrowth_weeks,
             "ga_given_weeks": b.ga_given_weeks,
             "hc_zscore": b.hc_zscore,
+            "hc_zscore_range": _pair(measured, "hc_zscore_low", "hc_zscore_high"),
             "hc_centile": b.hc_centile,
+            "hc_centile_range": _pair(measured, "hc_centile_low", "hc_centile_high"),
             "growth_chart": b.chart,
             "notes": b.notes,
         },
@@ -193,6 +203,11 @@ def result_json(
     if with_image:
         body["image_png_base64"] = png_base64(image)
     return body
+
+
+def _pair(record: dict, low: str, high: str) -> list[float] | None:
+    ends = [_finite(record[low]), _finite(record[high])]
+    return ends if None not in ends else None
 
 
 def _finite(value: float | None) -> float | None:

@@ -102,6 +102,11 @@ function refresh() {
   const hc = m ? hcOf(m) : null;
   $("hc-value").textContent = hc === null ? "—" : hc.toFixed(1);
   $("ga-value").textContent = hc === null ? "—" : weeksDays(hadlockWeeks(hc));
+  // The model's calibrated 95 % interval belongs to its own ellipse: gone once edited.
+  const range = m && !m.edited && hc !== null ? m.interval : null;
+  $("hc-range").textContent = range ? `(${range[0].toFixed(1)}–${range[1].toFixed(1)})` : "";
+  $("ga-range").textContent = range && m.gaRange
+    ? `(${weeksDays(m.gaRange[0])} – ${weeksDays(m.gaRange[1])})` : "";
   const ps = m && m.pixelSize, e = m && m.ellipse;
   if (hc !== null && ps && e) {
     const ofd = 2 * Math.max(Math.abs(e.a), Math.abs(e.b)) * ps, bpd = 2 * Math.min(Math.abs(e.a), Math.abs(e.b)) * ps;
@@ -111,7 +116,9 @@ function refresh() {
     $("ga-ig").textContent = weeksDays(intergrowthGaWeeks(hc));
     const given = parseGa($("ga").value);
     const c = given === null ? null : intergrowthCentile(hc, given);
-    $("centile").textContent = c === null ? "—" : `${c.centile.toFixed(1)} (z ${c.z.toFixed(2)}, INTERGROWTH-21st)`;
+    const ends = c === null || !range ? null : range.map((v) => intergrowthCentile(v, given));
+    $("centile").textContent = c === null ? "—" : `${c.centile.toFixed(1)} (z ${c.z.toFixed(2)}, INTERGROWTH-21st)`
+      + (ends && ends[0] && ends[1] ? `, ${ends[0].centile.toFixed(1)}–${ends[1].centile.toFixed(1)} over the interval` : "");
   } else {
     for (const id of ["diameters", "ci", "ga-ig", "centile"]) $(id).textContent = "—";
   }
@@ -169,6 +176,7 @@ async function measurementOf(body, group) {
     ellipse: body.ellipse_px ? { cx: body.ellipse_px.cx, cy: body.ellipse_px.cy, a: body.ellipse_px.a, b: body.ellipse_px.b, angle: body.ellipse_px.angle_rad } : null,
     quality: body.quality, reasons: body.quality_reasons || [], status: body.status, edited: false,
     frame: body.frame || null, group,
+    interval: body.hc_interval_mm || null, gaRange: body.ga_range_weeks || null,
   };
   m.original = { ellipse: m.ellipse ? { ...m.ellipse } : null, hc: null };
   m.original.hc = hcOf(m);
