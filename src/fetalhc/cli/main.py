@@ -261,7 +261,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         save_dir=args.save,
         allowed_hosts=tuple(args.allowed_host or ()),
         allowed_origins=tuple(args.allow_origin or ()),
-        token=args.token or os.environ.get("FETALHC_TOKEN") or None,
+        # an empty --token (or FETALHC_TOKEN) is refused by check_service, not read as none
+        token=args.token if args.token is not None else os.environ.get("FETALHC_TOKEN"),
     )
     for warning in check_service(args.host, args.port, config):  # before the model loads
         print(warning, file=sys.stderr)

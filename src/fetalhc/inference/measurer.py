@@ -23,7 +23,7 @@ import numpy as np
 from fetalhc import __version__
 from fetalhc.errors import FetalHCError, Status, parse_status, status_text
 from fetalhc.inference.segmenter import Segmenter, default_checkpoint
-from fetalhc.io.dicom import read_dicom
+from fetalhc.io.dicom import cine_frames, read_dicom
 from fetalhc.io.dicom_results import (
     ReportContent,
     secondary_capture,
@@ -316,17 +316,6 @@ def overlay_picture(result: HeadMeasurement) -> np.ndarray:
     if result.quality != "ok":
         lines.append("check: measurement may be unreliable")
     return overlay(result.image, result.ellipse_px, lines, flagged=result.quality != "ok")
-
-
-# A cine loop is measured on at most this many frames: every frame up to 64, else every
-# k-th (k = ceil(frames / 64)), the first always.
-CINE_MAX_FRAMES = 64
-
-
-def cine_frames(count: int, limit: int = CINE_MAX_FRAMES) -> list[int]:
-    """The 1-based frames of a cine loop that are measured (see CINE_MAX_FRAMES)."""
-    step = max(1, math.ceil(count / limit))
-    return list(range(1, count + 1, step))
 
 
 def frame_plan(count: int, name: str) -> list[tuple[int | None, str]]:

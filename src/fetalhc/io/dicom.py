@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,41 @@ DICOM_SUFFIXES = {".dcm", ".dicom"}
 
 # A cine loop's decoded frames may hold at most this many times the single-image limit.
 MAX_CINE_FACTOR = 20
+# A cine loop is measured on at most this many frames: every frame up to 64, else every
+# k-th (k = ceil(frames / 64)), the first always. Only those frames are decoded, one by
+# one: a small file that claims 900 large frames costs 64 of them, not 900.
+CINE_MAX_FRAMES = 64
+
+
+def cine_frames(count: int, limit: int = CINE_MAX_FRAMES) -> list[int]:
+    """The 1-based frames of a cine loop that are measured (see CINE_MAX_FRAMES)."""
+    step = max(1, math.ceil(count / limit))
+    return list(range(1, count + 1, step))
+
+
+class SampledFrames(Sequence):
+    """A cine loop's frames as a sequence of its full length, holding only the frames
+    `cine_frames` picks (uint8 grey); asking for another one is a caller's bug."""
+
+    def __init__(self, count: int, decoded: dict[int, np.ndarray]) -> None:
+        self._count, self._decoded = count, decoded
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(self._count)) if i in self._decoded]
+        if index < 0:
+            index += self._count
+        if index in self._decoded:
+            return self._decoded[index]
+        if 0 <= index < self._count:
+            raise IndexError(f"frame {index + 1} was not decoded (see cine_frames)")
+        raise IndexError(index)
+
+    def __iter__(self):
+        return (self._decoded[i] for i in sorted(self._decoded))
 
 
 @dataclass
@@ -31,7 +67,8 @@ class DicomImage:
     image: np.ndarray  # uint8 grey (a cine loop: its first frame)
     pixel_size_mm: float | None
     pixel_size_source: str  # "ultrasound region", "PixelSpacing", ... or "" if none
-    frames: list[np.ndarray] = field(default_factory=list)  # every frame, uint8 grey
+    # every frame, uint8 grey (a cine loop: only the frames `cine_frames` picks are held)
+    frames: Sequence[np.ndarray] = field(default_factory=list)
     dataset: Any = field(default=None, repr=False)  # the header, pixel data left out
     regions: list[Region] = field(default_factory=list)  # ultrasound regions, if any
 
@@ -60,12 +97,14 @@ def read_dicom(source: str | Path | bytes, cine: bool = False) -> DicomImage:
         raise UnreadableImage(f"not a readable DICOM file ({type(exc).__name__})") from None
     if "PixelData" not in ds:
         raise NotAnImage("DICOM file without an image (no PixelData)")
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    frames = _count(ds, "NumberOfFrames", 1)
     if frames > 1 and not cine:
         raise UnsupportedImage(
             f"multi-frame DICOM ({frames} frames): export the frozen frame as a single image"
         )
-    rows, cols = int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0)
+    rows, cols = _count(ds, "Rows", 0), _count(ds, "Columns", 0)
+    if rows < 1 or cols < 1 or frames < 1:
+        raise UnreadableImage(f"DICOM header: {cols}x{rows} pixels, {frames} frames")
     limit = max_image_pixels()
     if rows * cols > limit:
         raise ImageTooLarge(f"image too large ({cols}x{rows} pixels; limit {limit:,})")
@@ -74,30 +113,44 @@ def read_dicom(source: str | Path | bytes, cine: bool = False) -> DicomImage:
             f"cine loop too large ({frames} frames of {cols}x{rows} pixels; "
             f"limit {MAX_CINE_FACTOR * limit:,} pixels in all)"
         )
+    interpretation = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
+    wanted = cine_frames(frames) if frames > 1 else [1]
+    decoded = {
+        k - 1: _decode_frame(ds, k - 1 if frames > 1 else None, interpretation) for k in wanted
+    }
+    first = decoded[0]
+    size, source = dicom_pixel_size(ds, first.shape)
+    del ds.PixelData  # the header stays for DICOM outputs; the pixels are in `frames`
+    regions = ultrasound_regions(ds, first.shape)
+    gray_frames = SampledFrames(frames, decoded) if frames > 1 else [first]
+    return DicomImage(first, size, source, gray_frames, ds, regions)
+
+
+def _count(ds, keyword: str, default: int) -> int:
+    """A header's count (Rows, Columns, NumberOfFrames), or UnreadableImage saying which
+    value is not one (a text in an IS/US element)."""
     try:
-        pixels = ds.pixel_array
+        value = getattr(ds, keyword, default)
+        return int(value if value not in (None, "") else default)
+    except (TypeError, ValueError, OverflowError):
+        shown = str(ds.get(keyword, "")).encode("unicode_escape").decode()[:40]
+        raise UnreadableImage(f"DICOM {keyword} {shown!r} is not a number") from None
+
+
+def _decode_frame(ds, index: int | None, interpretation: str) -> np.ndarray:
+    """One frame as uint8 grey. pydicom hands colour back as RGB whatever it was stored as
+    (YBR_FULL_422 JPEG included: converting it again would halve its grey levels)."""
+    from pydicom.pixels import pixel_array
+
+    try:
+        pixels = np.asarray(pixel_array(ds, index=index, as_rgb=True))
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for codecs
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax))
+        reason = " ".join(str(exc).split())[:120]
         raise UnsupportedImage(
-            f"cannot decode the DICOM pixel data (transfer syntax {name}: {str(exc)[:120]})"
+            f"cannot decode the DICOM pixel data (transfer syntax {name}: {reason})"
         ) from None
-    pixels = np.asarray(pixels)
-    interpretation = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2"))
-    colour = int(getattr(ds, "SamplesPerPixel", 1) or 1) > 1
-    stack = pixels if frames > 1 else pixels[None]
-    gray_frames = [_frame_to_gray(f, interpretation, colour) for f in stack]
-    size, source = dicom_pixel_size(ds, gray_frames[0].shape)
-    del ds.PixelData  # the header stays for DICOM outputs; the pixels are in `frames`
-    regions = ultrasound_regions(ds, gray_frames[0].shape)
-    return DicomImage(gray_frames[0], size, source, gray_frames, ds, regions)
-
-
-def _frame_to_gray(pixels: np.ndarray, interpretation: str, colour: bool) -> np.ndarray:
-    if colour and interpretation.startswith("YBR") and pixels.ndim == 3:
-        from pydicom.pixels import convert_color_space
-
-        pixels = convert_color_space(pixels, interpretation, "RGB")
     if pixels.ndim == 3 and pixels.shape[-1] == 3:
         pixels = pixels[..., ::-1]  # RGB -> BGR for OpenCV's conversion
     gray = to_gray_uint8(pixels)

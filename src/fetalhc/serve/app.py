@@ -49,6 +49,14 @@ from fetalhc.io.images import decode_gray
 from fetalhc.io.pixels import max_image_pixels
 from fetalhc.measure.biometry import biometry, parse_ga, weeks_days
 from fetalhc.measure.quality import plausible_pixel_size
+from fetalhc.serve.security import (
+    FailedAttempts,
+    bearer_token,
+    may_post,
+    origin_key,
+    token_matches,
+    token_problem,
+)
 
 log = logging.getLogger(__name__)
 
@@ -384,7 +392,8 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
         return JSONResponse({"detail": f"internal error ({type(exc).__name__})"}, 500)
 
     hosts = {h.lower() for h in (*LOOPBACK_HOSTS, *config.allowed_hosts)}
-    origins = {o.rstrip("/").lower() for o in config.allowed_origins}
+    origins = {key for o in config.allowed_origins if (key := origin_key(o)) is not None}
+    failures = FailedAttempts()
 
     def refusal(request: Request) -> JSONResponse | None:
         """Why a request is not served: an unknown Host (DNS rebinding), a cross-site
@@ -394,25 +403,32 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
             return JSONResponse({"detail": f"host {host!r} is not served here"}, 421)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("origin")
-            if origin is not None and origin.rstrip("/").lower() not in origins:
-                if _host_of(origin.split("://", 1)[-1].split("/", 1)[0]) != host:
-                    return JSONResponse({"detail": f"origin {origin!r} may not post here"}, 403)
+            if not may_post(origin, request.headers.get("host", ""), origins):
+                shown = origin.encode("unicode_escape").decode()[:200]
+                return JSONResponse({"detail": f"origin {shown!r} may not post here"}, 403)
             if request.headers.get("sec-fetch-site") == "cross-site" and origin is None:
                 return JSONResponse({"detail": "cross-site requests may not post here"}, 403)
-        if config.token and request.url.path.startswith("/api/") and not token_ok(request):
-            return JSONResponse(
-                {"detail": "a valid token is needed (Authorization: Bearer TOKEN)"},
-                401,
-                headers={"WWW-Authenticate": "Bearer"},
+        if config.token and request.url.path.startswith("/api/"):
+            client = request.client.host if request.client else ""
+            wait = failures.wait_s(client)
+            if wait > 0:  # guessing: no answer, right or wrong, until the window passes
+                return JSONResponse(
+                    {"detail": f"too many wrong tokens; try again in {math.ceil(wait)} s"},
+                    429,
+                    headers={"Retry-After": str(math.ceil(wait))},
+                )
+            given = bearer_token(
+                request.headers.get("authorization", ""),
+                request.headers.get("x-fetalhc-token", ""),
             )
+            if not token_matches(given, config.token):
+                failures.record(client)
+                return JSONResponse(
+                    {"detail": "a valid token is needed (Authorization: Bearer TOKEN)"},
+                    401,
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return None
-
-    def token_ok(request: Request) -> bool:
-        import hmac
-
-        given = request.headers.get("authorization", "").removeprefix("Bearer ").strip()
-        given = given or request.headers.get("x-fetalhc-token", "")
-        return hmac.compare_digest(given.encode(), str(config.token).encode())
 
     @app.middleware("http")
     async def guard(request: Request, call_next):
@@ -584,6 +600,13 @@ def check_service(host: str, port: int, config: ServiceConfig) -> list[str]:
                 f"--host {host}: beyond loopback every request needs a token; give --token "
                 "(or FETALHC_TOKEN)"
             )
+    why = token_problem(config.token)
+    if why:
+        raise FetalHCError(why)
+    for origin in config.allowed_origins:
+        if origin_key(origin) is None:
+            raise FetalHCError(f"--allow-origin {origin!r}: not an origin (http[s]://host[:port])")
+    if not is_loopback(host):
         warnings.append(
             f"fetalhc: WARNING: serving on {host}, reachable from other machines: plain HTTP "
             "(no TLS) — put it behind a TLS proxy on a trusted network; not a medical device"

@@ -159,7 +159,10 @@ function status(text) { $("status").textContent = text || ""; }
 // stays in this tab (sessionStorage) and leaves the address bar
 const TOKEN_KEY = "fetalhc-token";
 if (location.hash.startsWith("#token=")) {
-  sessionStorage.setItem(TOKEN_KEY, decodeURIComponent(location.hash.slice(7)));
+  const raw = location.hash.slice(7);
+  let token = raw;
+  try { token = decodeURIComponent(raw); } catch (e) { /* a bare % in the token: take it as typed */ }
+  sessionStorage.setItem(TOKEN_KEY, token);
   history.replaceState(null, "", location.pathname);
 }
 function authHeaders() {
