@@ -36,6 +36,7 @@ from model_v3_report import (
 from fetalhc.inference.measurer import HeadMeasurer
 from fetalhc.inference.segmenter import RELOCATE_BELOW, Prediction, Segmenter
 from fetalhc.io.files import write_json, write_text
+from fetalhc.measure import flag_search
 
 MARGIN = 0.1
 DEFAULT_ENSEMBLES = (
@@ -145,9 +146,9 @@ def main() -> int:
         )
         figures = selection.figures(rows)
         chosen = selection.choose_thresholds(rows, FLAG_SHARE)
-        flag = selection.flag_figures(rows, chosen)
+        flag = flag_search.flag_figures(rows, chosen)
         held = held_out_flag(rows)
-        write_json(args.root / "quality" / f"{name}.json", selection.plain_thresholds(chosen))
+        write_json(args.root / "quality" / f"{name}.json", flag_search.plain_thresholds(chosen))
         parts = [member_cost(cost, args.root, v, c) for v, c in members]
         gflop = sum(p[0] for p in parts)
         ms = sum(p[1] for p in parts) + max(p[2] for p in parts)

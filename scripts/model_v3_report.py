@@ -38,6 +38,7 @@ from fetalhc.inference.measurer import HeadMeasurer  # noqa: E402
 from fetalhc.inference.segmenter import RELOCATE_BELOW, Segmenter  # noqa: E402
 from fetalhc.io.files import write_csv, write_json  # noqa: E402
 from fetalhc.io.images import read_gray  # noqa: E402
+from fetalhc.measure import flag_search  # noqa: E402
 from fetalhc.model.crops import around_box, box_of, crop_matrix, cut  # noqa: E402
 from fetalhc.model.export import export_onnx, quantize_int8  # noqa: E402
 
@@ -51,7 +52,7 @@ def held_out_flag(rows: list[dict]) -> dict:
     """The flag chosen on two folds and scored on the third, pooled over the three."""
     parts = selection.held_out_flags(rows, FLAG_SHARE)
     held = [r for _, _, fold_rows, _ in parts for r in fold_rows]
-    return selection.catch_figures(held, np.concatenate([flags for *_, flags in parts]))
+    return flag_search.catch_figures(held, np.concatenate([flags for *_, flags in parts]))
 
 
 def finished(run: Path, epochs: int = EPOCHS) -> bool:
@@ -294,10 +295,10 @@ def main() -> int:
             rows = oof_rows(args.root, variant, combo, args.margin, args.data, args.threads)
             figures = selection.figures(rows)
             chosen = selection.choose_thresholds(rows, FLAG_SHARE)
-            flag = selection.flag_figures(rows, chosen)
+            flag = flag_search.flag_figures(rows, chosen)
             held = held_out_flag(rows)
             name = combo_name(variant, combo, args.margin)
-            write_json(args.root / "quality" / f"{name}.json", selection.plain_thresholds(chosen))
+            write_json(args.root / "quality" / f"{name}.json", flag_search.plain_thresholds(chosen))
             again = located_again_share(args.root, name)
             c = cost_of(cost, width, combo, side, again)
             table.append(

@@ -25,52 +25,6 @@ def selection():
     return _script("model_selection_report")
 
 
-def row(err, iou=0.98, edge=0.15, dis=0.005, hc=180.0, dist=0.2, arc=20.0):
-    return {
-        "hc_abs_diff_mm": err,
-        "ellipse_iou": iou,
-        "edge_probability": edge,
-        "pass_disagreement": dis,
-        "hc_mm": hc,
-        "pass_distance_mm": dist,
-        "unsupported_arc_deg": arc,
-    }
-
-
-def test_the_search_finds_the_feature_that_separates_the_errors(selection):
-    rows = [row(1.0) for _ in range(95)]
-    rows += [row(12.0, dis=0.09), row(15.0, dis=0.08), row(6.0, dis=0.06)]  # passes disagree
-    rows += [row(1.5, hc=320.0), row(1.2, hc=330.0)]  # large but correct heads
-    t = selection.choose_thresholds(rows)
-    fig = selection.flag_figures(rows, t)
-    assert fig["caught_10mm"] == 2 and fig["caught_5mm"] == 3
-    assert fig["flagged_pct"] == 3.0  # only the three errors: no threshold on HC needed
-    assert t["max_pass_disagreement"] < 0.06 and math.isinf(t["max_hc_mm"])
-    assert math.isinf(t["max_pass_distance_mm"])
-
-
-def test_the_search_uses_the_outline_distance_where_hc_agrees(selection):
-    # the passes agree on HC but their outlines lie apart (a shifted outline)
-    rows = [row(1.0) for _ in range(96)]
-    rows += [row(11.0, dist=1.4), row(8.0, dist=1.1), row(6.0, dist=0.9)]
-    rows += [row(0.8, dist=0.45)]
-    t = selection.choose_thresholds(rows)
-    fig = selection.flag_figures(rows, t)
-    assert (fig["caught_10mm"], fig["caught_7_5mm"], fig["caught_5mm"]) == (1, 2, 3)
-    assert fig["flagged_pct"] == 3.0 and 0.45 <= t["max_pass_distance_mm"] < 0.9
-    assert math.isinf(t["max_pass_disagreement"])
-
-
-def test_the_search_uses_the_unsupported_arc_where_nothing_else_sees_the_error(selection):
-    # an outline bridging a wall the image does not show, every other feature calm
-    rows = [row(1.0) for _ in range(95)] + [row(1.0, arc=90.0) for _ in range(2)]
-    rows += [row(11.0, arc=130.0), row(12.0, dis=0.09), row(6.0, dist=1.2)]
-    t = selection.choose_thresholds(rows)
-    fig = selection.flag_figures(rows, t)
-    assert fig["caught_10mm"] == 2 and fig["caught_5mm"] == 3 and fig["flagged_pct"] == 3.0
-    assert 90.0 <= t["max_unsupported_arc_deg"] < 130.0
-
-
 def test_an_oof_cache_without_a_flag_feature_is_measured_again(selection, tmp_path, monkeypatch):
     from fetalhc.io.files import write_csv
 
@@ -91,19 +45,6 @@ def test_an_oof_cache_without_a_flag_feature_is_measured_again(selection, tmp_pa
     # the cache now holds every feature: read back, nothing measured
     assert len(selection.pooled_oof_rows(cache, tmp_path, tmp_path, None)) == 3
     assert measured == [0, 1, 2]
-
-
-def test_the_search_respects_the_share_flagged(selection):
-    # errors indistinguishable from the rest by every feature: nothing beats not flagging
-    rows = [row(1.0) for _ in range(90)] + [row(12.0) for _ in range(10)]
-    t = selection.choose_thresholds(rows)
-    assert selection.flag_figures(rows, t)["flagged_pct"] <= 100 * selection.FLAG_SHARE
-
-
-def test_no_head_is_always_flagged_and_counts_as_an_error(selection):
-    rows = [row(1.0) for _ in range(9)] + [{"hc_abs_diff_mm": math.nan}]
-    fig = selection.flag_figures(rows, selection.NO_FLAG)
-    assert fig["flagged_pct"] == 10.0 and fig["caught_10mm"] == 1
 
 
 # ---------------------------------------------------------------- model v3's map

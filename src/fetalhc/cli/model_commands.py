@@ -1,4 +1,5 @@
-"""Commands of a model's life cycle after training: `calibrate` (its intervals)."""
+"""Commands of a model's life cycle after training: `tune-flag` (its quality flag) and
+`calibrate` (its intervals), both on the model's out-of-fold rows."""
 
 from __future__ import annotations
 
@@ -23,7 +24,41 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_tune_flag(args: argparse.Namespace) -> int:
+    from fetalhc.measure.flag_search import described
+    from fetalhc.study.flag import tune_flag
+
+    if not 0 < args.share < 1:
+        from fetalhc.errors import FetalHCError
+
+        raise FetalHCError(f"--share {args.share:g}: must lie between 0 and 1")
+    out = tune_flag(args.rows, args.model, args.share)
+    t = {k: (float("inf") if v is None else v) for k, v in out["thresholds"].items()}
+    print(f"flag: {described(t)}")
+    for part in ("in_sample", "held_out"):
+        f = out[part]
+        print(
+            f"{part.replace('_', ' ')}: {f['flagged_pct']:.1f} % flagged; errors over 10 mm "
+            f"{f['caught_10mm']} of {f['over_10mm']} caught, over 5 mm {f['caught_5mm']} of "
+            f"{f['over_5mm']}; unflagged ADF {f['unflagged_adf_mm']:.2f} mm"
+        )
+    if args.model is not None:
+        print(f"written: {args.model / 'config.json'} (quality)")
+    return 0
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add(
+        "tune-flag",
+        cmd_tune_flag,
+        "choose a model's quality-flag thresholds on its out-of-fold rows (checked held out)",
+    )
+    p.add_argument("rows", type=Path, help="evaluate's out-of-fold rows (CSV with a fold column)")
+    p.add_argument("--model", type=Path, help="model folder whose config.json gets the flag")
+    p.add_argument(
+        "--share", type=float, default=0.10, help="flag at most this share of images (0.10)"
+    )
+
     p = add(
         "calibrate",
         cmd_calibrate,

@@ -7,7 +7,6 @@ flag status, and at levels from 50 to 99 %.
 
 from __future__ import annotations
 
-import csv
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from fetalhc.measure.uncertainty import (
     calibrate,
     cross_fitted_half_widths,
 )
+from fetalhc.study.oof import read_oof_rows
 
 # The difficulties tried (features of a result's row) and Mondrian bins by HC tercile or
 # none: few, each with a reason (the head's size; the passes' disagreement; the pixel's
@@ -77,26 +77,24 @@ class OutOfFoldRows:
 
 
 def read_rows(path: Path, data: Path | None = None) -> OutOfFoldRows:
-    """Out-of-fold rows (`evaluate`'s CSV with a `fold` column). Rows without reference
-    diameters get them from the HC18-layout folder `data` (its annotations' ellipses)."""
-    try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
-    except OSError as exc:
-        raise FetalHCError(f"{path}: {exc.strerror}") from None
-    if not rows or "fold" not in rows[0] or "ref_hc_mm" not in rows[0]:
-        raise FetalHCError(f"{path}: expected evaluate's out-of-fold rows (fold, ref_hc_mm, ...)")
-    rows = [r for r in rows if r.get("status", "ok").startswith("ok") and _num(r["hc_mm"]) > 0]
+    """Out-of-fold rows with a measured HC. Rows without reference diameters get them from
+    the HC18-layout folder `data` (its annotations' ellipses)."""
+    rows = [
+        r
+        for r in read_oof_rows(path)
+        if str(r.get("status", "ok")).startswith("ok") and r["hc_mm"] > 0
+    ]
+    if not rows:
+        raise FetalHCError(f"{path}: no row with a measured HC")
     if data is not None and "ref_bpd_mm" not in rows[0]:
         references = reference_diameters(data)
         for r in rows:
-            ofd, bpd = references.get(r["filename"], (math.nan, math.nan))
-            r["ref_ofd_mm"], r["ref_bpd_mm"] = ofd, bpd
-    names = [k for k in rows[0] if k not in ("filename", "fold", "quality", "status")]
-    columns = {k: np.array([_num(r.get(k)) for r in rows]) for k in names}
+            r["ref_ofd_mm"], r["ref_bpd_mm"] = references.get(r["filename"], (math.nan, math.nan))
+    names = [k for k, v in rows[0].items() if isinstance(v, float)]
+    columns = {k: np.array([r.get(k, math.nan) for r in rows], float) for k in names}
     return OutOfFoldRows(
         [r["filename"] for r in rows],
-        np.array([int(r["fold"]) for r in rows]),
+        np.array([r["fold"] for r in rows]),
         columns,
         np.array([r.get("quality", "") for r in rows]),
         rows,
@@ -115,13 +113,6 @@ def reference_diameters(data: Path) -> dict[str, tuple[float, float]]:
         if ellipse is not None and rec.pixel_size_mm:
             out[rec.filename] = diameters_mm(ellipse.scaled(rec.pixel_size_mm))
     return out
-
-
-def _num(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
 
 
 # ---------------------------------------------------------------- choosing and scoring
