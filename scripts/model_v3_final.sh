@@ -5,8 +5,8 @@
 # continues from the last finished epoch.
 #   scripts/model_v3_final.sh VARIANT [THREADS]      (from the repository root)
 # then bundle it:
-#   python scripts/bundle_model.py results/model-v3/runs/final_VARIANT/last.safetensors \
-#     --quality results/model-v3/quality/NAME.json --head-crop 0.1 --locate-side SIDE
+#   fetalhc bundle results/model-v3/runs/final_VARIANT/last.safetensors --out MODEL_DIR \
+#     --oof results/model-v3/oof/NAME.csv --head-crop 0.1 --locate-side SIDE --crop-side SIDE
 set -euo pipefail
 VARIANT=${1:?usage: scripts/model_v3_final.sh WIDTH_SIDE [THREADS]}
 THREADS=${2:-2}

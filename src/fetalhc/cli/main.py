@@ -144,7 +144,9 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- evaluation, prediction, export
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--run", type=Path, help="run folder (uses RUN/best.safetensors)")
+    p.add_argument(
+        "--run", "--model", type=Path, help="run or model folder (RUN/best.safetensors, ...)"
+    )
     p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument(
@@ -409,7 +411,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("serve", cmd_serve, "web page and REST API to measure and correct (local)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument("--port", type=positive_int, default=8000)
-    p.add_argument("--run", type=Path, help="run folder (default: the bundled model)")
+    p.add_argument(
+        "--run", "--model", type=Path, help="run or model folder (default: the bundled model)"
+    )
     p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads per model")
@@ -441,7 +445,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--aet", default="FETALHC", help="this node's AE title")
     p.add_argument("--out", type=Path, required=True, help="rows, received objects, SR/SEG")
     p.add_argument("--forward", metavar="HOST:PORT:AET", help="send the SR and SEG to a PACS")
-    p.add_argument("--run", type=Path, help="run folder (default: the bundled model)")
+    p.add_argument(
+        "--run", "--model", type=Path, help="run or model folder (default: the bundled model)"
+    )
     p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
     p.add_argument("--backend", default="auto", choices=BACKENDS)
     p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads")

@@ -47,7 +47,42 @@ def cmd_tune_flag(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bundle(args: argparse.Namespace) -> int:
+    from fetalhc.study.bundle import BundleOptions, bundle
+
+    options = BundleOptions(
+        notes=args.notes,
+        head_crop=args.head_crop,
+        locate_side=args.locate_side,
+        crop_side=args.crop_side,
+        oof_rows=args.oof,
+        flag_share=args.share,
+        data=args.data,
+        replace=args.replace,
+    )
+    weights = bundle(args.checkpoint, args.out, options)
+    print(
+        f"{args.out}: {weights.name} ({weights.stat().st_size / 1e6:.1f} MB), config.json, "
+        "MODEL_CARD.md"
+    )
+    return 0
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add(
+        "bundle", cmd_bundle, "make a trained checkpoint a model folder (weights, config, card)"
+    )
+    p.add_argument("checkpoint", type=Path, help="a run's .safetensors (with its config.json)")
+    p.add_argument("--out", type=Path, required=True, help="the model folder to write")
+    p.add_argument("--oof", type=Path, help="out-of-fold rows: tune the flag, calibrate intervals")
+    p.add_argument("--share", type=float, default=0.10, help="flag at most this share (0.10)")
+    p.add_argument("--data", type=Path, help="HC18 layout: reference BPD/OFD for the intervals")
+    p.add_argument("--head-crop", type=float, help="two-pass models: the close-up's margin")
+    p.add_argument("--locate-side", type=int, help="two-pass models: the first pass's side")
+    p.add_argument("--crop-side", type=int, help="two-pass models: the close-up's side")
+    p.add_argument("--notes", default="", help="how the model was made, in words")
+    p.add_argument("--replace", action="store_true", help="write into a folder holding a model")
+
     p = add(
         "tune-flag",
         cmd_tune_flag,

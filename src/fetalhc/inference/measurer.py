@@ -46,6 +46,7 @@ from fetalhc.measure.quality import (
     unsupported_arc_deg,
 )
 from fetalhc.measure.uncertainty import IntervalCalibration
+from fetalhc.model.checkpoint import resolve_checkpoint
 
 ImageLike = str | os.PathLike | np.ndarray
 # The numbers the quality flag is decided on, in the order of predict's CSV columns.
@@ -504,10 +505,11 @@ def result_from_measurement(
 class HeadMeasurer:
     """A model loaded once: segment fetal heads and measure them.
 
-    checkpoint: a run's `best.safetensors` (with its config.json), an exported `.onnx`, or
-    None for the bundled model. backend: auto | torch | onnx. flip_tta averages the
-    prediction with that of the mirrored image. locate_side: a two-pass model's first
-    pass at another square side (a multiple of 32; it only has to find the head).
+    checkpoint: a run's `best.safetensors` (with its config.json), a run or model folder
+    (`fetalhc bundle`), an exported `.onnx`, or None for the bundled model. backend:
+    auto | torch | onnx. flip_tta averages the prediction with that of the mirrored image.
+    locate_side: a two-pass model's first pass at another square side (a multiple of 32;
+    it only has to find the head).
     """
 
     def __init__(
@@ -519,6 +521,8 @@ class HeadMeasurer:
         flip_tta: bool = False,
         locate_side: int | None = None,
     ) -> None:
+        if checkpoint is not None and Path(checkpoint).is_dir():  # a run or model folder
+            checkpoint = resolve_checkpoint(checkpoint, None)
         self.segmenter = Segmenter(
             checkpoint if checkpoint is not None else default_checkpoint(),
             backend=backend,

@@ -70,14 +70,20 @@ def load_model(checkpoint: str | Path, config: dict | None = None) -> tuple[nn.M
 
 
 def resolve_checkpoint(run: str | Path | None, checkpoint: str | Path | None) -> Path:
-    """--checkpoint FILE wins; --run RUN means RUN/best.safetensors."""
+    """--checkpoint FILE wins; --run RUN (or --model DIR) means the folder's checkpoint:
+    best, last, a bundled folder's model or default .safetensors."""
     if checkpoint:
         return Path(checkpoint)
     if run:
         run = Path(run)
         if not run.is_dir():
             raise FetalHCError(f"{run}: run folder not found")
-        for name in ("best.safetensors", "last.safetensors", "model.safetensors"):
+        for name in (
+            "best.safetensors",
+            "last.safetensors",
+            "model.safetensors",
+            "default.safetensors",
+        ):
             if (run / name).is_file():
                 return run / name
         raise FetalHCError(f"{run}: holds no checkpoint (best.safetensors)")
