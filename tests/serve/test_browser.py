@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 import shutil
 import socket
 import threading
@@ -25,13 +26,18 @@ pytestmark = [
 
 
 @pytest.fixture(scope="module")
-def server():
+def corrections(tmp_path_factory):
+    return tmp_path_factory.mktemp("corrections")
+
+
+@pytest.fixture(scope="module")
+def server(corrections):
     import uvicorn
 
     from fetalhc.inference.measurer import HeadMeasurer
     from fetalhc.serve.app import ServiceConfig, create_app
 
-    app = create_app(HeadMeasurer(backend="torch"), ServiceConfig())
+    app = create_app(HeadMeasurer(backend="torch"), ServiceConfig(corrections_dir=corrections))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
@@ -75,7 +81,7 @@ def browser(tmp_path):
     driver.quit()
 
 
-def test_measure_correct_and_export(server, browser, sample, tmp_path):
+def test_measure_correct_and_export(server, browser, sample, tmp_path, corrections):
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
@@ -122,6 +128,19 @@ def test_measure_correct_and_export(server, browser, sample, tmp_path):
     assert after != pytest.approx(before, abs=0.05)
     assert "edited by hand" in browser.find_element(By.ID, "edited").text
     assert browser.find_element(By.ID, "hc-range").text == ""  # the model's, not the edit's
+
+    # save the correction: the image and both ellipses land in the corrections folder
+    browser.find_element(By.ID, "correction-key").send_keys("patient 17")
+    browser.find_element(By.ID, "save-correction").click()
+    wait.until(lambda d: "correction saved" in d.find_element(By.ID, "status").text)
+    (record_path,) = corrections.glob("*.json")
+    record = json.loads(record_path.read_text())
+    assert record["final_hc_mm"] == pytest.approx(after, abs=0.06)
+    assert record["original_hc_mm"] == pytest.approx(before, abs=0.06)
+    assert record["final"]["a"] != pytest.approx(record["original"]["a"], abs=0.5)
+    assert record["part"] in ("adapt", "held-back") and record["key_sha256"]
+    assert "patient" not in record_path.read_text()  # the key itself is not kept
+    assert (corrections / record["image"]).stat().st_size > 1000
 
     browser.save_screenshot(str(tmp_path / "serve.png"))
     browser.find_element(By.ID, "download-csv").click()

@@ -261,6 +261,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         queue=args.queue,
         save_dir=args.save,
+        corrections_dir=args.corrections,
         allowed_hosts=tuple(args.allowed_host or ()),
         allowed_origins=tuple(args.allow_origin or ()),
         # an empty --token (or FETALHC_TOKEN) is refused by check_service, not read as none
@@ -421,6 +422,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue", type=nonnegative_int, default=8, help="requests that may wait")
     p.add_argument("--max-upload-mb", type=finite_float, default=50.0)
     p.add_argument("--save", type=Path, help="keep each image and its result here")
+    p.add_argument(
+        "--corrections",
+        type=Path,
+        help="keep the page's corrections here (for fetalhc adapt): image + both ellipses",
+    )
     p.add_argument(
         "--token",
         help="every API request must carry it (Authorization: Bearer TOKEN; the page: open "

@@ -29,6 +29,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fetalhc import __version__
+from fetalhc.data.corrections import ellipse_from, store_correction
 from fetalhc.errors import (
     EmptyImage,
     FetalHCError,
@@ -81,6 +82,7 @@ class ServiceConfig:
     workers: int = 1
     queue: int = 8  # requests waiting for a worker beyond those running
     save_dir: Path | None = None
+    corrections_dir: Path | None = None  # where "Save correction" stores (serve --corrections)
     retry_after_s: int = 5
     # who may talk to the service: Host headers served (besides loopback), page origins
     # allowed to POST (besides this server's own), and the token every API call needs
@@ -456,7 +458,12 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
     @app.get("/api/v1/health")
     async def health():
         """Service status and the model it serves."""
-        return {"status": "ok", "model": measurer.model_name, "version": __version__}
+        return {
+            "status": "ok",
+            "model": measurer.model_name,
+            "version": __version__,
+            "corrections": config.corrections_dir is not None,
+        }
 
     async def measure_upload(
         file: UploadFile, pixel_size_mm: str | None, ga: str | None
@@ -553,8 +560,71 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
         sr.save_as(buffer, enforce_file_format=True)
         return Response(buffer.getvalue(), media_type="application/dicom")
 
+    @app.post("/api/v1/corrections")
+    async def save_correction(
+        file: Annotated[UploadFile, File(description="the image the ellipse was drawn on")],
+        final: Annotated[str, Form(description="the sonographer's ellipse (JSON, pixels)")],
+        pixel_size_mm: Annotated[str, Form(description="mm per pixel")],
+        original: Annotated[str | None, Form(description="the model's ellipse (JSON)")] = None,
+        model: Annotated[str, Form(description="the model's id")] = "",
+        key: Annotated[str, Form(description="patient or study key (only its hash is kept)")] = "",
+    ):
+        """Keep a correction for `fetalhc adapt`: the image, the model's ellipse ("original")
+        and the sonographer's ("final"), stored once in `adapt` or `held-back`."""
+        if config.corrections_dir is None:
+            raise ApiError(404, "corrections are not kept here: start with --corrections DIR")
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, f"upload over the limit of {config.max_upload_mb:g} MB")
+        if not data:
+            raise ApiError(422, "a correction needs its image")
+        size = parse_pixel_size(pixel_size_mm)
+        if size is None:
+            raise ApiError(422, "pixel_size_mm: a correction needs the pixel size")
+        try:
+            final_e = ellipse_from(_json_field(final, "final"), "final")
+            original_e = (
+                ellipse_from(_json_field(original, "original"), "original") if original else None
+            )
+        except FetalHCError as exc:
+            raise ApiError(422, str(exc)) from None
+        upload = decode_upload(data, config.max_pixels)
+        try:
+            record = await asyncio.to_thread(
+                store_correction,
+                config.corrections_dir,
+                upload.image,
+                final_e,
+                size,
+                original_e,
+                model[:200],
+                key[:200],
+                "page",
+                (file.filename or "")[:200],
+            )
+        except FetalHCError as exc:
+            raise ApiError(422, str(exc)) from None
+        return {
+            "stored": record["image"].removesuffix(".png"),
+            "part": record["part"],
+            "final_hc_mm": record["final_hc_mm"],
+            "original_hc_mm": record["original_hc_mm"],
+        }
+
     app.state.batcher = batcher
     return app
+
+
+def _json_field(text: str, what: str) -> dict:
+    import json
+
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise FetalHCError(f"{what}: not JSON") from None
+    if not isinstance(value, dict):
+        raise FetalHCError(f"{what}: expected an object with cx, cy, a, b, angle_rad")
+    return value
 
 
 def _save(folder: Path, name: str, image: np.ndarray, body: dict) -> None:
@@ -585,6 +655,8 @@ def check_service(host: str, port: int, config: ServiceConfig) -> list[str]:
         raise FetalHCError(f"--max-upload-mb {config.max_upload_mb:g}: must be a positive number")
     if config.save_dir is not None:
         ensure_folder(config.save_dir, "--save")
+    if config.corrections_dir is not None:
+        ensure_folder(config.corrections_dir, "--corrections")
     warnings = []
     if not is_loopback(host):
         if host.strip("[]") in ("0.0.0.0", "::"):

@@ -180,6 +180,7 @@ async function measurementOf(body, group) {
     quality: body.quality, reasons: body.quality_reasons || [], status: body.status, edited: false,
     frame: body.frame || null, group,
     interval: body.hc_interval_mm || null, gaRange: body.ga_range_weeks || null,
+    png64: body.image_png_base64,
   };
   m.original = { ellipse: m.ellipse ? { ...m.ellipse } : null, hc: null };
   m.original.hc = hcOf(m);
@@ -379,3 +380,44 @@ window.fetalhc = {
   },
   measurements,
 };
+
+// ---------------------------------------------------------------- corrections
+// With `serve --corrections DIR`, "Save correction" keeps the image, the model's ellipse
+// and the one on screen (the sonographer's) for `fetalhc adapt`.
+let modelName = "";
+fetch("api/v1/health", { headers: authHeaders() })
+  .then((r) => (r.ok ? r.json() : null))
+  .then((h) => {
+    if (h && h.corrections) $("corrections").hidden = false;
+    if (h) modelName = h.model || "";
+  })
+  .catch(() => {});
+
+function ellipseJson(e) {
+  return JSON.stringify({ cx: e.cx, cy: e.cy, a: e.a, b: e.b, angle_rad: e.angle });
+}
+
+$("save-correction").addEventListener("click", async () => {
+  const m = current;
+  if (!m || !m.ellipse || !m.pixelSize || !m.png64) {
+    status("nothing to save: measure an image, with its pixel size, first");
+    return;
+  }
+  const bytes = Uint8Array.from(atob(m.png64), (c) => c.charCodeAt(0));
+  const form = new FormData();
+  form.append("file", new Blob([bytes], { type: "image/png" }), m.filename);
+  form.append("final", ellipseJson(m.ellipse));
+  if (m.original.ellipse) form.append("original", ellipseJson(m.original.ellipse));
+  form.append("pixel_size_mm", String(m.pixelSize));
+  form.append("model", modelName);
+  form.append("key", $("correction-key").value.trim());
+  try {
+    const r = await fetch("api/v1/corrections", { method: "POST", body: form, headers: authHeaders() });
+    const body = await r.json();
+    if (!r.ok) { status(`correction not saved: ${body.detail || r.status}`); return; }
+    m.saved = body.stored;
+    status(`correction saved (${body.part} part): HC ${body.final_hc_mm.toFixed(1)} mm`);
+  } catch (e) {
+    status("correction not saved: the service did not answer");
+  }
+});

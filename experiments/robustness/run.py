@@ -1,14 +1,18 @@
-"""How the bundled model's quality flag reacts to the ways users send images.
+"""How the bundled model's quality flag and 95 % intervals react to the ways users send
+images.
 
-    python scripts/flag_robustness.py [--images ../shared/hc18/test_set]
+    python experiments/robustness/run.py [--images ../shared/hc18/test_set]
         [--pixel-csv ../shared/hc18/test_set_pixel_size.csv] [--n 335]
-        [--out results/model-v3/flag_robustness.md]
+        [--out results/model-v3/robustness.md]
 
 Each image is measured as given and as a user might send it — JPEG at quality 60, half
 size (its pixel size doubled), brighter (×1.4, clipped), flatter (0.6 × + 40), text burned
 into its corners — and the share flagged, the share flagged by the unsupported-arc rule,
 the median unsupported arc and the median HC change against the clean image are reported
-per variant. Unlabelled images serve: nothing here needs a reference.
+per variant; and, for the intervals, the median half-width, the share wider than the
+flag's limit and the share of images whose interval on the changed image still holds the
+HC measured on the clean one (no reference exists for these images: this is agreement
+with the clean measurement, not coverage). Unlabelled images serve.
 """
 
 from __future__ import annotations
@@ -78,13 +82,14 @@ def main() -> int:
         "--pixel-csv", type=Path, default=Path("../shared/hc18/test_set_pixel_size.csv")
     )
     parser.add_argument("--n", type=int, default=335)
-    parser.add_argument("--out", type=Path, default=Path("results/model-v3/flag_robustness.md"))
+    parser.add_argument("--out", type=Path, default=Path("results/model-v3/robustness.md"))
     args = parser.parse_args()
     sizes = pixel_sizes(args.pixel_csv)
     names = sorted(n for n in sizes if (args.images / n).is_file())[: args.n]
     measurer = HeadMeasurer(backend="onnx", threads=2)
     limit = measurer.thresholds.max_unsupported_arc_deg
-    table = {name: {"flagged": [], "arc": [], "arc_flag": [], "hc_change": []} for name in VARIANTS}
+    keys = ("flagged", "arc", "arc_flag", "hc_change", "half", "holds_clean")
+    table = {name: {k: [] for k in keys} for name in VARIANTS}
     for filename in tqdm(names, desc="images"):
         gray = read_gray(args.images / filename)
         clean_hc = math.nan
@@ -97,16 +102,24 @@ def main() -> int:
             cell["arc"].append(r.unsupported_arc_deg)
             cell["arc_flag"].append(r.unsupported_arc_deg > limit)
             cell["hc_change"].append(r.hc_mm - clean_hc)
+            interval = r.hc_interval_mm
+            cell["half"].append((interval[1] - interval[0]) / 2 if interval else math.nan)
+            cell["holds_clean"].append(
+                bool(interval and interval[0] <= clean_hc <= interval[1])
+                if math.isfinite(clean_hc)
+                else math.nan
+            )
     lines = [
-        "# The quality flag on images as users send them",
+        "# The quality flag and the intervals on images as users send them",
         "",
-        f"`scripts/flag_robustness.py`: the bundled model (ONNX Runtime, 2 threads) on "
+        f"`experiments/robustness/run.py`: the bundled model (ONNX Runtime, 2 threads) on "
         f"{len(names)} HC18 test images (unlabelled), each as given and changed as below; "
         f"the unsupported-arc rule trips over {limit:g} degrees.",
         "",
         "| variant | flagged % | flagged by the arc rule % | median unsupported arc ° | "
-        "median HC change mm (abs) |",
-        "|---|---|---|---|---|",
+        "median HC change mm (abs) | median half-width mm | wider than +/-12 mm % | "
+        "interval holds the clean HC % |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for variant, cell in table.items():
         arc = np.array(cell["arc"], float)
@@ -114,7 +127,9 @@ def main() -> int:
         lines.append(
             f"| {variant} | {100 * np.mean(cell['flagged']):.1f} | "
             f"{100 * np.mean(cell['arc_flag']):.1f} | {np.nanmedian(arc):.0f} | "
-            f"{np.nanmedian(change):.2f} |"
+            f"{np.nanmedian(change):.2f} | {np.nanmedian(np.array(cell['half'], float)):.2f} | "
+            f"{100 * np.nanmean(np.array(cell['half'], float) > 12):.1f} | "
+            f"{100 * np.nanmean(np.array(cell['holds_clean'], float)):.1f} |"
         )
     write_text(args.out, "\n".join(lines) + "\n")
     print("\n".join(lines))
