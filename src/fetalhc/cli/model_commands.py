@@ -68,7 +68,59 @@ def cmd_bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from fetalhc.study.adapt import CANDIDATES, AdaptOptions, adapt, learning_curve
+
+    options = AdaptOptions(
+        base=args.base,
+        candidates=tuple(args.candidates.split(",")) if args.candidates else CANDIDATES,
+        steps=args.steps,
+        seed=args.seed,
+        replay=args.replay,
+        n_adapt=args.n,
+        threads=args.threads,
+    )
+    if args.curve:
+        rows = learning_curve(args.data, args.out, options, seeds=args.seeds)
+        print(f"{args.out / 'curve.csv'}: {len(rows)} rows; {args.out / 'curve.png'}")
+        return 0
+    summary = adapt(args.data, args.out, options)
+    state = "promoted" if summary["promoted"] else "NOT promoted"
+    print(f"{args.out}: {summary['chosen']} — {state}: {summary['reason']}")
+    return 0
+
+
+def cmd_corrections_import(args: argparse.Namespace) -> int:
+    from fetalhc.study.corrections_import import import_corrections
+
+    counts = import_corrections(args.source, args.out, args.ellipses, args.pixel_csv)
+    print(f"{args.out}: {counts['stored']} corrections stored, {counts['skipped']} skipped")
+    for line in counts["problems"][:20]:
+        print(f"  {line}")
+    return 0 if counts["stored"] else 1
+
+
 def register(add: Callable[..., argparse.ArgumentParser]) -> None:
+    p = add("adapt", cmd_adapt, "make a model a clinic's own from its corrections, gated")
+    p.add_argument("data", type=Path, help="a corrections folder or an HC18-layout folder")
+    p.add_argument("--out", type=Path, required=True, help="the new model folder (or curve's)")
+    p.add_argument("--base", type=Path, help="model folder or checkpoint (default: bundled)")
+    p.add_argument("--replay", type=Path, help="HC18 layout: replay images and the HC18 check")
+    p.add_argument("--candidates", help="comma-separated (default: all)")
+    p.add_argument("--steps", type=int, default=100, help="fine-tuning steps of 10 crops")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, help="adapt on N corrections drawn with the seed")
+    p.add_argument("--curve", action="store_true", help="held-back ADF against N, all seeds")
+    p.add_argument("--seeds", type=int, default=3, help="draws per N for --curve")
+    p.add_argument("--threads", type=int, default=0, help="CPU threads")
+
+    p = add("corrections", cmd_corrections_import, "import corrections from files")
+    p.add_argument("action", choices=["import"])
+    p.add_argument("source", type=Path, help="HC18-layout folder, or a folder of images")
+    p.add_argument("--out", type=Path, required=True, help="the corrections folder")
+    p.add_argument("--ellipses", type=Path, help="predict's CSV, rows fixed (mm columns)")
+    p.add_argument("--pixel-csv", type=Path, help="filename,pixel size(mm) for --ellipses")
+
     p = add(
         "bundle", cmd_bundle, "make a trained checkpoint a model folder (weights, config, card)"
     )

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
@@ -33,7 +34,7 @@ from fetalhc.io.dicom_results import (
 from fetalhc.io.images import read_gray
 from fetalhc.io.pixels import to_gray_uint8
 from fetalhc.measure.biometry import Biometry, biometry, weeks_days
-from fetalhc.measure.ellipse import Ellipse
+from fetalhc.measure.ellipse import Ellipse, hc_mm
 from fetalhc.measure.overlay import overlay
 from fetalhc.measure.postprocess import Measurement, measure
 from fetalhc.measure.quality import (
@@ -48,6 +49,7 @@ from fetalhc.measure.quality import (
 from fetalhc.measure.uncertainty import IntervalCalibration
 from fetalhc.model.checkpoint import resolve_checkpoint
 
+log = logging.getLogger(__name__)
 ImageLike = str | os.PathLike | np.ndarray
 # The numbers the quality flag is decided on, in the order of predict's CSV columns.
 QUALITY_FEATURES = (
@@ -241,6 +243,7 @@ class HeadMeasurement:
             d.image_features,
             self.image,
             d.intervals,
+            d.offset_mm,
         )
         again.image, again.logits, again.frame = self.image, self.logits, self.frame
         return again
@@ -301,6 +304,7 @@ class Derivation:
     thresholds: QualityThresholds
     image_features: dict[str, float]
     intervals: IntervalCalibration | None = None
+    offset_mm: float = 0.0
 
 
 def overlay_picture(result: HeadMeasurement) -> np.ndarray:
@@ -432,10 +436,13 @@ def result_from_measurement(
     image_features: dict[str, float] | None = None,
     image: np.ndarray | None = None,
     intervals: IntervalCalibration | None = None,
+    offset_mm: float = 0.0,
 ) -> HeadMeasurement:
     """Turn a mask measurement into HC/GA in mm, checking every number for plausibility,
     putting a calibrated interval on HC, BPD and OFD (`intervals`, the model's; none
     without) and deciding the quality flag (fetalhc.measure.quality) on everything known.
+    `offset_mm`: a clinic's calliper convention (`fetalhc adapt`): the fitted ellipse moved
+    outward (inward if negative) by that many mm before anything is measured on it.
     `image_features`: what was measured on the image itself (`grey_levels`,
     `inside_outside`; see `image_features`); `image`: the 8-bit grey input, for what needs
     the pixel size too (the skull under the outline)."""
@@ -471,7 +478,13 @@ def result_from_measurement(
     if why:
         result.status, result.detail = Status.IMPLAUSIBLE_PIXEL_SIZE, why
         return result
-    result.hc_mm = m.hc_mm(pixel_size_mm)
+    ellipse = m.ellipse
+    if offset_mm:
+        ellipse = m.ellipse.grown(offset_mm / pixel_size_mm)
+        result.ellipse_px = ellipse
+        result.hc_mm = hc_mm(ellipse, pixel_size_mm)
+    else:
+        result.hc_mm = m.hc_mm(pixel_size_mm)
     result.pass_distance_mm = m.pass_distance_px * pixel_size_mm
     if image is not None:
         levels = seen["grey_levels"] if math.isfinite(seen["grey_levels"]) else None
@@ -485,7 +498,7 @@ def result_from_measurement(
     features = {**result.quality_features(), "hc_mm": result.hc_mm}
     features["pixel_size_mm"] = pixel_size_mm
     hc_range = intervals.interval("hc_mm", result.hc_mm, features) if intervals else None
-    result.biometry = biometry(m.ellipse.scaled(pixel_size_mm), ga_given_weeks, hc_range)
+    result.biometry = biometry(ellipse.scaled(pixel_size_mm), ga_given_weeks, hc_range)
     hadlock = result.biometry.ga_hadlock_weeks
     result.ga_weeks = hadlock if hadlock is not None else math.nan
     if hc_range is not None:
@@ -532,6 +545,7 @@ class HeadMeasurer:
             locate_side=locate_side,
         )
         self.intervals = self._intervals()
+        self.offset_mm = self._offset_mm()
 
     @classmethod
     def from_segmenter(cls, segmenter) -> HeadMeasurer:
@@ -540,7 +554,26 @@ class HeadMeasurer:
         measurer = cls.__new__(cls)
         measurer.segmenter = segmenter
         measurer.intervals = measurer._intervals()
+        measurer.offset_mm = measurer._offset_mm()
         return measurer
+
+    def _offset_mm(self) -> float:
+        """An adapted model's calliper convention (config.json "adaptation"), 0 without;
+        a model its gate did not promote is said so once, at load."""
+        config = getattr(self.segmenter, "config", None)
+        adaptation = config.get("adaptation") if isinstance(config, dict) else None
+        if not isinstance(adaptation, dict):
+            return 0.0
+        if adaptation.get("promoted") is False:
+            log.warning(
+                "fetalhc: WARNING: %s was not promoted by its gate (%s)",
+                self.model_name,
+                adaptation.get("reason", "no reason recorded"),
+            )
+        offset = adaptation.get("offset_mm", 0.0)
+        if isinstance(offset, bool) or not isinstance(offset, int | float) or abs(offset) > 10:
+            raise FetalHCError(f"{self.model_name}: config.json: offset_mm {offset!r}")
+        return float(offset)
 
     def _intervals(self) -> IntervalCalibration | None:
         """The model's interval calibration (config.json "intervals"), if it has one."""
@@ -702,9 +735,19 @@ class HeadMeasurer:
                     )
                     seen = image_features(image, m.ellipse)
                     result = result_from_measurement(
-                        names[i], m, sizes[i], ga_weeks, thresholds, seen, image, self.intervals
+                        names[i],
+                        m,
+                        sizes[i],
+                        ga_weeks,
+                        thresholds,
+                        seen,
+                        image,
+                        self.intervals,
+                        self.offset_mm,
                     )
-                    result.derived_from = Derivation(m, ga_weeks, thresholds, seen, self.intervals)
+                    result.derived_from = Derivation(
+                        m, ga_weeks, thresholds, seen, self.intervals, self.offset_mm
+                    )
                     result.image = image
                     if keep_logits:
                         result.logits = p.logits_small

@@ -31,6 +31,13 @@ class Ellipse:
     def perimeter(self) -> float:
         return ramanujan_perimeter(self.a, self.b)
 
+    def grown(self, distance: float) -> Ellipse:
+        """The ellipse moved outward by `distance` (inward if negative) along its axes: a
+        calliper convention's shift (both semi-axes change by the same length)."""
+        return Ellipse(
+            self.cx, self.cy, max(1e-6, self.a + distance), max(1e-6, self.b + distance), self.angle
+        )
+
     def as_hc18(self) -> dict[str, float]:
         d = asdict(self)
         return {
