@@ -124,7 +124,7 @@ def test_every_result_row_has_the_csv_columns_in_order():
     measured = HeadMeasurement("a.png", Status.OK, pixel_size_mm=0.1, hc_mm=180.0)
     measured.ellipse_px = Ellipse(100, 80, 60, 50, 0.2)
     implausible = HeadMeasurement("b.png", Status.IMPLAUSIBLE_HC, "HC 12 mm", hc_mm=12.0)
-    assert COLUMNS == [*ROW_COLUMNS, "chosen"]
+    assert COLUMNS == [*ROW_COLUMNS, "chosen", "outputs"]
     for result in (measured, implausible, HeadMeasurement("c.png", "no_head")):
         assert tuple(result.record()) == ROW_COLUMNS
         assert tuple(result.as_row()) == ROW_COLUMNS

@@ -43,9 +43,11 @@ log = logging.getLogger(__name__)
 
 # predictions.csv's columns: a result's flat record (HC18 submission columns first), then
 # `chosen`: yes on the frame a file's measurement is taken from (a single image: itself)
-COLUMNS = [*ROW_COLUMNS, "chosen"]
+# `outputs`: what could not be written for a row (masks, overlays, DICOM results); the
+# measurement never depends on them, so its status and HC stay as measured
+COLUMNS = [*ROW_COLUMNS, "chosen", "outputs"]
 # The text columns of a row: neutralised for spreadsheets in the CSV files written
-TEXT_COLUMNS = ("filename", "quality", "status", "growth_chart", "notes", "chosen")
+TEXT_COLUMNS = ("filename", "quality", "status", "growth_chart", "notes", "chosen", "outputs")
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 PARTIAL = "predictions.partial.csv"
@@ -330,8 +332,7 @@ def _measure_batch(
         ga_weeks=options.ga_weeks,
     )
     for result in results:
-        _keep_pictures(result, out, options)
-        rows.append(_row(result, chosen=True))
+        rows.append(_row(result, chosen=True, outputs=_keep_pictures(result, out, options)))
     return rows
 
 
@@ -348,43 +349,60 @@ def measure_dicom_file(
     # a size from the header's ultrasound regions is checked against where the head is
     regions = dcm.regions if size is not None and size == dcm.pixel_size_mm else ()
     cine = measurer.measure_frames(dcm.frames, size, im.name, options.ga_weeks, regions)
-    for result in cine.frames:
-        _keep_pictures(result, out, options)
+    problems = [_keep_pictures(result, out, options) for result in cine.frames]
     written: list[Path] = []
     if options.dicom_out is not None and cine.chosen is not None and cine.chosen.ok:
-        written = _write_dicom_results(cine.chosen, dcm.dataset, measurer.model_name, options)
-    return [_row(r, chosen=i == cine.chosen_index) for i, r in enumerate(cine.frames)], written
+        written, problem = _write_dicom_results(
+            cine.chosen, dcm.dataset, measurer.model_name, options
+        )
+        i = cine.chosen_index
+        problems[i] = "; ".join(p for p in (problems[i], problem) if p)
+    rows = [
+        _row(r, chosen=i == cine.chosen_index, outputs=problems[i])
+        for i, r in enumerate(cine.frames)
+    ]
+    return rows, written
 
 
-def _write_dicom_results(result: HeadMeasurement, source, model: str, options) -> list[Path]:
-    """SR, SEG and SC of one measured head, atomically, named after the input."""
+def _write_dicom_results(
+    result: HeadMeasurement, source, model: str, options
+) -> tuple[list[Path], str]:
+    """SR, SEG and SC of one measured head, atomically, named after the input; each one
+    that cannot be built or written is named in the returned problem (the others are
+    still written, and the measurement stands)."""
     stem = picture_stem(result).replace("/", "__")
-    written = []
-    try:
-        for kind, dataset in (
-            ("sr", result.to_dicom_sr(source, model)),
-            ("seg", result.to_dicom_seg(source, model)),
-            ("sc", result.to_dicom_sc(source, model)),
-        ):
-            path = options.dicom_out / f"{stem}_{kind}.dcm"
-            write_dicom(path, dataset)
+    written, problems = [], []
+    builders = (
+        ("sr", result.to_dicom_sr),
+        ("seg", result.to_dicom_seg),
+        ("sc", result.to_dicom_sc),
+    )
+    for kind, build in builders:
+        path = options.dicom_out / f"{stem}_{kind}.dcm"
+        try:
+            write_dicom(path, build(source, model))
             written.append(path)
-    except OSError as exc:
-        result.status = Status.ERROR
-        result.detail = f"cannot write DICOM results ({exc.strerror or exc})"
-    except (ValueError, TypeError, AttributeError, KeyError) as exc:
-        # a source header highdicom cannot build on (a missing study UID, say)
-        result.status = Status.ERROR
-        result.detail = f"cannot build DICOM results: {str(exc).splitlines()[0][:200]}"
-    return written
+        except OSError as exc:
+            problems.append(f"{kind.upper()} not written ({exc.strerror or one_line(exc)})")
+        except Exception as exc:  # noqa: BLE001 - a header no DICOM library can build on
+            problems.append(f"{kind.upper()} not built ({type(exc).__name__}: {one_line(exc)})")
+    return written, "; ".join(problems)
 
 
-def _keep_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:
+def one_line(exc: BaseException) -> str:
+    """An exception's message as one short line (pydicom's run over several)."""
+    text = " ".join(str(exc).split())
+    return text[:160]
+
+
+def _keep_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> str:
+    """Write the mask and overlay; '' or what could not be written (the measurement
+    stands either way)."""
     try:
         _write_pictures(result, out, options)
     except OSError as exc:
-        result.status = Status.ERROR
-        result.detail = f"cannot write mask or overlay ({exc.strerror or exc})"
+        return f"mask or overlay not written ({exc.strerror or one_line(exc)})"
+    return ""
 
 
 def safe_row(row: dict) -> dict:
@@ -392,8 +410,8 @@ def safe_row(row: dict) -> dict:
     return {k: spreadsheet_safe(v) if k in TEXT_COLUMNS else v for k, v in row.items()}
 
 
-def _row(result: HeadMeasurement, chosen: bool) -> dict:
-    return {**result.as_row(), "chosen": "yes" if chosen else "no"}
+def _row(result: HeadMeasurement, chosen: bool, outputs: str = "") -> dict:
+    return {**result.as_row(), "chosen": "yes" if chosen else "no", "outputs": outputs}
 
 
 def _write_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fetalhc.io.dicom_header import fit_for_results
 from fetalhc.io.files import atomic_path
 
 FETALHC_SCHEME = "99FETALHC"  # private coding scheme designator (PS3.16 8.2: "99" prefix)
@@ -88,6 +89,7 @@ def structured_report(source, content: ReportContent):
     from highdicom.sr import RelationshipTypeValues
     from pydicom.uid import generate_uid
 
+    source, _ = fit_for_results(source)
     codes, Code = _codes()
     mm, weeks = Code("mm", "UCUM", "millimeter"), Code("wk", "UCUM", "week")
     algorithm = _algorithm_sr(content)
@@ -222,6 +224,7 @@ def segmentation(source, mask: np.ndarray, frame: int | None, content: ReportCon
     import highdicom as hd
     from pydicom.uid import UltrasoundImageStorage, generate_uid
 
+    source, _ = fit_for_results(source)
     codes, _ = _codes()
     pixels = (mask > 0)[None]
     view = source
@@ -285,6 +288,7 @@ def secondary_capture(source, picture_bgr: np.ndarray, content: ReportContent):
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.uid import ExplicitVRLittleEndian, SecondaryCaptureImageStorage, generate_uid
 
+    source, _ = fit_for_results(source)
     rgb = np.ascontiguousarray(picture_bgr[..., ::-1] if picture_bgr.ndim == 3 else picture_bgr)
     if rgb.ndim == 2:
         rgb = np.repeat(rgb[..., None], 3, axis=2)
@@ -293,6 +297,7 @@ def secondary_capture(source, picture_bgr: np.ndarray, content: ReportContent):
     ds.file_meta.MediaStorageSOPClassUID = SecondaryCaptureImageStorage
     ds.file_meta.MediaStorageSOPInstanceUID = generate_uid()
     ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SpecificCharacterSet = source.SpecificCharacterSet  # UTF-8: names survive
     ds.SOPClassUID = SecondaryCaptureImageStorage
     ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID
     for key in PATIENT_AND_STUDY:  # the same patient and study as the source

@@ -32,6 +32,7 @@ from fetalhc.inference.predict import (
     InputImage,
     PredictOptions,
     measure_dicom_file,
+    one_line,
     safe_row,
 )
 from fetalhc.io.dicom import MAX_CINE_FACTOR, dicom_pixel_size
@@ -175,21 +176,30 @@ class DicomNode:
                 return
             try:
                 self._measure(path)
-            except Exception:  # noqa: BLE001 - one object must not stop the node
-                log.exception("failed to measure %s", path.name)
+            except Exception as exc:  # noqa: BLE001 - one object must not stop the node
+                # one line, no traceback: the log names objects, never patient data
+                log.error("failed to measure %s: %s", log_safe(path.name), one_line(exc))
 
     def _measure(self, path: Path) -> None:
         import pydicom
 
         header = pydicom.dcmread(str(path), stop_before_pixels=True)
-        shape = (int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0))
+        try:
+            shape = (int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0))
+        except (TypeError, ValueError):
+            shape = (0, 0)  # measure_dicom_file says why the object cannot be read
         size, _ = dicom_pixel_size(header, shape)
         rows, written = measure_dicom_file(
             InputImage(path, path.name), size, self.measurer, self.out, self.options
         )
         self._append(rows)
         chosen = next((r for r in rows if r["chosen"] == "yes"), rows[0])
-        log.info("measured %s: %s, HC %s mm", path.name, chosen["status"], chosen["hc_mm"])
+        log.info(
+            "measured %s: %s, HC %s mm",
+            log_safe(path.name),
+            log_safe(chosen["status"]),
+            chosen["hc_mm"],
+        )
         if self.forward is not None:
             self._send([p for p in written if p.name.endswith(("_sr.dcm", "_seg.dcm"))])
         os.replace(path, self.out / DONE / path.name)
@@ -256,3 +266,9 @@ class DicomNode:
 def _safe(uid: str) -> str:
     """A SOP Instance UID as a file name (UIDs hold digits and dots; anything else goes)."""
     return "".join(c for c in uid if c.isdigit() or c == ".")[:64] or "unknown"
+
+
+def log_safe(text: str) -> str:
+    """A text for one log line: control characters (a newline in a UID would forge a
+    line) escaped, length bounded."""
+    return str(text).encode("unicode_escape").decode("ascii")[:200]
