@@ -69,7 +69,13 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from fetalhc.study.adapt import CANDIDATES, AdaptOptions, adapt, learning_curve
+    from fetalhc.study.adapt import (
+        CANDIDATES,
+        CURVE_SIZES,
+        AdaptOptions,
+        adapt,
+        learning_curve,
+    )
 
     options = AdaptOptions(
         base=args.base,
@@ -81,7 +87,8 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         threads=args.threads,
     )
     if args.curve:
-        rows = learning_curve(args.data, args.out, options, seeds=args.seeds)
+        sizes = tuple(int(n) for n in args.sizes.split(",")) if args.sizes else CURVE_SIZES
+        rows = learning_curve(args.data, args.out, options, seeds=args.seeds, sizes=sizes)
         print(f"{args.out / 'curve.csv'}: {len(rows)} rows; {args.out / 'curve.png'}")
         return 0
     summary = adapt(args.data, args.out, options)
@@ -112,6 +119,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--n", type=int, help="adapt on N corrections drawn with the seed")
     p.add_argument("--curve", action="store_true", help="held-back ADF against N, all seeds")
     p.add_argument("--seeds", type=int, default=3, help="draws per N for --curve")
+    p.add_argument("--sizes", help="N for --curve, comma-separated (5,10,20,40,80,160)")
     p.add_argument("--threads", type=int, default=0, help="CPU threads")
 
     p = add("corrections", cmd_corrections_import, "import corrections from files")

@@ -424,7 +424,13 @@ def write_report(out: Path, summary: dict) -> None:
 CURVE_SIZES = (5, 10, 20, 40, 80, 160)
 
 
-def learning_curve(data: Path, out: Path, options: AdaptOptions, seeds: int = 3) -> list[dict]:
+def learning_curve(
+    data: Path,
+    out: Path,
+    options: AdaptOptions,
+    seeds: int = 3,
+    sizes: tuple[int, ...] = CURVE_SIZES,
+) -> list[dict]:
     """Held-back ADF of every candidate adapted on N = 5, 10, 20, 40 (more when there are)
     corrections, `seeds` draws each: the paper's low-data table on the clinic's images.
     Resumable: rows already in `out`/curve.csv are not run again."""
@@ -435,7 +441,7 @@ def learning_curve(data: Path, out: Path, options: AdaptOptions, seeds: int = 3)
     rows = list(csv.DictReader(open(path))) if path.is_file() else []
     done = {(int(r["n"]), int(r["seed"])) for r in rows}
     available = sum(s.part == "adapt" for s in load_samples(data))
-    sizes = [n for n in CURVE_SIZES if n <= available]
+    sizes = [n for n in sizes if n <= available]
     for n in sizes:
         for seed in range(seeds):
             if (n, seed) in done:
