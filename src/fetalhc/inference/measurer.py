@@ -522,7 +522,8 @@ class HeadMeasurer:
     (`fetalhc bundle`), an exported `.onnx`, or None for the bundled model. backend:
     auto | torch | onnx. flip_tta averages the prediction with that of the mirrored image.
     locate_side: a two-pass model's first pass at another square side (a multiple of 32;
-    it only has to find the head).
+    it only has to find the head). quality: the flag's thresholds instead of the model's
+    own (config.json "quality"; names as `QualityThresholds`).
     """
 
     def __init__(
@@ -533,6 +534,7 @@ class HeadMeasurer:
         batch_size: int = 8,
         flip_tta: bool = False,
         locate_side: int | None = None,
+        quality: dict | None = None,
     ) -> None:
         if checkpoint is not None and Path(checkpoint).is_dir():  # a run or model folder
             checkpoint = resolve_checkpoint(checkpoint, None)
@@ -546,6 +548,7 @@ class HeadMeasurer:
         )
         self.intervals = self._intervals()
         self.offset_mm = self._offset_mm()
+        self.quality = quality
 
     @classmethod
     def from_segmenter(cls, segmenter) -> HeadMeasurer:
@@ -555,6 +558,7 @@ class HeadMeasurer:
         measurer.segmenter = segmenter
         measurer.intervals = measurer._intervals()
         measurer.offset_mm = measurer._offset_mm()
+        measurer.quality = None
         return measurer
 
     def _offset_mm(self) -> float:
@@ -590,6 +594,8 @@ class HeadMeasurer:
     def thresholds(self) -> QualityThresholds:
         """The quality flag's thresholds: the model's own (config.json) or the defaults."""
         try:
+            if self.quality is not None:
+                return QualityThresholds.from_dict(self.quality)
             return QualityThresholds.from_dict(
                 getattr(self.segmenter, "quality_thresholds", None) or {}
             )

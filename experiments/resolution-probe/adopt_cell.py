@@ -1,0 +1,94 @@
+"""Adopt a run trained and evaluated outside a study as one of the study's cells.
+
+A probe (e.g. `experiments/lowdata-probe/lowdata_resolution_probe.sh`) may already have trained a cell the
+study lists, with the same recipe, through the same `fetalhc train` / `fetalhc evaluate`.
+Re-training it costs an hour of CPU for the same numbers; this writes the study's
+`cell.json` for it instead — only if the run's recorded recipe identity (every training
+setting, the split's content, the evaluated part) equals the study cell's, and the run
+finished its epochs and was evaluated on the study's part. Otherwise it refuses and names
+the keys that differ. The cell says where it came from (`adopted_from`).
+
+    python experiments/resolution-probe/adopt_cell.py STUDY.yaml STUDY_OUT RUN_FOLDER CELL_NAME
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+from fetalhc.errors import FetalHCError
+from fetalhc.io.files import read_json, write_json
+from fetalhc.study.grid import CELL_DONE, cell_config, config_identity, load_study
+from fetalhc.study.run import cell_record
+from fetalhc.training.config import TrainConfig, config_from_mapping
+
+COPIED = ("config.json", "history.csv", "learning_curve.png", "split.csv")
+
+
+def adopt(study_yaml: Path, out: Path, run: Path, name: str) -> dict:
+    study = load_study(study_yaml)
+    cells = {c.name: c for c in study.cells()}
+    if name not in cells:
+        raise FetalHCError(f"{name}: not a cell of {study_yaml}")
+    cell = cells[name]
+    split = out / "split.csv"
+    wanted = config_identity(
+        cell_config(
+            study.train,
+            cell,
+            study.path(study.data),
+            str(split),
+            study.encoder_weights
+            if study.encoder_weights in ("imagenet", "none")
+            else study.path(study.encoder_weights),
+        ),
+        split,
+        study.evaluate_part,
+    )
+    recorded = read_json(run / "config.json")
+    train = {k: v for k, v in recorded["train"].items() if k in TrainConfig.__dataclass_fields__}
+    have = config_identity(config_from_mapping(train), run / "split.csv", study.evaluate_part)
+    differ = sorted(k for k in set(wanted) | set(have) if wanted.get(k) != have.get(k))
+    if differ:
+        raise FetalHCError(f"{run} differs from cell {name} in: {', '.join(differ)}")
+    result = recorded.get("result") or {}
+    if result.get("epochs") != wanted["epochs"]:
+        raise FetalHCError(f"{run}: trained {result.get('epochs')} epochs, not {wanted['epochs']}")
+    summary_file = run / f"eval-{study.evaluate_part}" / "summary.json"
+    if not summary_file.exists():
+        raise FetalHCError(f"{run}: not evaluated on part {study.evaluate_part!r}")
+    summary = read_json(summary_file)
+    folder = out / "runs" / name
+    if (folder / CELL_DONE).exists():
+        raise FetalHCError(f"{folder}: the study already has this cell")
+    folder.mkdir(parents=True, exist_ok=True)
+    for file in COPIED:
+        if (run / file).exists():
+            shutil.copy2(run / file, folder / file)
+    shutil.copytree(summary_file.parent, folder / summary_file.parent.name, dirs_exist_ok=True)
+    record = cell_record(cell, wanted, result, summary, folder)
+    record["adopted_from"] = str(Path(*run.parts[-2:]))
+    write_json(folder / CELL_DONE, record)
+    return record
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("study", type=Path)
+    parser.add_argument("out", type=Path)
+    parser.add_argument("run", type=Path)
+    parser.add_argument("name")
+    args = parser.parse_args()
+    try:
+        record = adopt(args.study, args.out, args.run, args.name)
+    except FetalHCError as exc:
+        print(f"adopt_cell: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"{args.name}: adopted from {args.run}, test Dice {record['metrics']['dice']:.4f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
