@@ -278,13 +278,14 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 def cmd_listen(args: argparse.Namespace) -> int:
     from fetalhc.inference.measurer import HeadMeasurer
-    from fetalhc.serve.dicom_node import DicomNode, Forward
+    from fetalhc.serve.dicom_node import DicomNode, Forward, ae_title_problem
 
     forward = Forward.parse(args.forward) if args.forward else None
     if not 0 < args.port < 65536:
         raise FetalHCError(f"--port {args.port}: must be 1-65535")
-    if not 0 < len(args.aet) <= 16:
-        raise FetalHCError(f"--aet {args.aet!r}: an AE title has 1-16 characters")
+    why = ae_title_problem(args.aet)
+    if why:
+        raise FetalHCError(f"--aet {args.aet!r}: {why}")
     measurer = HeadMeasurer(
         _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
     )

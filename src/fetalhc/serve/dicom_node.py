@@ -9,6 +9,17 @@ with a DIMSE failure status and a log line; the node goes on. On SIGTERM or SIGI
 accepting associations, measures what it has received, and exits; an object received but
 not yet measured when the process died is measured at the next start.
 
+Promises (hostile round 4): an association must call this node's AE title; idle or
+stalled connections are dropped after ACSE_TIMEOUT_S / NETWORK_TIMEOUT_S; only the first
+frame is decoded to check an object (a small file claiming 900 large frames costs one);
+objects are kept by SOP Instance UID — a sender's retry of an identical object is
+recognised and answered Success without a second measurement, a different object under a
+known UID is kept beside it (`<uid>__<hash>.dcm`) and said in the log; each object is
+measured once across crashes (an object whose rows are already in predictions.csv is not
+measured again); one node per OUT folder (a lock); forwarding never holds up measuring —
+a durable outbox (OUT/outbox/) retries with back-off and records sent or given up; log
+lines name objects by UID, escaped, never by patient data.
+
 No authentication beyond AE titles: run it on a trusted network segment.
 """
 
@@ -36,7 +47,13 @@ from fetalhc.inference.predict import (
     safe_row,
 )
 from fetalhc.io.dicom import MAX_CINE_FACTOR, dicom_pixel_size
-from fetalhc.io.files import atomic_path, ensure_folder
+from fetalhc.io.files import (
+    TEMP_MARK,
+    atomic_path,
+    ensure_folder,
+    exclusive_folder,
+    remove_stale_temporaries,
+)
 from fetalhc.io.pixels import max_image_pixels
 
 log = logging.getLogger(__name__)
@@ -47,7 +64,13 @@ NOT_AN_IMAGE = 0xA900  # the data set does not match an image SOP class (no pixe
 CANNOT_UNDERSTAND = 0xC000  # pixel data that cannot be decoded (e.g. its transfer syntax)
 PROCESSING_FAILURE = 0x0110  # the object could not be kept
 SUCCESS = 0x0000
-RECEIVED, DONE = "received", "received/measured"
+RECEIVED, DONE, OUTBOX = "received", "received/measured", "outbox"
+ACSE_TIMEOUT_S = 5.0  # an association request must come this soon after connecting
+NETWORK_TIMEOUT_S = 15.0  # a connection silent this long (a stalled PDU) is dropped
+DIMSE_TIMEOUT_S = 30.0
+MAX_ASSOCIATIONS = 32
+# forwarding: retried after 5 s, doubling to at most 10 min, given up after 12 tries
+RETRY_FIRST_S, RETRY_MAX_S, RETRY_TRIES = 5.0, 600.0, 12
 
 
 @dataclass(frozen=True)
@@ -60,24 +83,45 @@ class Forward:
     def parse(cls, text: str) -> Forward:
         host, _, rest = text.rpartition(":")
         host, _, port = host.rpartition(":")
-        if not (host and port.isdigit() and rest and 0 < int(port) < 65536 and len(rest) <= 16):
-            raise FetalHCError(f"--forward {text!r}: expected HOST:PORT:AET (AE title <= 16)")
+        host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # [::1]
+        if not (host and port.isdigit() and 0 < int(port) < 65536):
+            raise FetalHCError(f"--forward {text!r}: expected HOST:PORT:AET ([::1]:PORT:AET)")
+        why = ae_title_problem(rest)
+        if why:
+            raise FetalHCError(f"--forward {text!r}: expected HOST:PORT:AET ({why})")
         return cls(host, int(port), rest)
+
+
+def ae_title_problem(title: str) -> str:
+    """'' for a valid AE title (PS3.5: 1-16 characters of the default repertoire, no
+    backslash or control character, not only spaces), else why not."""
+    if not 0 < len(title) <= 16:
+        return "an AE title has 1-16 characters"
+    if not title.strip():
+        return "an AE title may not be only spaces"
+    if any(not (32 <= ord(c) <= 126) or c == "\\" for c in title):
+        return "an AE title holds ASCII letters, digits and punctuation (no backslash)"
+    return ""
 
 
 def check_dataset(ds) -> tuple[int, str]:
     """(SUCCESS, "") for an image fetalhc can measure, else a failure status and why."""
     if "PixelData" not in ds:
         return NOT_AN_IMAGE, "not an image (no pixel data)"
-    rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
-    frames = int(ds.get("NumberOfFrames", 1) or 1)
+    try:
+        rows, cols = int(ds.get("Rows", 0) or 0), int(ds.get("Columns", 0) or 0)
+        frames = int(ds.get("NumberOfFrames", 1) or 1)
+    except (TypeError, ValueError):
+        return CANNOT_UNDERSTAND, "Rows, Columns or NumberOfFrames is not a number"
     limit = max_image_pixels()
     if rows * cols > limit or rows * cols * frames > MAX_CINE_FACTOR * limit:
         return OUT_OF_RESOURCES, f"too large ({frames} x {cols}x{rows} pixels)"
     quiet = logging.getLogger("pydicom")  # its decoders log a traceback; one line is ours
     level, quiet.level = quiet.level, logging.CRITICAL
-    try:
-        pixels = ds.pixel_array
+    try:  # the first frame only: a loop is decoded frame by frame when measured
+        from pydicom.pixels import pixel_array
+
+        pixels = pixel_array(ds, index=0 if frames > 1 else None)
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for codecs
         syntax = ds.file_meta.get("TransferSyntaxUID", "?")
         name = getattr(syntax, "name", str(syntax))
@@ -104,10 +148,16 @@ class DicomNode:
         for sub in (RECEIVED, DONE, "dicom"):
             ensure_folder(self.out / sub)
         self.options = PredictOptions(dicom_out=self.out / "dicom")
+        why = ae_title_problem(aet)
+        if why:
+            raise FetalHCError(f"--aet {aet!r}: {why}")
         self.jobs: queue.Queue[Path | None] = queue.Queue()
         self.csv_lock = threading.Lock()
+        self.store_lock = threading.Lock()
         self.server = None
+        self.lock = None
         self.worker = threading.Thread(target=self._work, name="fetalhc-measure", daemon=True)
+        self.outbox = Outbox(self.out / OUTBOX, forward, aet) if forward is not None else None
 
     # ------------------------------------------------------------ the SCP
     def start(self, port: int, host: str = "127.0.0.1") -> None:
@@ -131,10 +181,17 @@ class DicomNode:
         ):
             ae.add_supported_context(image, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        ae.maximum_associations = 16
-        for name in self._pending():  # received before a crash, not measured yet
-            self.jobs.put(name)
+        ae.maximum_associations = MAX_ASSOCIATIONS
+        ae.require_called_aet = True  # an association for another node is refused
+        ae.acse_timeout, ae.network_timeout = ACSE_TIMEOUT_S, NETWORK_TIMEOUT_S
+        ae.dimse_timeout = DIMSE_TIMEOUT_S
+        self.lock = exclusive_folder(self.out, "DICOM node's --out folder")
+        self.lock.__enter__()  # held until stop: a second node on this folder is refused
+        for path in self._recover():
+            self.jobs.put(path)
         self.worker.start()
+        if self.outbox is not None:
+            self.outbox.start()
         try:
             self.server = ae.start_server(
                 (host, port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
@@ -150,23 +207,95 @@ class DicomNode:
         except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot parse
             log.warning("refused an object: cannot parse it (%s)", type(exc).__name__)
             return CANNOT_UNDERSTAND
-        uid = str(ds.get("SOPInstanceUID", "")) or "unknown"
+        uid = log_safe(str(ds.get("SOPInstanceUID", "")) or "unknown")
         status, why = check_dataset(ds)
         if status != SUCCESS:
-            log.warning("refused %s from %s: %s", uid, event.assoc.requestor.ae_title, why)
+            sender = log_safe(str(event.assoc.requestor.ae_title))
+            log.warning("refused %s from %s: %s", uid, sender, why)
             return status
-        target = self.out / RECEIVED / f"{_safe(uid)}.dcm"
         try:  # on disk before the sender hears "success": nothing received is lost
-            with atomic_path(target, suffix=".dcm") as tmp:
-                ds.save_as(str(tmp), enforce_file_format=True)
+            target, retry = self._keep(ds)
         except (OSError, ValueError) as exc:
-            log.error("could not keep %s: %s", uid, exc)
+            log.error("could not keep %s: %s", uid, one_line(exc))
             return PROCESSING_FAILURE
+        if retry:
+            log.info("%s: the same object again (a retry): already kept", uid)
+            return SUCCESS
+        if "__" in target.stem:
+            log.warning("%s: a different object under a known UID: kept as %s", uid, target.name)
         self.jobs.put(target)
         return SUCCESS
 
+    def _keep(self, ds) -> tuple[Path, bool]:
+        """Write a received object under its name, durably; (where, whether a retry). A
+        temporary file appears under its final name only once complete (a hard link,
+        which also never replaces another object); a killed write leaves a temporary
+        that the next start removes."""
+        import tempfile
+
+        fd, name = tempfile.mkstemp(
+            dir=self.out / RECEIVED, prefix=f".in{TEMP_MARK}", suffix=".dcm"
+        )
+        os.close(fd)
+        tmp = Path(name)
+        try:
+            ds.save_as(str(tmp), enforce_file_format=True)
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            with self.store_lock:
+                target, retry = self._place(tmp, str(ds.get("SOPInstanceUID", "")))
+                if not retry:
+                    os.link(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target, retry
+
+    def _place(self, tmp: Path, uid: str) -> tuple[Path, bool]:
+        """Where a received object goes: `<uid>.dcm`; the same bytes already kept under
+        that name (pending or measured) is a retry; other bytes go to `<uid>__<hash>.dcm`."""
+        import hashlib
+
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        name = _safe(uid)
+        for candidate in (f"{name}.dcm", f"{name}__{digest[:12]}.dcm"):
+            for folder in (RECEIVED, DONE):
+                kept = self.out / folder / candidate
+                if kept.is_file():
+                    if hashlib.sha256(kept.read_bytes()).hexdigest() == digest:
+                        return kept, True
+                    break
+            else:
+                return self.out / RECEIVED / candidate, False
+        raise OSError(f"no free name for {name}")
+
     def _pending(self) -> list[Path]:
-        return sorted((self.out / RECEIVED).glob("*.dcm"))
+        return sorted(
+            p
+            for p in (self.out / RECEIVED).glob("*.dcm")
+            if TEMP_MARK not in p.name and p.is_file()
+        )
+
+    def _recover(self) -> list[Path]:
+        """What a killed node left: half-written objects removed, objects measured but not
+        yet moved moved (never measured twice), the rest returned to be measured."""
+        remove_stale_temporaries(self.out / RECEIVED)
+        measured = self._measured_names()
+        todo = []
+        for path in self._pending():
+            if path.name in measured:
+                os.replace(path, self.out / DONE / path.name)
+            else:
+                todo.append(path)
+        return todo
+
+    def _measured_names(self) -> set[str]:
+        """Objects whose rows are in predictions.csv (a row's filename is the object's
+        file name, `#<frame>` for a cine loop's frames)."""
+        target = self.out / "predictions.csv"
+        if not target.is_file():
+            return set()
+        with self.csv_lock, open(target, newline="") as f:
+            return {row["filename"].split("#")[0] for row in csv.DictReader(f)}
 
     # ------------------------------------------------------------ the worker
     def _work(self) -> None:
@@ -200,8 +329,8 @@ class DicomNode:
             log_safe(chosen["status"]),
             chosen["hc_mm"],
         )
-        if self.forward is not None:
-            self._send([p for p in written if p.name.endswith(("_sr.dcm", "_seg.dcm"))])
+        if self.outbox is not None:  # sent by the outbox's thread: measuring never waits
+            self.outbox.add([p for p in written if p.name.endswith(("_sr.dcm", "_seg.dcm"))])
         os.replace(path, self.out / DONE / path.name)
 
     def _append(self, rows: list[dict]) -> None:
@@ -217,34 +346,6 @@ class DicomNode:
                 f.flush()
                 os.fsync(f.fileno())
 
-    def _send(self, paths: list[Path]) -> None:
-        """C-STORE the SR and SEG to the PACS; a refusal or an unreachable PACS is logged
-        and the files stay in OUT/dicom/."""
-        import pydicom
-        from pynetdicom import AE
-
-        if not paths:
-            return
-        datasets = [pydicom.dcmread(str(p)) for p in paths]
-        ae = AE(ae_title=self.aet)
-        for ds in datasets:
-            ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
-        f = self.forward
-        assoc = ae.associate(f.host, f.port, ae_title=f.aet)
-        if not assoc.is_established:
-            log.error("forward: cannot associate with %s at %s:%d", f.aet, f.host, f.port)
-            return
-        try:
-            for path, ds in zip(paths, datasets, strict=True):
-                status = assoc.send_c_store(ds)
-                code = getattr(status, "Status", None)
-                if code != SUCCESS:
-                    log.error("forward: %s refused %s (status %s)", f.aet, path.name, code)
-                else:
-                    log.info("forwarded %s to %s", path.name, f.aet)
-        finally:
-            assoc.release()
-
     # ------------------------------------------------------------ stopping
     def stop(self) -> None:
         """Stop accepting, measure what was received, end the worker."""
@@ -253,6 +354,11 @@ class DicomNode:
         self.jobs.put(None)
         if self.worker.is_alive():
             self.worker.join()
+        if self.outbox is not None:
+            self.outbox.stop()
+        if self.lock is not None:
+            self.lock.__exit__(None, None, None)
+            self.lock = None
 
     def serve_until_signalled(self) -> None:
         stop = threading.Event()
@@ -272,3 +378,102 @@ def log_safe(text: str) -> str:
     """A text for one log line: control characters (a newline in a UID would forge a
     line) escaped, length bounded."""
     return str(text).encode("unicode_escape").decode("ascii")[:200]
+
+
+class Outbox:
+    """Results waiting to be forwarded, one JSON file each in OUT/outbox/ (written before
+    the object is marked measured, so a crash loses none): a thread sends them, retries
+    with back-off, and records each as `sent` or `given up` in its file."""
+
+    def __init__(self, folder: Path, forward: Forward, aet: str) -> None:
+        self.folder, self.forward, self.aet = ensure_folder(folder), forward, aet
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="fetalhc-forward", daemon=True)
+
+    def add(self, paths: list[Path]) -> None:
+        import json
+        import time
+
+        if not paths:
+            return
+        entry = {"files": [str(p) for p in paths], "state": "pending", "tries": 0,
+                 "next_try": time.time(), "last_error": ""}  # fmt: skip
+        with atomic_path(self.folder / f"{paths[0].stem}.json") as tmp:
+            tmp.write_text(json.dumps(entry))
+        self.wake.set()
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self.stopping.set()
+        self.wake.set()
+        self.thread.join(timeout=2 * NETWORK_TIMEOUT_S)
+
+    def _run(self) -> None:
+        import json
+        import time
+
+        while not self.stopping.is_set():
+            due = None
+            for path in sorted(self.folder.glob("*.json")):
+                if TEMP_MARK in path.name:
+                    continue
+                try:
+                    entry = json.loads(path.read_text())
+                except (OSError, ValueError):
+                    continue
+                if entry.get("state") != "pending":
+                    continue
+                if entry["next_try"] > time.time():
+                    due = min(due or entry["next_try"], entry["next_try"])
+                    continue
+                error = self._send([Path(f) for f in entry["files"]])
+                entry["tries"] += 1
+                if not error:
+                    entry["state"] = "sent"
+                    log.info("forwarded %s to %s", path.stem, log_safe(self.forward.aet))
+                else:
+                    entry["last_error"] = error
+                    delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (entry["tries"] - 1))
+                    entry["next_try"] = time.time() + delay
+                    if entry["tries"] >= RETRY_TRIES:
+                        entry["state"] = "given up"
+                    log.warning("forward %s: %s (try %d)", path.stem, error, entry["tries"])
+                with atomic_path(path) as tmp:
+                    tmp.write_text(json.dumps(entry))
+                if self.stopping.is_set():
+                    return
+            wait = 30.0 if due is None else max(0.1, due - time.time())
+            self.wake.wait(timeout=wait)
+            self.wake.clear()
+
+    def _send(self, paths: list[Path]) -> str:
+        """'' when the PACS took every file, else why not (one line)."""
+        import pydicom
+        from pynetdicom import AE
+
+        try:
+            datasets = [pydicom.dcmread(str(p)) for p in paths]
+            ae = AE(ae_title=self.aet)
+            ae.acse_timeout = ae.network_timeout = ae.dimse_timeout = NETWORK_TIMEOUT_S
+            for ds in datasets:
+                ae.add_requested_context(ds.SOPClassUID, ds.file_meta.TransferSyntaxUID)
+            f = self.forward
+            assoc = ae.associate(f.host, f.port, ae_title=f.aet)
+        except Exception as exc:  # noqa: BLE001 - a name that does not resolve, a bad file
+            return f"cannot send ({type(exc).__name__}: {one_line(exc)})"
+        if not assoc.is_established:
+            return f"cannot associate with {f.aet} at {f.host}:{f.port}"
+        try:
+            for path, ds in zip(paths, datasets, strict=True):
+                status = assoc.send_c_store(ds)
+                code = getattr(status, "Status", None)
+                if code != SUCCESS:
+                    return f"{f.aet} refused {path.name} (status {code})"
+        except Exception as exc:  # noqa: BLE001 - the association broke
+            return f"sending failed ({type(exc).__name__})"
+        finally:
+            assoc.release()
+        return ""

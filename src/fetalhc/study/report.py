@@ -783,7 +783,8 @@ def write_report(study: str | Path) -> Path:
         *recipe_lines(cells),
         *[
             f"- `{c['name']}` was trained and evaluated by an earlier probe with the same "
-            f"recipe (`{c['adopted_from']}`), adopted by `experiments/resolution-probe/adopt_cell.py` after its "
+            f"recipe (`{c['adopted_from']}`), adopted by "
+            "`experiments/resolution-probe/adopt_cell.py` after its "
             "recorded recipe matched the cell's"
             for c in cells
             if c.get("adopted_from")
