@@ -213,3 +213,35 @@ def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(s
     # without the image (a caller measuring a mask alone) the feature is unknown, no flag
     blind = result_from_measurement("a.png", m, 0.1, thresholds=t)
     assert math.isnan(blind.unsupported_arc_deg) and blind.quality == "ok"
+
+
+def test_a_head_cut_off_by_the_image_edge_is_flagged():
+    import math as m
+
+    from fetalhc.measure.ellipse import Ellipse
+    from fetalhc.measure.quality import MAX_OUTLINE_OUTSIDE, outline_outside
+
+    inside = Ellipse(100.0, 100.0, 60.0, 40.0, 0.3)
+    assert outline_outside(inside, (200, 200)) == 0.0
+    half = Ellipse(200.0, 100.0, 40.0, 40.0, 0.0)  # a circle centred on the right edge
+    assert outline_outside(half, (200, 200)) == pytest.approx(0.5, abs=0.01)
+    assert m.isnan(outline_outside(None, (200, 200)))
+    assert flag_reasons({"outline_outside": MAX_OUTLINE_OUTSIDE}, QualityThresholds()) == []
+    (reason,) = flag_reasons({"outline_outside": 0.3}, QualityThresholds())
+    assert "30 % of the head's outline lies outside the image" in reason
+
+
+def test_the_measurer_flags_a_head_the_image_cuts_off(sample):
+    from fetalhc.data.hc18 import load_labelled, reference_ellipse
+    from fetalhc.inference.measurer import HeadMeasurer
+    from fetalhc.io.images import read_gray
+
+    record = next(r for r in load_labelled(sample) if r.filename == "216_HC.png")
+    gray = read_gray(record.image_path)
+    head = reference_ellipse(read_gray(record.annotation_path))
+    c, s = np.cos(head.angle), np.sin(head.angle)
+    half_width = np.hypot(head.a * c, head.b * s)
+    cut = gray[:, : int(head.cx + 0.4 * half_width)]  # 30 % of the head's width gone
+    result = HeadMeasurer(backend="torch").measure(cut, record.pixel_size_mm)
+    assert result.outline_outside > 0.2 and result.quality == "check"
+    assert any("outside the image" in r for r in result.quality_reasons)

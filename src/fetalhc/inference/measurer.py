@@ -42,6 +42,7 @@ from fetalhc.measure.quality import (
     flag_reasons,
     grey_levels,
     inside_outside_difference,
+    outline_outside,
     plausible_hc,
     plausible_pixel_size,
     unsupported_arc_deg,
@@ -62,6 +63,7 @@ QUALITY_FEATURES = (
     "second_head_ratio",
     "inside_outside",
     "unsupported_arc_deg",
+    "outline_outside",
 )
 HC18_KEYS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
 BIOMETRY_KEYS = (
@@ -147,6 +149,8 @@ class HeadMeasurement:
     second_head_ratio: float = math.nan  # the next largest head-like region / the measured
     # the longest arc of the outline with no skull edge under it (degrees; quality.py)
     unsupported_arc_deg: float = math.nan
+    # the share of the fitted outline outside the image (a head cut off; quality.py)
+    outline_outside: float = math.nan
     mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
     biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
     image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
@@ -331,6 +335,11 @@ def frame_plan(count: int, name: str) -> list[tuple[int | None, str]]:
     return [(k, f"{name}#{k}") for k in cine_frames(count)]
 
 
+# A cine loop whose measured frames' HC differ by more than this ratio holds different
+# planes (or heads): its chosen frame is flagged with the spread.
+MAX_LOOP_SPREAD = 1.2
+
+
 def settle_frames(
     results: list[HeadMeasurement], plan: list[tuple[int | None, str]], regions: Sequence = ()
 ) -> FramesMeasurement:
@@ -339,13 +348,28 @@ def settle_frames(
     for result, (k, _) in zip(results, plan, strict=True):
         result.frame = k
     results = [in_its_region(r, regions) for r in results]
-    return FramesMeasurement(results, choose_frame(results) if len(plan) > 1 else 0)
+    if len(plan) == 1:
+        return FramesMeasurement(results, 0)
+    chosen = choose_frame(results)
+    if chosen is None:  # no frame holds a head: the first speaks for the loop, as a failed
+        return FramesMeasurement(results, 0)  # single image's row does
+    spread = [r.hc_mm for r in results if r.ok]
+    if min(spread) > 0 and max(spread) / min(spread) > MAX_LOOP_SPREAD:
+        lead = results[chosen]
+        lead.quality = "check"
+        lead.quality_reasons.append(
+            f"the loop's frames measure HC from {min(spread):.0f} to {max(spread):.0f} mm "
+            f"({100 * (max(spread) / min(spread) - 1):.0f} % apart): check that the chosen "
+            "frame shows the head in its standard plane"
+        )
+    return FramesMeasurement(results, chosen)
 
 
 @dataclass
 class FramesMeasurement:
     """Every measured frame of an image or cine loop, and the one its measurement is taken
-    from (`chosen`, None when no frame holds a measured head; a single image: itself)."""
+    from (`chosen`: the best measured frame; the first when no frame holds a head, so that
+    every file has one row marked chosen)."""
 
     frames: list[HeadMeasurement]
     chosen_index: int | None
@@ -418,6 +442,7 @@ def image_features(gray: np.ndarray, ellipse: Ellipse | None) -> dict[str, float
     return {
         "grey_levels": grey_levels(gray),
         "inside_outside": inside_outside_difference(gray, ellipse),
+        "outline_outside": outline_outside(ellipse, gray.shape),
     }
 
 
@@ -446,7 +471,12 @@ def result_from_measurement(
     `image_features`: what was measured on the image itself (`grey_levels`,
     `inside_outside`; see `image_features`); `image`: the 8-bit grey input, for what needs
     the pixel size too (the skull under the outline)."""
-    seen = {"grey_levels": math.nan, "inside_outside": math.nan, **(image_features or {})}
+    seen = {
+        "grey_levels": math.nan,
+        "inside_outside": math.nan,
+        "outline_outside": math.nan,
+        **(image_features or {}),
+    }
     result = HeadMeasurement(
         filename=name,
         status=Status.OK,
@@ -460,6 +490,7 @@ def result_from_measurement(
         pass_disagreement=m.pass_disagreement,
         grey_levels=seen["grey_levels"],
         inside_outside=seen["inside_outside"],
+        outline_outside=seen["outline_outside"],
         second_head_ratio=m.second_head_ratio,
         mask=m.mask,
     )

@@ -119,6 +119,11 @@ PROFILE_STEP_MM = 0.25
 # rule, not tuned per model: 6 of the bundled model's 799 out-of-fold heads exceed it
 # (cross-fitted), all flagged by its other rules too (results/model-v3/intervals).
 MAX_HC_HALFWIDTH_MM = 12.0
+# A fitted outline more than this share of which lies outside the image is a head cut off
+# by the image's edge: its HC is extrapolated there (the skull profiles of the arc rule
+# cannot see beyond the image either). HC18's 799 reference outlines: 3 leave the image
+# at all, the most by 0.11 (2, 5 and 11 % of the outline); a fixed rule.
+MAX_OUTLINE_OUTSIDE = 0.1
 # The numbers the flag is decided on, as named in predict's and evaluate's rows.
 FEATURES = (
     "ellipse_iou",
@@ -132,6 +137,7 @@ FEATURES = (
     "inside_outside",
     "unsupported_arc_deg",
     "hc_halfwidth_mm",
+    "outline_outside",
 )
 
 
@@ -207,6 +213,28 @@ def contrast_reason(levels: float) -> str:
     return (
         f"the image spans only {levels:.0f} grey levels: too little contrast to place the "
         "skull edge reliably"
+    )
+
+
+def outline_outside(ellipse: Ellipse | None, shape_hw: tuple[int, int]) -> float:
+    """The share of the ellipse's outline (by parametric angle, every degree) that lies
+    outside an image of `shape_hw`; NaN without an ellipse."""
+    if ellipse is None:
+        return math.nan
+    h, w = shape_hw[:2]
+    t = np.linspace(0, 2 * np.pi, 360, endpoint=False)
+    c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
+    x = ellipse.cx + ellipse.a * np.cos(t) * c - ellipse.b * np.sin(t) * s
+    y = ellipse.cy + ellipse.a * np.cos(t) * s + ellipse.b * np.sin(t) * c
+    return float(np.mean((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)))
+
+
+def outside_reason(share: float) -> str:
+    if share is None or not math.isfinite(share) or share <= MAX_OUTLINE_OUTSIDE:
+        return ""
+    return (
+        f"{100 * share:.0f} % of the head's outline lies outside the image: the head is cut "
+        "off and its HC extrapolated there"
     )
 
 
@@ -349,6 +377,7 @@ UNTUNED = (
     ("second_head_ratio", second_head_reason),
     ("inside_outside", inside_outside_reason),
     ("hc_halfwidth_mm", interval_reason),
+    ("outline_outside", outside_reason),
 )
 
 
