@@ -245,10 +245,11 @@ class Instant:
     batch_size = 8
     model_name = "double"
 
-    def measure(self, image, pixel_size_mm=None, name=None):
+    def measure_many(self, images, pixel_sizes_mm=None, names=None, ga_weeks=None):
         from fetalhc.inference.measurer import HeadMeasurement
 
-        return HeadMeasurement(name or "x", "no_head", image=image)
+        for image, name in zip(images, names, strict=True):
+            yield HeadMeasurement(name or "x", "no_head", image=image)
 
 
 def service(**config):

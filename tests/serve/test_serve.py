@@ -170,11 +170,11 @@ class SlowMeasurer:
     def __init__(self) -> None:
         self.release = threading.Event()
 
-    def measure(self, image, pixel_size_mm=None, name=None, ga_weeks=None):
+    def measure_many(self, images, pixel_sizes_mm=None, names=None, ga_weeks=None):
         from fetalhc.inference.measurer import HeadMeasurement
 
         self.release.wait(10)
-        return HeadMeasurement(name or "x", "no_head")
+        return [HeadMeasurement(name or "x", "no_head") for name in names]
 
 
 def test_full_queue_is_503_with_retry_after(sample):
@@ -233,3 +233,15 @@ def test_the_sr_of_an_uploaded_dicom(client, tmp_path, gray):
     png = cv2.imencode(".png", gray)[1].tobytes()
     not_dicom = client.post("/api/v1/measure/sr", files={"file": ("a.png", png)})
     assert not_dicom.status_code == 415
+
+
+@needs_model
+def test_a_given_ga_is_measured_with_the_image_not_patched_after(client, sample):
+    png = (sample / "test_set" / "180_HC.png").read_bytes()
+    body = post(client, "180_HC.png", png, pixel_size_mm=str(PIXEL), ga="20+3").json()
+    b = body["biometry"]
+    assert b["ga_given_weeks"] == pytest.approx(20 + 3 / 7)
+    low, high = b["hc_centile_range"]  # the interval's ends on the chart: measured together
+    assert low < b["hc_centile"] < high
+    zl, zh = b["hc_zscore_range"]
+    assert zl < b["hc_zscore"] < zh

@@ -666,10 +666,11 @@ class HeadMeasurer:
         names: Iterable[str] | None = None,
         threshold: float = 0.5,
         keep_logits: bool = False,
-        ga_weeks: float | None = None,
+        ga_weeks: float | Iterable[float | None] | None = None,
     ) -> Iterator[HeadMeasurement]:
         """Measure many images, batch by batch, yielding one result per image in order.
-        One bad image gives its own status; the others are measured."""
+        One bad image gives its own status; the others are measured. `ga_weeks`: one known
+        gestational age for all, or one per image (None where unknown)."""
         images = list(images)
         if pixel_sizes_mm is None or isinstance(pixel_sizes_mm, float | int | str | Decimal):
             sizes = [pixel_sizes_mm] * len(images)
@@ -678,6 +679,12 @@ class HeadMeasurer:
         sizes = [as_pixel_size(v) for v in sizes]
         if len(sizes) != len(images):
             raise FetalHCError(f"{len(images)} images but {len(sizes)} pixel sizes")
+        if ga_weeks is None or isinstance(ga_weeks, int | float):
+            gas = [ga_weeks] * len(images)
+        else:
+            gas = list(ga_weeks)
+        if len(gas) != len(images):
+            raise FetalHCError(f"{len(images)} images but {len(gas)} gestational ages")
         labels = (
             list(names) if names is not None else [_name_of(im, i) for i, im in enumerate(images)]
         )
@@ -689,7 +696,7 @@ class HeadMeasurer:
                 [labels[i] for i in chunk],
                 threshold,
                 keep_logits,
-                ga_weeks,
+                [gas[i] for i in chunk],
             )
 
     def measure_frames(
@@ -732,9 +739,10 @@ class HeadMeasurer:
         names: list[str],
         threshold: float = 0.5,
         keep_logits: bool = False,
-        ga_weeks: float | None = None,
+        gas: list[float | None] | None = None,
     ) -> list[HeadMeasurement]:
         results: list[HeadMeasurement | None] = [None] * len(images)
+        gas = gas if gas is not None else [None] * len(images)
         decoded: list[tuple[int, np.ndarray]] = []
         for i, image in enumerate(images):
             try:
@@ -775,7 +783,7 @@ class HeadMeasurer:
                         names[i],
                         m,
                         sizes[i],
-                        ga_weeks,
+                        gas[i],
                         thresholds,
                         seen,
                         image,
@@ -783,7 +791,7 @@ class HeadMeasurer:
                         self.offset_mm,
                     )
                     result.derived_from = Derivation(
-                        m, ga_weeks, thresholds, seen, self.intervals, self.offset_mm
+                        m, gas[i], thresholds, seen, self.intervals, self.offset_mm
                     )
                     result.image = image
                     if keep_logits:

@@ -48,7 +48,7 @@ from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.files import write_json, write_png
 from fetalhc.io.images import decode_gray
 from fetalhc.io.pixels import max_image_pixels
-from fetalhc.measure.biometry import biometry, parse_ga, weeks_days
+from fetalhc.measure.biometry import parse_ga, weeks_days
 from fetalhc.measure.quality import plausible_pixel_size
 from fetalhc.serve.security import (
     FailedAttempts,
@@ -256,23 +256,20 @@ class Batcher:
             self._run(jobs)
 
     def _run(self, jobs: list) -> None:
-        try:
-            if hasattr(self.measurer, "measure_many"):
-                results = list(
-                    self.measurer.measure_many(
-                        [j[0] for j in jobs], [j[1] for j in jobs], [j[2] for j in jobs]
-                    )
+        try:  # each request's own GA: its biometry is complete when measured
+            results = list(
+                self.measurer.measure_many(
+                    [j[0] for j in jobs],
+                    [j[1] for j in jobs],
+                    [j[2] for j in jobs],
+                    ga_weeks=[j[3] for j in jobs],
                 )
-            else:  # any object with measure() (a test double)
-                results = [self.measurer.measure(j[0], j[1], name=j[2]) for j in jobs]
+            )
         except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
             for job in jobs:
                 job[4].set_exception(exc)
             return
         for job, result in zip(jobs, results, strict=True):
-            ga = job[3]
-            if ga is not None and result.ellipse_mm is not None and result.biometry is not None:
-                result.biometry = biometry(result.ellipse_mm, ga)
             job[4].set_result(result)
 
 
