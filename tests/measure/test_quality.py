@@ -195,7 +195,7 @@ def test_unsupported_arc_rule_is_off_unless_a_model_sets_it():
 
 
 def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(skull_ellipse):
-    from fetalhc.inference.measurer import Derivation, result_from_measurement
+    from fetalhc.inference.measurer import Derivation, in_pixel_size, result_from_measurement
     from fetalhc.measure.ellipse import draw_filled
     from fetalhc.measure.postprocess import measure
 
@@ -206,8 +206,8 @@ def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(s
     assert result.unsupported_arc_deg <= 10.0 and result.quality == "ok"
     assert result.as_row()["unsupported_arc_deg"] == pytest.approx(result.unsupported_arc_deg)
     result.image, result.derived_from = image, Derivation(m, None, t, {})
-    assert math.isnan(result.with_pixel_size(None).unsupported_arc_deg)
-    coarser = result.with_pixel_size(0.3)
+    assert math.isnan(in_pixel_size(result, None).unsupported_arc_deg)
+    coarser = in_pixel_size(result, 0.3)
     assert coarser.unsupported_arc_deg == 360.0 and coarser.quality == "check"
     assert any("360 degrees" in r for r in coarser.quality_reasons)
     # without the image (a caller measuring a mask alone) the feature is unknown, no flag

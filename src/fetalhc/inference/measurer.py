@@ -12,538 +12,79 @@
 from __future__ import annotations
 
 import logging
-import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 
-from fetalhc import __version__
-from fetalhc.errors import FetalHCError, Status, parse_status, status_text
+from fetalhc.errors import FetalHCError, Status
+from fetalhc.inference.derive import (
+    as_pixel_size,
+    image_features,
+    in_pixel_size,
+    result_from_measurement,
+)
+from fetalhc.inference.frames import (
+    MAX_LOOP_SPREAD,
+    FramesMeasurement,
+    choose_frame,
+    frame_plan,
+    in_its_region,
+    settle_frames,
+)
+from fetalhc.inference.result import (
+    BIOMETRY_KEYS,
+    BLANK_RANGE,
+    HC18_KEYS,
+    MM_KEYS,
+    QUALITY_FEATURES,
+    RANGE_KEYS,
+    ROW_COLUMNS,
+    Derivation,
+    HeadMeasurement,
+    overlay_picture,
+)
 from fetalhc.inference.segmenter import Segmenter, default_checkpoint
 from fetalhc.io.dicom import cine_frames, read_dicom
-from fetalhc.io.dicom_results import (
-    ReportContent,
-    secondary_capture,
-    segmentation,
-    structured_report,
-)
 from fetalhc.io.images import read_gray
 from fetalhc.io.pixels import to_gray_uint8
-from fetalhc.measure.biometry import Biometry, biometry, weeks_days
-from fetalhc.measure.ellipse import Ellipse, hc_mm
-from fetalhc.measure.overlay import overlay
-from fetalhc.measure.postprocess import Measurement, measure
-from fetalhc.measure.quality import (
-    QualityThresholds,
-    flag_reasons,
-    grey_levels,
-    inside_outside_difference,
-    outline_outside,
-    plausible_hc,
-    plausible_pixel_size,
-    unsupported_arc_deg,
-)
+from fetalhc.measure.postprocess import measure
+from fetalhc.measure.quality import QualityThresholds
 from fetalhc.measure.uncertainty import IntervalCalibration
 from fetalhc.model.checkpoint import resolve_checkpoint
 
+# The result type, the frame choice and the derivation live in their own modules; these
+# names stay importable from here, where callers have always found them.
+__all__ = [
+    "BIOMETRY_KEYS",
+    "BLANK_RANGE",
+    "HC18_KEYS",
+    "MAX_LOOP_SPREAD",
+    "MM_KEYS",
+    "QUALITY_FEATURES",
+    "RANGE_KEYS",
+    "ROW_COLUMNS",
+    "Derivation",
+    "FramesMeasurement",
+    "HeadMeasurement",
+    "HeadMeasurer",
+    "as_pixel_size",
+    "choose_frame",
+    "cine_frames",
+    "frame_plan",
+    "image_features",
+    "in_its_region",
+    "in_pixel_size",
+    "measure_image",
+    "overlay_picture",
+    "result_from_measurement",
+    "settle_frames",
+]
+
 log = logging.getLogger(__name__)
 ImageLike = str | os.PathLike | np.ndarray
-# The numbers the quality flag is decided on, in the order of predict's CSV columns.
-QUALITY_FEATURES = (
-    "ellipse_iou",
-    "confidence",
-    "edge_probability",
-    "pass_disagreement",
-    "pass_distance_mm",
-    "grey_levels",
-    "second_head_ratio",
-    "inside_outside",
-    "unsupported_arc_deg",
-    "outline_outside",
-)
-HC18_KEYS = ("center_x_mm", "center_y_mm", "semi_axes_a_mm", "semi_axes_b_mm", "angle_rad")
-BIOMETRY_KEYS = (
-    "ofd_mm",
-    "bpd_mm",
-    "cephalic_index",
-    "ga_intergrowth_weeks",
-    "ga_given_weeks",
-    "hc_zscore",
-    "hc_centile",
-)
-# Each measure's calibrated interval (fetalhc.measure.uncertainty), and what is derived
-# from HC's: the GA (Hadlock) and, where a GA is given, the z-score and centile at the
-# interval's ends (all monotone in HC).
-RANGE_KEYS = (
-    "ofd_low_mm",
-    "ofd_high_mm",
-    "bpd_low_mm",
-    "bpd_high_mm",
-    "hc_zscore_low",
-    "hc_zscore_high",
-    "hc_centile_low",
-    "hc_centile_high",
-)
-# The columns of a result's row, in order: HC18 submission columns first, then HC, GA,
-# the flag, the status and the clinical outputs (`HeadMeasurement.record` fills them).
-ROW_COLUMNS = (
-    "filename",
-    *HC18_KEYS,
-    "hc_mm",
-    "hc_low_mm",
-    "hc_high_mm",
-    "ga_weeks",
-    "ga_low_weeks",
-    "ga_high_weeks",
-    "quality",
-    *QUALITY_FEATURES,
-    "status",
-    *BIOMETRY_KEYS,
-    *RANGE_KEYS,
-    "growth_chart",
-    "notes",
-)
-# Columns left empty in a row whose status is not `ok`.
-MM_KEYS = {
-    *HC18_KEYS,
-    "hc_mm",
-    "hc_low_mm",
-    "hc_high_mm",
-    "ga_weeks",
-    "ga_low_weeks",
-    "ga_high_weeks",
-    *BIOMETRY_KEYS,
-    *RANGE_KEYS,
-    "growth_chart",
-}
-# Grey levels: an image whose values span less than this holds nothing to measure.
-BLANK_RANGE = 16
-
-
-@dataclass
-class HeadMeasurement:
-    """The result for one image. `status` is `ok` only when HC is a trustworthy number of
-    millimetres; every other status says why there is no (or no plausible) HC."""
-
-    filename: str
-    status: Status
-    detail: str = ""  # what follows the status: why it is implausible, unreadable, ...
-    pixel_size_mm: float | None = None
-    ellipse_px: Ellipse | None = None
-    hc_mm: float = math.nan
-    ga_weeks: float = math.nan
-    quality: str = "no_head"  # ok | check | no_head
-    quality_reasons: list[str] = field(default_factory=list)
-    ellipse_iou: float = math.nan
-    confidence: float = math.nan
-    edge_probability: float = math.nan
-    pass_disagreement: float = math.nan
-    pass_distance_mm: float = math.nan  # two-pass models: the passes' outlines, mean distance
-    grey_levels: float = math.nan  # grey levels the image spans (1st-99th percentile)
-    # grey values inside the outline against just outside it (KS distance; quality.py)
-    inside_outside: float = math.nan
-    second_head_ratio: float = math.nan  # the next largest head-like region / the measured
-    # the longest arc of the outline with no skull edge under it (degrees; quality.py)
-    unsupported_arc_deg: float = math.nan
-    # the share of the fitted outline outside the image (a head cut off; quality.py)
-    outline_outside: float = math.nan
-    mask: np.ndarray | None = field(default=None, repr=False)  # uint8 0/1, original size
-    biometry: Biometry | None = None  # OFD, BPD, cephalic index, GA by two formulas, centile
-    image: np.ndarray | None = field(default=None, repr=False)  # the 8-bit grey input
-    logits: np.ndarray | None = field(default=None, repr=False)  # at model size (keep_logits)
-    frame: int | None = None  # a cine loop's frame (1-based) this result measures
-    # calibrated intervals: "hc_mm" / "bpd_mm" / "ofd_mm" -> (low, high) in mm
-    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
-    interval_level: float = math.nan  # their coverage (0.95), NaN without a calibration
-    derived_from: Derivation | None = field(default=None, repr=False)
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.status, Status):  # "implausible_hc: ..." as written in rows
-            status, detail = parse_status(self.status)
-            self.status, self.detail = status, self.detail or detail
-
-    @property
-    def ok(self) -> bool:
-        return self.status is Status.OK
-
-    @property
-    def status_text(self) -> str:
-        """The status as CSV rows and JSON carry it: `implausible_hc: HC 12 mm is ...`."""
-        return status_text(self.status, self.detail)
-
-    @property
-    def hc_interval_mm(self) -> tuple[float, float] | None:
-        return self.intervals.get("hc_mm")
-
-    @property
-    def interval_note(self) -> str:
-        """How the intervals were made, in words ('' without intervals)."""
-        if not self.intervals or self.derived_from is None or self.derived_from.intervals is None:
-            return ""
-        c = self.derived_from.intervals
-        return f"{100 * c.level:g} % interval: {c.method}; calibrated on {c.data}"
-
-    def quality_features(self) -> dict[str, float]:
-        return {name: getattr(self, name) for name in QUALITY_FEATURES}
-
-    @property
-    def ellipse_mm(self) -> Ellipse | None:
-        if self.ellipse_px is None or self.pixel_size_mm is None:
-            return None
-        return self.ellipse_px.scaled(self.pixel_size_mm)
-
-    def record(self) -> dict[str, float | str]:
-        """The result as one flat record, every number as measured (NaN where there is
-        none): the CSV row, the evaluation row and the service's numbers come from it."""
-        mm = self.ellipse_mm
-        hc18 = mm.as_hc18() if mm is not None else {}
-        b = self.biometry
-        record: dict[str, float | str] = {"filename": self.filename}
-        record.update({key: hc18.get(key, math.nan) for key in HC18_KEYS})
-        hc_low, hc_high = self.intervals.get("hc_mm", (math.nan, math.nan))
-        ga_range = b.ga_hadlock_range_weeks if b is not None else None
-        record.update(
-            hc_mm=self.hc_mm,
-            hc_low_mm=hc_low,
-            hc_high_mm=hc_high,
-            ga_weeks=self.ga_weeks,
-            ga_low_weeks=ga_range[0] if ga_range else math.nan,
-            ga_high_weeks=ga_range[1] if ga_range else math.nan,
-            quality=self.quality,
-            **self.quality_features(),
-            status=self.status_text,
-        )
-        for key in BIOMETRY_KEYS:
-            value = getattr(b, key, None) if b is not None else None
-            record[key] = math.nan if value is None else value
-        for key in ("ofd", "bpd"):
-            low, high = self.intervals.get(f"{key}_mm", (math.nan, math.nan))
-            record[f"{key}_low_mm"], record[f"{key}_high_mm"] = low, high
-        for key, pair in (
-            ("hc_zscore", b.hc_zscore_range if b is not None else None),
-            ("hc_centile", b.hc_centile_range if b is not None else None),
-        ):
-            record[f"{key}_low"], record[f"{key}_high"] = pair or (math.nan, math.nan)
-        record["growth_chart"] = b.chart if b is not None else ""
-        record["notes"] = "; ".join([*self.quality_reasons, *(b.notes if b else [])])
-        return record
-
-    # ------------------------------------------------------------ DICOM results
-    def with_pixel_size(self, pixel_size_mm: float | None) -> HeadMeasurement:
-        """The same segmentation in mm of another pixel size (every check made again)."""
-        if self.derived_from is None:
-            raise FetalHCError(f"{self.filename}: no segmentation to re-measure")
-        d = self.derived_from
-        again = result_from_measurement(
-            self.filename,
-            d.measurement,
-            pixel_size_mm,
-            d.ga_given_weeks,
-            d.thresholds,
-            d.image_features,
-            self.image,
-            d.intervals,
-            d.offset_mm,
-        )
-        again.image, again.logits, again.frame = self.image, self.logits, self.frame
-        return again
-
-    def report_content(self, model: str = "") -> ReportContent:
-        """What an SR says about this result (a measured head: status `ok`)."""
-        if not self.ok or self.ellipse_px is None or self.biometry is None:
-            raise FetalHCError(f"{self.filename}: no measured head to report ({self.status_text})")
-        e = self.ellipse_px
-        return ReportContent(
-            hc_mm=float(self.hc_mm),
-            bpd_mm=float(self.biometry.bpd_mm),
-            ofd_mm=float(self.biometry.ofd_mm),
-            ga_weeks=self.ga_weeks if math.isfinite(self.ga_weeks) else None,
-            ellipse_px=(e.cx, e.cy, e.a, e.b, e.angle),
-            quality=self.quality,
-            reasons=list(self.quality_reasons),
-            frame=self.frame,
-            version=__version__,
-            model=model,
-            intervals=dict(self.intervals),
-            interval_method=self.interval_note,
-        )
-
-    def to_dicom_sr(self, source, model: str = ""):
-        """A Comprehensive SR of this measurement in `source`'s study (a pydicom Dataset:
-        the measured DICOM image's header), referencing it (and the frame, for a cine)."""
-        return structured_report(source, self.report_content(model))
-
-    def to_dicom_seg(self, source, model: str = ""):
-        """A binary DICOM Segmentation of the head on `source`'s geometry."""
-        if self.mask is None:
-            raise FetalHCError(f"{self.filename}: no mask to store")
-        return segmentation(source, self.mask, self.frame, self.report_content(model))
-
-    def to_dicom_sc(self, source, model: str = ""):
-        """The overlay picture as a Secondary Capture in `source`'s study."""
-        return secondary_capture(source, overlay_picture(self), self.report_content(model))
-
-    def as_row(self) -> dict:
-        """The CSV row: HC18 submission columns first, then HC, GA and the flag; numbers in
-        mm only where the status is `ok` (never a wrong number beside a measured one)."""
-        row = {}
-        for key, value in self.record().items():
-            if key in MM_KEYS and not self.ok:
-                value = ""
-            row[key] = value if isinstance(value, str) else _round(value)
-        return row
-
-
-@dataclass(frozen=True)
-class Derivation:
-    """What a result's mm figures were derived from (to express them in another pixel
-    size, e.g. a DICOM region's)."""
-
-    measurement: Measurement
-    ga_given_weeks: float | None
-    thresholds: QualityThresholds
-    image_features: dict[str, float]
-    intervals: IntervalCalibration | None = None
-    offset_mm: float = 0.0
-
-
-def overlay_picture(result: HeadMeasurement) -> np.ndarray:
-    """The image with the fitted ellipse, HC and GA drawn in (flagged ones marked)."""
-    if result.ellipse_px is None:
-        return overlay(result.image, None, ["no head found"])
-    lines = []
-    if result.ok:
-        lines = [f"HC {result.hc_mm:.1f} mm"]
-        if math.isfinite(result.ga_weeks):
-            lines.append(f"GA {weeks_days(result.ga_weeks)} weeks (Hadlock)")
-    else:
-        lines = [result.status.value]
-    if result.quality != "ok":
-        lines.append("check: measurement may be unreliable")
-    return overlay(result.image, result.ellipse_px, lines, flagged=result.quality != "ok")
-
-
-def frame_plan(count: int, name: str) -> list[tuple[int | None, str]]:
-    """(frame number, row name) of each frame measured: one image is itself (None, name);
-    a cine loop's frames are `name#k` for the frames `cine_frames` picks."""
-    if count == 1:
-        return [(None, name)]
-    return [(k, f"{name}#{k}") for k in cine_frames(count)]
-
-
-# A cine loop whose measured frames' HC differ by more than this ratio holds different
-# planes (or heads): its chosen frame is flagged with the spread.
-MAX_LOOP_SPREAD = 1.2
-
-
-def settle_frames(
-    results: list[HeadMeasurement], plan: list[tuple[int | None, str]], regions: Sequence = ()
-) -> FramesMeasurement:
-    """The measured frames of `plan`, numbered, each checked against the DICOM regions
-    (`in_its_region`), and the one chosen (a single image: itself)."""
-    for result, (k, _) in zip(results, plan, strict=True):
-        result.frame = k
-    results = [in_its_region(r, regions) for r in results]
-    if len(plan) == 1:
-        return FramesMeasurement(results, 0)
-    chosen = choose_frame(results)
-    if chosen is None:  # no frame holds a head: the first speaks for the loop, as a failed
-        return FramesMeasurement(results, 0)  # single image's row does
-    spread = [r.hc_mm for r in results if r.ok]
-    if min(spread) > 0 and max(spread) / min(spread) > MAX_LOOP_SPREAD:
-        lead = results[chosen]
-        lead.quality = "check"
-        lead.quality_reasons.append(
-            f"the loop's frames measure HC from {min(spread):.0f} to {max(spread):.0f} mm "
-            f"({100 * (max(spread) / min(spread) - 1):.0f} % apart): check that the chosen "
-            "frame shows the head in its standard plane"
-        )
-    return FramesMeasurement(results, chosen)
-
-
-@dataclass
-class FramesMeasurement:
-    """Every measured frame of an image or cine loop, and the one its measurement is taken
-    from (`chosen`: the best measured frame; the first when no frame holds a head, so that
-    every file has one row marked chosen)."""
-
-    frames: list[HeadMeasurement]
-    chosen_index: int | None
-    dataset: object = field(default=None, repr=False)  # a DICOM source's header
-
-    @property
-    def chosen(self) -> HeadMeasurement | None:
-        return self.frames[self.chosen_index] if self.chosen_index is not None else None
-
-
-def in_its_region(result: HeadMeasurement, regions: Sequence) -> HeadMeasurement:
-    """A DICOM result whose pixel size came from the header's ultrasound regions, checked
-    against the region that holds the head: all of the fitted ellipse must lie in one
-    region with a physical spacing, and its mm are that region's (a split screen or dual
-    view has several). A head in no single such region gets no HC, with the reason."""
-    if result.ellipse_px is None or not any(r.spacing_mm for r in regions):
-        return result
-    e = result.ellipse_px
-    box = np.array(
-        [
-            [e.cx + sx * _half_width(e, 0), e.cy + sy * _half_width(e, 1)]
-            for sx in (-1, 1)
-            for sy in (-1, 1)
-        ]
-    )
-    holding = [r for r in regions if r.spacing_mm and r.contains(box)]
-    if not holding:
-        out = result.with_pixel_size(None)
-        out.detail = "the head is not inside one ultrasound region; give the pixel size"
-        return out
-    spacing = holding[0].spacing_mm
-    if result.pixel_size_mm is not None and math.isclose(
-        result.pixel_size_mm, spacing, rel_tol=1e-9
-    ):
-        return result
-    return result.with_pixel_size(spacing)
-
-
-def _half_width(e: Ellipse, axis: int) -> float:
-    """Half the extent of an ellipse along x (axis 0) or y (axis 1)."""
-    c, s = math.cos(e.angle), math.sin(e.angle)
-    if axis == 0:
-        return math.hypot(e.a * c, e.b * s)
-    return math.hypot(e.a * s, e.b * c)
-
-
-def choose_frame(results: Sequence[HeadMeasurement]) -> int | None:
-    """The index of the frame a cine loop's measurement is taken from: among the measured
-    ones (status `ok`), the unflagged first, then the fewest reasons, the passes' closest
-    outlines, the most elliptical mask, the surest network. None if no frame is measured:
-    a blank or off-plane frame is never chosen over one with a head."""
-
-    def key(i: int) -> tuple:
-        r = results[i]
-        distance = r.pass_distance_mm if math.isfinite(r.pass_distance_mm) else 0.0
-        return (
-            r.quality == "ok",
-            -len(r.quality_reasons),
-            -distance,
-            np.nan_to_num(r.ellipse_iou),
-            np.nan_to_num(r.confidence),
-        )
-
-    measured = [i for i, r in enumerate(results) if r.ok]
-    return max(measured, key=key) if measured else None
-
-
-def image_features(gray: np.ndarray, ellipse: Ellipse | None) -> dict[str, float]:
-    """The flag's features measured on the image itself, around the fitted head."""
-    return {
-        "grey_levels": grey_levels(gray),
-        "inside_outside": inside_outside_difference(gray, ellipse),
-        "outline_outside": outline_outside(ellipse, gray.shape),
-    }
-
-
-def _round(value: float | None) -> float | str:
-    if value is None or not isinstance(value, float | int) or not math.isfinite(value):
-        return ""
-    return round(float(value), 6)
-
-
-def result_from_measurement(
-    name: str,
-    m: Measurement,
-    pixel_size_mm: float | None,
-    ga_given_weeks: float | None = None,
-    thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
-    image_features: dict[str, float] | None = None,
-    image: np.ndarray | None = None,
-    intervals: IntervalCalibration | None = None,
-    offset_mm: float = 0.0,
-) -> HeadMeasurement:
-    """Turn a mask measurement into HC/GA in mm, checking every number for plausibility,
-    putting a calibrated interval on HC, BPD and OFD (`intervals`, the model's; none
-    without) and deciding the quality flag (fetalhc.measure.quality) on everything known.
-    `offset_mm`: a clinic's calliper convention (`fetalhc adapt`): the fitted ellipse moved
-    outward (inward if negative) by that many mm before anything is measured on it.
-    `image_features`: what was measured on the image itself (`grey_levels`,
-    `inside_outside`; see `image_features`); `image`: the 8-bit grey input, for what needs
-    the pixel size too (the skull under the outline)."""
-    seen = {
-        "grey_levels": math.nan,
-        "inside_outside": math.nan,
-        "outline_outside": math.nan,
-        **(image_features or {}),
-    }
-    result = HeadMeasurement(
-        filename=name,
-        status=Status.OK,
-        pixel_size_mm=pixel_size_mm,
-        ellipse_px=m.ellipse,
-        quality=m.quality,
-        quality_reasons=list(m.reasons),
-        ellipse_iou=m.ellipse_iou,
-        confidence=m.confidence,
-        edge_probability=m.edge_probability,
-        pass_disagreement=m.pass_disagreement,
-        grey_levels=seen["grey_levels"],
-        inside_outside=seen["inside_outside"],
-        outline_outside=seen["outline_outside"],
-        second_head_ratio=m.second_head_ratio,
-        mask=m.mask,
-    )
-    # the rules that need no mm (contrast, a second head, not a head) flag every head
-    # found, even one that gets no HC
-    early = flag_reasons({**seen, "second_head_ratio": m.second_head_ratio}, thresholds)
-    if early and m.ellipse is not None:
-        result.quality, result.quality_reasons = "check", [*result.quality_reasons, *early]
-    if m.ellipse is None:
-        result.status = Status.NO_HEAD
-        return result
-    if pixel_size_mm is None:
-        result.status = Status.NO_PIXEL_SIZE
-        return result
-    why = plausible_pixel_size(pixel_size_mm)
-    if why:
-        result.status, result.detail = Status.IMPLAUSIBLE_PIXEL_SIZE, why
-        return result
-    ellipse = m.ellipse
-    if offset_mm:
-        ellipse = m.ellipse.grown(offset_mm / pixel_size_mm)
-        result.ellipse_px = ellipse
-        result.hc_mm = hc_mm(ellipse, pixel_size_mm)
-    else:
-        result.hc_mm = m.hc_mm(pixel_size_mm)
-    result.pass_distance_mm = m.pass_distance_px * pixel_size_mm
-    if image is not None:
-        levels = seen["grey_levels"] if math.isfinite(seen["grey_levels"]) else None
-        result.unsupported_arc_deg = unsupported_arc_deg(image, m.ellipse, pixel_size_mm, levels)
-    why = plausible_hc(result.hc_mm)
-    if why:
-        result.status, result.detail = Status.IMPLAUSIBLE_HC, why
-        result.quality = "check"
-        result.quality_reasons.append(why)
-        return result
-    features = {**result.quality_features(), "hc_mm": result.hc_mm}
-    features["pixel_size_mm"] = pixel_size_mm
-    hc_range = intervals.interval("hc_mm", result.hc_mm, features) if intervals else None
-    result.biometry = biometry(ellipse.scaled(pixel_size_mm), ga_given_weeks, hc_range)
-    hadlock = result.biometry.ga_hadlock_weeks
-    result.ga_weeks = hadlock if hadlock is not None else math.nan
-    if hc_range is not None:
-        result.interval_level = intervals.level
-        result.intervals["hc_mm"] = hc_range
-        for key in ("bpd_mm", "ofd_mm"):
-            pair = intervals.interval(key, getattr(result.biometry, key), features)
-            if pair is not None:
-                result.intervals[key] = pair
-        features["hc_halfwidth_mm"] = (hc_range[1] - hc_range[0]) / 2
-    features["cephalic_index"] = result.biometry.cephalic_index
-    result.quality_reasons = flag_reasons(features, thresholds)
-    result.quality = "check" if result.quality_reasons else "ok"
-    return result
 
 
 class HeadMeasurer:
@@ -798,21 +339,6 @@ class HeadMeasurer:
                         result.logits = p.logits_small
                     results[i] = result
         return [r for r in results if r is not None]
-
-
-def as_pixel_size(value) -> float | None:
-    """A pixel size as given (a float, an int, a Decimal, a numeric string) as a float; None
-    stays None. Anything else is refused: measuring with a wrong type is a caller's bug."""
-    if value is None or (isinstance(value, float) and not isinstance(value, bool)):
-        return value
-    if isinstance(value, bool) or not isinstance(value, int | Decimal | str | np.number):
-        raise FetalHCError(
-            f"pixel size {value!r}: expected a number of mm, not {type(value).__name__}"
-        )
-    try:
-        return float(value)
-    except (ValueError, ArithmeticError):
-        raise FetalHCError(f"pixel size {value!r}: not a number of mm") from None
 
 
 def _name_of(image: ImageLike, index: int) -> str:
