@@ -9,20 +9,15 @@ service binds 127.0.0.1 unless told otherwise and stores nothing unless started 
 from __future__ import annotations
 
 import asyncio
-import base64
 import io
 import logging
 import math
-import queue
 import threading
 import time
-from concurrent.futures import Future
-from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Annotated
 
-import cv2
 import numpy as np
 from fastapi import FastAPI, File, Form, Request, UploadFile
 from fastapi.exceptions import RequestValidationError
@@ -31,323 +26,61 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fetalhc import __version__
 from fetalhc.data.corrections import ellipse_from, store_correction
 from fetalhc.errors import (
-    EmptyImage,
     FetalHCError,
-    ImageTooLarge,
-    NotAnImage,
-    UnreadableImage,
 )
 from fetalhc.inference.measurer import (
-    QUALITY_FEATURES,
     HeadMeasurement,
     HeadMeasurer,
     frame_plan,
     settle_frames,
 )
-from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.files import write_json, write_png
-from fetalhc.io.images import decode_gray
-from fetalhc.io.pixels import max_image_pixels
-from fetalhc.measure.biometry import parse_ga, weeks_days
-from fetalhc.measure.quality import plausible_pixel_size
+from fetalhc.measure.biometry import parse_ga
+from fetalhc.serve.batcher import Batcher
+from fetalhc.serve.config import ServiceConfig
+from fetalhc.serve.guards import LOOPBACK_HOSTS, SECURITY_HEADERS, LimitBody, _host_of, is_loopback
+from fetalhc.serve.responses import STATUS_MESSAGES, png_base64, result_json
 from fetalhc.serve.security import (
     FailedAttempts,
     bearer_token,
     may_post,
     origin_key,
     token_matches,
-    token_problem,
+)
+from fetalhc.serve.startup import check_service
+from fetalhc.serve.uploads import (
+    HTTP_STATUS,
+    NOT_READABLE,
+    ApiError,
+    Upload,
+    decode_upload,
+    parse_pixel_size,
 )
 
+# The service's parts live in their modules (config, uploads, responses, batcher, guards,
+# security, startup); these names stay importable from here.
+__all__ = [
+    "HTTP_STATUS",
+    "LOOPBACK_HOSTS",
+    "NOT_READABLE",
+    "SECURITY_HEADERS",
+    "STATUS_MESSAGES",
+    "ApiError",
+    "Batcher",
+    "LimitBody",
+    "ServiceConfig",
+    "Upload",
+    "check_service",
+    "create_app",
+    "decode_upload",
+    "is_loopback",
+    "parse_pixel_size",
+    "png_base64",
+    "result_json",
+    "serve",
+]
+
 log = logging.getLogger(__name__)
-
-STATUS_MESSAGES = {
-    "ok": "measured",
-    "no_head": "no fetal head was found in this image",
-    "no_pixel_size": "give the pixel size (mm per pixel) or calibrate on the depth scale "
-    "to get HC in mm",
-}
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.headers = status, message, headers or {}
-
-
-@dataclass
-class ServiceConfig:
-    max_upload_mb: float = 50.0
-    max_pixels: int = field(default_factory=max_image_pixels)
-    workers: int = 1
-    queue: int = 8  # requests waiting for a worker beyond those running
-    save_dir: Path | None = None
-    corrections_dir: Path | None = None  # where "Save correction" stores (serve --corrections)
-    retry_after_s: int = 5
-    # who may talk to the service: Host headers served (besides loopback), page origins
-    # allowed to POST (besides this server's own), and the token every API call needs
-    allowed_hosts: tuple[str, ...] = ()
-    allowed_origins: tuple[str, ...] = ()
-    token: str | None = None
-
-
-# HTTP status of each kind of unusable upload: over the limit 413, not an image at all 415
-# (the client sent the wrong thing); any other unusable image 422.
-HTTP_STATUS = {ImageTooLarge: 413, NotAnImage: 415, EmptyImage: 415}
-NOT_READABLE = "not an image fetalhc can read (PNG, JPEG, BMP, TIFF or DICOM)"
-
-
-@dataclass
-class Upload:
-    """A decoded upload: its frames (one, or a cine loop's), header pixel size, DICOM header."""
-
-    frames: list[np.ndarray]
-    pixel_size_mm: float | None
-    source: str
-    dataset: object = None  # a DICOM upload's header (for its SR)
-    regions: list = field(default_factory=list)  # its ultrasound regions
-
-    @property
-    def image(self) -> np.ndarray:
-        return self.frames[0]
-
-
-def decode_upload(data: bytes, max_pixels: int) -> Upload:
-    """Bytes of a PNG/JPEG/16-bit PNG/DICOM (a cine loop too) -> frames, header pixel size."""
-    if is_dicom(data):
-        try:
-            dcm = read_dicom(data, cine=True)
-        except UnreadableImage as exc:
-            code = 413 if isinstance(exc, ImageTooLarge) else 422
-            raise ApiError(code, f"DICOM: {exc}") from None
-        upload = Upload(
-            dcm.frames, dcm.pixel_size_mm, dcm.pixel_size_source, dcm.dataset, dcm.regions
-        )
-    else:
-        try:
-            image = decode_gray(np.frombuffer(data, np.uint8), limit=max_pixels)
-        except (ImageTooLarge, NotAnImage, EmptyImage) as exc:
-            message = str(exc) if isinstance(exc, ImageTooLarge) else NOT_READABLE
-            raise ApiError(HTTP_STATUS[type(exc)], message) from None
-        except UnreadableImage as exc:
-            raise ApiError(422, f"unusable image: {exc}") from None
-        upload = Upload([image], None, "")
-    shape = upload.image.shape
-    if shape[0] * shape[1] > max_pixels:
-        raise ApiError(413, f"image too large ({shape[1]}x{shape[0]} pixels)")
-    return upload
-
-
-def parse_pixel_size(text: str | None) -> float | None:
-    if text is None or str(text).strip() == "":
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ApiError(422, f"pixel_size_mm {text!r} is not a number") from None
-    why = plausible_pixel_size(value)
-    if why:
-        raise ApiError(422, f"pixel_size_mm: {why}")
-    return value
-
-
-def png_base64(image: np.ndarray) -> str:
-    ok, encoded = cv2.imencode(".png", image)
-    if not ok:
-        raise ApiError(500, "cannot encode PNG")
-    return base64.b64encode(encoded.tobytes()).decode()
-
-
-def result_json(
-    result: HeadMeasurement, source: str, image: np.ndarray, with_mask: bool, with_image: bool
-) -> dict:
-    e = result.ellipse_px
-    b = result.biometry
-    measured = result.record()
-    body = {
-        "filename": result.filename,
-        "status": result.status_text,
-        "message": STATUS_MESSAGES.get(result.status_text, result.status_text),
-        "pixel_size_mm": _finite(result.pixel_size_mm),
-        "pixel_size_source": source,
-        "image_size": {"width": int(image.shape[1]), "height": int(image.shape[0])},
-        "ellipse_px": None
-        if e is None
-        else {"cx": e.cx, "cy": e.cy, "a": e.a, "b": e.b, "angle_rad": e.angle},
-        "ellipse_mm": result.ellipse_mm.as_hc18() if result.ellipse_mm is not None else None,
-        "hc_mm": _finite(measured["hc_mm"]),
-        # the calibrated 95 % interval and what it gives (None without one: no HC, or a
-        # model without a calibration)
-        "hc_interval_mm": _pair(measured, "hc_low_mm", "hc_high_mm"),
-        "interval_level": _finite(result.interval_level),
-        "interval_method": result.interval_note,
-        "ga_weeks": _finite(measured["ga_weeks"]),
-        "ga_weeks_days": weeks_days(_finite(measured["ga_weeks"])),
-        "ga_range_weeks": _pair(measured, "ga_low_weeks", "ga_high_weeks"),
-        "quality": result.quality,
-        "quality_reasons": result.quality_reasons,
-        # the numbers the flag is decided on, as in predict's CSV (None: not measured)
-        "quality_features": {k: _finite(measured[k]) for k in QUALITY_FEATURES},
-        "biometry": None
-        if b is None
-        else {
-            "ofd_mm": b.ofd_mm,
-            "ofd_interval_mm": _pair(measured, "ofd_low_mm", "ofd_high_mm"),
-            "bpd_mm": b.bpd_mm,
-            "bpd_interval_mm": _pair(measured, "bpd_low_mm", "bpd_high_mm"),
-            "cephalic_index": b.cephalic_index,
-            "ga_hadlock_weeks": b.ga_hadlock_weeks,
-            "ga_intergrowth_weeks": b.ga_intergrowth_weeks,
-            "ga_given_weeks": b.ga_given_weeks,
-            "hc_zscore": b.hc_zscore,
-            "hc_zscore_range": _pair(measured, "hc_zscore_low", "hc_zscore_high"),
-            "hc_centile": b.hc_centile,
-            "hc_centile_range": _pair(measured, "hc_centile_low", "hc_centile_high"),
-            "growth_chart": b.chart,
-            "notes": b.notes,
-        },
-        "model_version": __version__,
-    }
-    if with_mask and result.mask is not None:
-        body["mask_png_base64"] = png_base64((result.mask * 255).astype(np.uint8))
-    if with_image:
-        body["image_png_base64"] = png_base64(image)
-    return body
-
-
-def _pair(record: dict, low: str, high: str) -> list[float] | None:
-    ends = [_finite(record[low]), _finite(record[high])]
-    return ends if None not in ends else None
-
-
-def _finite(value: float | None) -> float | None:
-    return float(value) if value is not None and math.isfinite(value) else None
-
-
-class Batcher:
-    """Measures concurrent requests together: a worker takes up to `batch` waiting requests
-    (waiting at most `wait_s` for more) and runs them as one batch, which is what makes a
-    loaded service as fast per image as `fetalhc predict`."""
-
-    def __init__(self, measurer, workers: int, batch: int = 8, wait_s: float = 0.004) -> None:
-        self.measurer, self.batch, self.wait_s = measurer, max(1, batch), wait_s
-        self.jobs: queue.Queue = queue.Queue()
-        self.threads = [
-            threading.Thread(target=self._work, daemon=True, name=f"fetalhc-infer-{i}")
-            for i in range(max(1, workers))
-        ]
-        for t in self.threads:
-            t.start()
-
-    def submit(self, image: np.ndarray, size: float | None, name: str, ga: float | None):
-        future: Future = Future()
-        self.jobs.put((image, size, name, ga, future))
-        return future
-
-    def _work(self) -> None:
-        while True:
-            jobs = [self.jobs.get()]
-            deadline = time.perf_counter() + self.wait_s
-            while len(jobs) < self.batch:
-                try:
-                    jobs.append(self.jobs.get(timeout=max(0.0, deadline - time.perf_counter())))
-                except queue.Empty:
-                    break
-            self._run(jobs)
-
-    def _run(self, jobs: list) -> None:
-        try:  # each request's own GA: its biometry is complete when measured
-            results = list(
-                self.measurer.measure_many(
-                    [j[0] for j in jobs],
-                    [j[1] for j in jobs],
-                    [j[2] for j in jobs],
-                    ga_weeks=[j[3] for j in jobs],
-                )
-            )
-        except Exception as exc:  # noqa: BLE001 - each waiting request gets the error
-            for job in jobs:
-                job[4].set_exception(exc)
-            return
-        for job, result in zip(jobs, results, strict=True):
-            job[4].set_result(result)
-
-
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1", "[::1]")
-SECURITY_HEADERS = {
-    "X-Content-Type-Options": "nosniff",
-    "X-Frame-Options": "DENY",
-    "Referrer-Policy": "no-referrer",
-    "Content-Security-Policy": (
-        "default-src 'self'; img-src 'self' data: blob:; style-src 'self' 'unsafe-inline'; "
-        "script-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; "
-        "form-action 'self'; object-src 'none'"
-    ),
-    "Cross-Origin-Resource-Policy": "same-origin",
-}
-
-
-def is_loopback(host: str) -> bool:
-    """Whether an address to bind (or a Host name) is this machine only."""
-    import ipaddress
-
-    name = host.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
-
-
-def _host_of(header: str) -> str:
-    """'example.org:8000' -> 'example.org'; '[::1]:8000' -> '::1'."""
-    header = header.strip().lower()
-    if header.startswith("["):
-        return header[1 : header.find("]")] if "]" in header else header
-    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
-
-
-class LimitBody:
-    """ASGI middleware: a request body (chunked or not) stops being read at `limit` bytes
-    and is answered 413 — nothing past the limit is spooled to memory or disk. The app
-    then sees the client as gone, and whatever it would still send is dropped."""
-
-    def __init__(self, app, limit: int, message: str) -> None:
-        self.app, self.limit, self.message = app, limit, message
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
-            return await self.app(scope, receive, send)
-        seen = 0
-        state = {"started": False, "refused": False}
-
-        async def counted():
-            nonlocal seen
-            if state["refused"]:
-                return {"type": "http.disconnect"}
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.limit and not state["started"]:
-                    state["refused"] = True
-                    response = JSONResponse({"detail": self.message}, 413, headers=SECURITY_HEADERS)
-                    await response(scope, receive, send)
-                    return {"type": "http.disconnect"}
-            return message
-
-        async def tracked(message):
-            if state["refused"]:
-                return  # the 413 has been sent
-            if message["type"] == "http.response.start":
-                state["started"] = True
-            await send(message)
-
-        try:
-            await self.app(scope, counted, tracked)
-        except Exception:
-            if not state["refused"]:
-                raise
 
 
 def create_app(measurer: HeadMeasurer, config: ServiceConfig | None = None):
@@ -636,58 +369,6 @@ def _save(folder: Path, name: str, image: np.ndarray, body: dict) -> None:
     write_png(folder / f"{stem}.png", image)
     record = {k: v for k, v in body.items() if not k.endswith("_base64")}
     write_json(folder / f"{stem}.json", record)
-
-
-def check_service(host: str, port: int, config: ServiceConfig) -> list[str]:
-    """Refuse (FetalHCError) what cannot be served, before the model loads: a port out of
-    range or in use, a non-positive upload limit, a --save folder that cannot be written,
-    beyond loopback without a token or a Host name. Returns the warnings to print."""
-    import socket
-
-    from fetalhc.io.files import ensure_folder
-
-    if not 0 < port < 65536:
-        raise FetalHCError(f"--port {port}: must be 1-65535")
-    if not (math.isfinite(config.max_upload_mb) and config.max_upload_mb > 0):
-        raise FetalHCError(f"--max-upload-mb {config.max_upload_mb:g}: must be a positive number")
-    if config.save_dir is not None:
-        ensure_folder(config.save_dir, "--save")
-    if config.corrections_dir is not None:
-        ensure_folder(config.corrections_dir, "--corrections")
-    warnings = []
-    if not is_loopback(host):
-        if host.strip("[]") in ("0.0.0.0", "::"):
-            if not config.allowed_hosts:
-                raise FetalHCError(
-                    f"--host {host}: give --allowed-host NAME, the name or address clients "
-                    "use (other Host headers are refused: DNS rebinding)"
-                )
-        else:
-            config.allowed_hosts = (*config.allowed_hosts, host)
-        if not config.token:
-            raise FetalHCError(
-                f"--host {host}: beyond loopback every request needs a token; give --token "
-                "(or FETALHC_TOKEN)"
-            )
-    why = token_problem(config.token)
-    if why:
-        raise FetalHCError(why)
-    for origin in config.allowed_origins:
-        if origin_key(origin) is None:
-            raise FetalHCError(f"--allow-origin {origin!r}: not an origin (http[s]://host[:port])")
-    if not is_loopback(host):
-        warnings.append(
-            f"fetalhc: WARNING: serving on {host}, reachable from other machines: plain HTTP "
-            "(no TLS) — put it behind a TLS proxy on a trusted network; not a medical device"
-        )
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host.strip("[]"), port))
-        except OSError as exc:
-            raise FetalHCError(f"cannot serve on {host}:{port} ({exc.strerror or exc})") from None
-    return warnings
 
 
 def serve(
