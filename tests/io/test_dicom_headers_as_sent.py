@@ -163,3 +163,20 @@ def test_an_output_that_cannot_be_built_never_costs_the_measurement(
     assert row["status"] == "ok" and 150 < float(row["hc_mm"]) < 200
     assert row["outputs"].startswith("SR not built (ValueError: a header no library")
     assert sorted(p.name for p in written) == ["in_sc.dcm", "in_seg.dcm"]
+
+
+def test_reading_a_careless_header_logs_no_patient_data(tmp_path, head, caplog, recwarn):
+    import logging
+
+    from fetalhc.io.dicom import read_dicom
+
+    path = make_dicom(tmp_path / "in.dcm", head, region_cm=PIXEL_CM)
+    ds = pydicom.dcmread(path)
+    ds.PatientBirthDate = "1990-01-01"
+    ds.save_as(path, enforce_file_format=False)
+    caplog.clear()
+    recwarn.clear()  # what writing the test's file said is not the reader's
+    with caplog.at_level(logging.DEBUG):
+        read_dicom(path)
+    said = caplog.text + " ".join(str(w.message) for w in recwarn)
+    assert "1990" not in said

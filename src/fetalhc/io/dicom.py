@@ -82,11 +82,22 @@ def is_dicom(data: bytes) -> bool:
     return len(data) >= 132 and data[128:132] == b"DICM"
 
 
+def quiet_pydicom() -> None:
+    """No value-validation messages from pydicom while reading: they quote the value (a
+    birth date written `1990-01-01`) into the logs. Invalid values are fetalhc's to
+    handle (`fetalhc.io.dicom_header`), and it says so without patient data."""
+    from pydicom import config
+
+    config.settings.reading_validation_mode = config.IGNORE
+
+
 def read_dicom(source: str | Path | bytes, cine: bool = False) -> DicomImage:
     """Decode a DICOM image (a cine loop with `cine`, every frame); UnreadableImage (a
     ValueError) with a short reason otherwise."""
     import pydicom
     from pydicom.errors import InvalidDicomError
+
+    quiet_pydicom()
 
     try:
         if isinstance(source, bytes | bytearray):

@@ -46,7 +46,7 @@ from fetalhc.inference.predict import (
     one_line,
     safe_row,
 )
-from fetalhc.io.dicom import MAX_CINE_FACTOR, dicom_pixel_size
+from fetalhc.io.dicom import MAX_CINE_FACTOR, dicom_pixel_size, quiet_pydicom
 from fetalhc.io.files import (
     TEMP_MARK,
     atomic_path,
@@ -169,6 +169,7 @@ class DicomNode:
             Verification,
         )
 
+        quiet_pydicom()  # no patient data in the node's log
         ae = AE(ae_title=self.aet)
         # every storage SOP class (a wrong one is answered per object, not refused at the
         # association) and every transfer syntax (an undecodable one likewise)
