@@ -7,7 +7,8 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from fetalhc.cli import model_commands
+from fetalhc.cli import model_commands, serve_commands
+from fetalhc.cli.common import checkpoint_of
 from fetalhc.cli.types import finite_float, nonnegative_int, positive_int
 from fetalhc.data.split import SPLIT_PARTS
 from fetalhc.errors import FetalHCError
@@ -156,21 +157,12 @@ def _add_backend_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tta", action="store_true", help="average with the mirrored image")
 
 
-def _checkpoint(args: argparse.Namespace, allow_default: bool = False) -> Path:
-    from fetalhc.inference.segmenter import default_checkpoint
-    from fetalhc.model.checkpoint import resolve_checkpoint
-
-    if allow_default and not args.run and not args.checkpoint:
-        return default_checkpoint()
-    return resolve_checkpoint(args.run, args.checkpoint)
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from fetalhc.inference.evaluate import EvalOptions, evaluate
 
     if args.run_pos and not args.run:
         args.run = args.run_pos
-    checkpoint = _checkpoint(args)
+    checkpoint = checkpoint_of(args)
     out = ensure_folder(args.out or (checkpoint.parent / f"eval-{args.part}"))
     summary = evaluate(
         checkpoint,
@@ -215,7 +207,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
     ensure_folder(args.out)
     measurer = HeadMeasurer(
-        _checkpoint(args, allow_default=True),
+        checkpoint_of(args, allow_default=True),
         backend=args.backend,
         threads=args.threads,
         batch_size=args.batch,
@@ -242,64 +234,10 @@ def _given_ga(args: argparse.Namespace) -> float | None:
     return None
 
 
-def cmd_serve(args: argparse.Namespace) -> int:
-    from fetalhc.errors import FetalHCError
-    from fetalhc.inference.measurer import HeadMeasurer
-
-    try:
-        from fetalhc.serve.app import ServiceConfig, serve
-    except ImportError as exc:
-        raise FetalHCError(
-            f"`fetalhc serve` needs FastAPI and uvicorn ({exc.name} missing)"
-        ) from None
-    import os
-
-    from fetalhc.serve.app import check_service
-
-    config = ServiceConfig(
-        max_upload_mb=args.max_upload_mb,
-        workers=args.workers,
-        queue=args.queue,
-        save_dir=args.save,
-        corrections_dir=args.corrections,
-        allowed_hosts=tuple(args.allowed_host or ()),
-        allowed_origins=tuple(args.allow_origin or ()),
-        # an empty --token (or FETALHC_TOKEN) is refused by check_service, not read as none
-        token=args.token if args.token is not None else os.environ.get("FETALHC_TOKEN"),
-    )
-    for warning in check_service(args.host, args.port, config):  # before the model loads
-        print(warning, file=sys.stderr)
-    measurer = HeadMeasurer(
-        _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
-    )
-    serve(measurer, args.host, args.port, config)
-    return 0
-
-
-def cmd_listen(args: argparse.Namespace) -> int:
-    from fetalhc.inference.measurer import HeadMeasurer
-    from fetalhc.serve.dicom_node import DicomNode, Forward, ae_title_problem
-
-    forward = Forward.parse(args.forward) if args.forward else None
-    if not 0 < args.port < 65536:
-        raise FetalHCError(f"--port {args.port}: must be 1-65535")
-    why = ae_title_problem(args.aet)
-    if why:
-        raise FetalHCError(f"--aet {args.aet!r}: {why}")
-    measurer = HeadMeasurer(
-        _checkpoint(args, allow_default=True), backend=args.backend, threads=args.threads
-    )
-    node = DicomNode(measurer, args.out, aet=args.aet, forward=forward)
-    node.start(args.port, args.host)
-    print(f"fetalhc: DICOM node {args.aet} on {args.host}:{args.port}, results in {args.out}")
-    node.serve_until_signalled()
-    return 0
-
-
 def cmd_export(args: argparse.Namespace) -> int:
     from fetalhc.inference.onnx_export import export_checked
 
-    checkpoint = _checkpoint(args, allow_default=True)
+    checkpoint = checkpoint_of(args, allow_default=True)
     ensure_folder(args.onnx.parent, "--onnx")
     report = export_checked(
         checkpoint,
@@ -410,54 +348,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_backend_flags(p)
 
-    p = add("serve", cmd_serve, "web page and REST API to measure and correct (local)")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    p.add_argument("--port", type=positive_int, default=8000)
-    p.add_argument(
-        "--run", "--model", type=Path, help="run or model folder (default: the bundled model)"
-    )
-    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads per model")
-    p.add_argument("--workers", type=positive_int, default=1, help="parallel inferences")
-    p.add_argument("--queue", type=nonnegative_int, default=8, help="requests that may wait")
-    p.add_argument("--max-upload-mb", type=finite_float, default=50.0)
-    p.add_argument("--save", type=Path, help="keep each image and its result here")
-    p.add_argument(
-        "--corrections",
-        type=Path,
-        help="keep the page's corrections here (for fetalhc adapt): image + both ellipses",
-    )
-    p.add_argument(
-        "--token",
-        help="every API request must carry it (Authorization: Bearer TOKEN; the page: open "
-        "/#token=TOKEN); required beyond loopback; or FETALHC_TOKEN",
-    )
-    p.add_argument(
-        "--allowed-host",
-        action="append",
-        metavar="NAME",
-        help="a Host name served besides loopback (the name clients use); repeatable",
-    )
-    p.add_argument(
-        "--allow-origin",
-        action="append",
-        metavar="URL",
-        help="a page origin allowed to POST besides this server's own; repeatable",
-    )
-
-    p = add("listen", cmd_listen, "a DICOM node: receive images by C-STORE, measure, forward")
-    p.add_argument("--port", type=int, required=True, help="DICOM port to listen on")
-    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
-    p.add_argument("--aet", default="FETALHC", help="this node's AE title")
-    p.add_argument("--out", type=Path, required=True, help="rows, received objects, SR/SEG")
-    p.add_argument("--forward", metavar="HOST:PORT:AET", help="send the SR and SEG to a PACS")
-    p.add_argument(
-        "--run", "--model", type=Path, help="run or model folder (default: the bundled model)"
-    )
-    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads")
+    serve_commands.register(add)
 
     p = add("export", cmd_export, "export a checkpoint to ONNX, checked against PyTorch")
     p.add_argument("--onnx", type=Path, required=True)
