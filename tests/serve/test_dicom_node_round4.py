@@ -129,7 +129,7 @@ def test_the_outbox_keeps_a_result_until_the_pacs_takes_it(tmp_path, monkeypatch
     box = Outbox(tmp_path / "outbox", Forward("pacs", 4242, "PACS"), "FETALHC")
     answers = ["cannot associate with PACS at pacs:4242", ""]
     monkeypatch.setattr(box, "_send", lambda paths: answers.pop(0))
-    monkeypatch.setattr("fetalhc.serve.dicom_node.RETRY_FIRST_S", 0.0)
+    monkeypatch.setattr("fetalhc.serve.outbox.RETRY_FIRST_S", 0.0)
     box.add([tmp_path / "x_sr.dcm"])
     box.start()
     entry_path = tmp_path / "outbox" / "x_sr.json"

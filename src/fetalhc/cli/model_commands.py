@@ -69,13 +69,8 @@ def cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def cmd_adapt(args: argparse.Namespace) -> int:
-    from fetalhc.study.adapt import (
-        CANDIDATES,
-        CURVE_SIZES,
-        AdaptOptions,
-        adapt,
-        learning_curve,
-    )
+    from fetalhc.study.adapt import CANDIDATES, AdaptOptions, adapt
+    from fetalhc.study.adapt_curve import CURVE_SIZES, learning_curve
 
     options = AdaptOptions(
         base=args.base,
