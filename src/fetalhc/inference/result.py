@@ -63,15 +63,11 @@ RANGE_KEYS = (
 )
 # The columns of a result's row, in order: HC18 submission columns first, then HC, GA,
 # the flag, the status and the clinical outputs (`HeadMeasurement.record` fills them).
+HC_GA_KEYS = ("hc_mm", "hc_low_mm", "hc_high_mm", "ga_weeks", "ga_low_weeks", "ga_high_weeks")
 ROW_COLUMNS = (
     "filename",
     *HC18_KEYS,
-    "hc_mm",
-    "hc_low_mm",
-    "hc_high_mm",
-    "ga_weeks",
-    "ga_low_weeks",
-    "ga_high_weeks",
+    *HC_GA_KEYS,
     "quality",
     *QUALITY_FEATURES,
     "status",
@@ -83,12 +79,7 @@ ROW_COLUMNS = (
 # Columns left empty in a row whose status is not `ok`.
 MM_KEYS = {
     *HC18_KEYS,
-    "hc_mm",
-    "hc_low_mm",
-    "hc_high_mm",
-    "ga_weeks",
-    "ga_low_weeks",
-    "ga_high_weeks",
+    *HC_GA_KEYS,
     *BIOMETRY_KEYS,
     *RANGE_KEYS,
     "growth_chart",

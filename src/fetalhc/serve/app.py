@@ -195,16 +195,21 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
             "corrections": config.corrections_dir is not None,
         }
 
+    async def read_upload(file: UploadFile, empty: str) -> bytes:
+        """The upload's bytes, read no further than the limit (413 beyond it, 422 empty)."""
+        data = await file.read(limit + 1)
+        if len(data) > limit:
+            raise ApiError(413, f"upload over the limit of {config.max_upload_mb:g} MB")
+        if not data:
+            raise ApiError(422, empty)
+        return data
+
     async def measure_upload(
         file: UploadFile, pixel_size_mm: str | None, ga: str | None
     ) -> tuple[Upload, list[HeadMeasurement], int | None, str]:
         """Read, check and measure an upload (every measured frame of a cine loop);
         returns the upload, the results, the chosen frame's index and the size's source."""
-        data = await file.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(413, f"upload over the limit of {config.max_upload_mb:g} MB")
-        if not data:
-            raise ApiError(422, "empty upload")
+        data = await read_upload(file, "empty upload")
         size = parse_pixel_size(pixel_size_mm)
         try:
             ga_weeks = parse_ga(ga) if ga not in (None, "") else None
@@ -303,11 +308,7 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
         and the sonographer's ("final"), stored once in `adapt` or `held-back`."""
         if config.corrections_dir is None:
             raise ApiError(404, "corrections are not kept here: start with --corrections DIR")
-        data = await file.read(limit + 1)
-        if len(data) > limit:
-            raise ApiError(413, f"upload over the limit of {config.max_upload_mb:g} MB")
-        if not data:
-            raise ApiError(422, "a correction needs its image")
+        data = await read_upload(file, "a correction needs its image")
         size = parse_pixel_size(pixel_size_mm)
         if size is None:
             raise ApiError(422, "pixel_size_mm: a correction needs the pixel size")
