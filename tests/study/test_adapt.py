@@ -132,3 +132,42 @@ def test_adapt_on_the_sample_writes_a_model_predict_takes_and_says_it_was_not_pr
     p = run_cli("predict", image, "--pixel-size", "0.1047", "--model", out, "--out", tmp_path / "p")
     assert p.returncode == 0, p.stderr
     assert "not promoted" in p.stderr
+
+
+def test_the_flag_is_tuned_again_only_with_enough_held_back_corrections(tmp_path, monkeypatch):
+    from fetalhc.study import adapt as adapt_module
+    from fetalhc.study.adapt import Measured, write_model
+
+    ckpt = tmp_path / "cand" / "model.safetensors"
+    ckpt.parent.mkdir()
+    ckpt.write_bytes(b"weights")
+    (ckpt.parent / "config.json").write_text(
+        json.dumps({"model": {}, "quality": {"max_hc_mm": 300}})
+    )
+    rng = np.random.default_rng(0)
+    n = 40
+    held = [
+        Sample(f"{i}", np.zeros((2, 2), np.uint8), Ellipse(0, 0, 80, 60, 0), 0.2, "held-back", "x")
+        for i in range(n)
+    ]
+    ref = np.array([s.final_hc_mm for s in held])
+    err = rng.normal(0, 1.5, n)
+    err[:3] = 15.0  # three large errors, seen by the passes' distance alone
+    features = [
+        {"pass_distance_mm": 2.0 if i < 3 else 0.3, "ellipse_iou": 0.98, "hc_mm": r + e,
+         "pixel_size_mm": 0.2}
+        for i, (r, e) in enumerate(zip(ref, err, strict=True))
+    ]  # fmt: skip
+    measured = Measured(ref + err, np.ones(n, bool), [None] * n, features)
+    args = ("decoder", 0.0, 0.0, True, "ok", held, measured, held)
+    kept = write_model(tmp_path / "a", ckpt, ckpt, *args)
+    config = json.loads((kept.parent / "config.json").read_text())
+    assert (
+        config["quality"] == {"max_hc_mm": 300} and "the parent's" in config["adaptation"]["flag"]
+    )
+    monkeypatch.setattr(adapt_module, "MIN_CORRECTIONS_FOR_FLAG", 30)
+    tuned = write_model(tmp_path / "b", ckpt, ckpt, *args)
+    config = json.loads((tuned.parent / "config.json").read_text())
+    assert config["quality"]["max_pass_distance_mm"] < 2.0
+    assert config["adaptation"]["flag"].startswith("tuned on 40")
+    assert config["intervals"]["data"].startswith("40 held-back")

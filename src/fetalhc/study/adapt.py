@@ -31,11 +31,15 @@ from fetalhc.io.files import read_json, write_csv, write_json, write_text
 from fetalhc.io.images import read_gray
 from fetalhc.measure.agreement import agreement, paired_bootstrap_ci
 from fetalhc.measure.ellipse import Ellipse, draw_filled, hc_mm
+from fetalhc.measure.flag_search import FLAG_SHARE, choose_thresholds, plain_thresholds
 from fetalhc.measure.uncertainty import calibrate
 from fetalhc.model.checkpoint import resolve_checkpoint
 from fetalhc.training.adapt import FineTune, fine_tune
 
 HC18_TOLERANCE_MM = 0.1
+# The flag is tuned again on the held-back corrections only from this many on (its search
+# needs several errors over 10 mm to choose between rules); below, the base's flag stays.
+MIN_CORRECTIONS_FOR_FLAG = 300
 CANDIDATES = ("base", "offset", "head", "decoder", "full", "offset+decoder")
 FINE_TUNED = {"head": "head", "decoder": "decoder", "full": "full", "offset+decoder": "decoder"}
 
@@ -132,7 +136,7 @@ class Measured:
     hc: np.ndarray
     ok: np.ndarray
     ellipses: list[Ellipse | None]
-    features: list[dict]
+    features: list[dict]  # the flag's features and the difficulty's, per image
 
 
 def measure(measurer: HeadMeasurer, samples: list[Sample], offset_mm: float = 0.0) -> Measured:
@@ -153,9 +157,10 @@ def measure(measurer: HeadMeasurer, samples: list[Sample], offset_mm: float = 0.
         ellipses.append(e if r.ok else None)
         features.append(
             {
+                **r.quality_features(),
                 "hc_mm": value,
-                "pass_distance_mm": r.pass_distance_mm,
                 "pixel_size_mm": s.pixel_size_mm,
+                "cephalic_index": r.biometry.cephalic_index if r.biometry else math.nan,
             }
         )
     return Measured(np.array(hc, float), np.array(ok, bool), ellipses, features)
@@ -364,6 +369,18 @@ def write_model(
         "corrections": len(samples),
     }
     ref = np.array([s.final_hc_mm for s in held])
+    if len(held) >= MIN_CORRECTIONS_FOR_FLAG:
+        rows = [
+            {**f, "hc_abs_diff_mm": abs(hc - r)}
+            for f, hc, r in zip(held_measured.features, held_measured.hc, ref, strict=True)
+        ]
+        config["quality"] = plain_thresholds(choose_thresholds(rows, FLAG_SHARE))
+        config["adaptation"]["flag"] = f"tuned on {len(held)} held-back corrections"
+    else:
+        config["adaptation"]["flag"] = (
+            f"the parent's ({len(held)} held-back corrections; tuned again from "
+            f"{MIN_CORRECTIONS_FOR_FLAG})"
+        )
     old = config.get("intervals")
     features = tuple(old["features"]) if old else ("hc_mm", "pass_distance_mm", "pixel_size_mm")
     x = np.array([[f.get(k, math.nan) for k in features] for f in held_measured.features])
