@@ -216,16 +216,25 @@ def contrast_reason(levels: float) -> str:
     )
 
 
+def outline_samples(ellipse: Ellipse, n: int) -> tuple[np.ndarray, ...]:
+    """(x, y, cos t, sin t) at `n` evenly spaced parametric angles t of the ellipse's
+    outline (the skull profiles and the share outside the image sample it alike)."""
+    t = np.linspace(0.0, 2.0 * math.pi, n, endpoint=False)
+    cos_t, sin_t = np.cos(t), np.sin(t)
+    c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
+    a, b = max(ellipse.a, 1e-9), max(ellipse.b, 1e-9)
+    x = ellipse.cx + a * cos_t * c - b * sin_t * s
+    y = ellipse.cy + a * cos_t * s + b * sin_t * c
+    return x, y, cos_t, sin_t
+
+
 def outline_outside(ellipse: Ellipse | None, shape_hw: tuple[int, int]) -> float:
     """The share of the ellipse's outline (by parametric angle, every degree) that lies
     outside an image of `shape_hw`; NaN without an ellipse."""
     if ellipse is None:
         return math.nan
     h, w = shape_hw[:2]
-    t = np.linspace(0, 2 * np.pi, 360, endpoint=False)
-    c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
-    x = ellipse.cx + ellipse.a * np.cos(t) * c - ellipse.b * np.sin(t) * s
-    y = ellipse.cy + ellipse.a * np.cos(t) * s + ellipse.b * np.sin(t) * c
+    x, y, _, _ = outline_samples(ellipse, 360)
     return float(np.mean((x < -0.5) | (x > w - 0.5) | (y < -0.5) | (y > h - 0.5)))
 
 
@@ -292,12 +301,9 @@ def skull_edge_support(
     has none. `levels`: the image's `grey_levels`, if known already."""
     gray = np.asarray(gray, np.uint8)
     h, w = gray.shape[:2]
-    theta = np.linspace(0.0, 2.0 * math.pi, OUTLINE_SAMPLES, endpoint=False)
-    cos_t, sin_t = np.cos(theta), np.sin(theta)
+    x, y, cos_t, sin_t = outline_samples(ellipse, OUTLINE_SAMPLES)
     c, s = math.cos(ellipse.angle), math.sin(ellipse.angle)
     a, b = max(ellipse.a, 1e-9), max(ellipse.b, 1e-9)
-    x = ellipse.cx + a * cos_t * c - b * sin_t * s
-    y = ellipse.cy + a * cos_t * s + b * sin_t * c
     # the outward normal: the gradient of u² + v²
     nx, ny = cos_t / a * c - sin_t / b * s, cos_t / a * s + sin_t / b * c
     norm = np.hypot(nx, ny)

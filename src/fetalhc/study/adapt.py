@@ -81,17 +81,21 @@ def load_samples(data: Path) -> list[Sample]:
     images, split by the image's hash exactly as stored corrections are)."""
     if any(data.glob("*.json")):
         return [_from_correction(c) for c in read_corrections(data)]
-    samples = []
-    for rec in load_labelled(data):
-        gray = read_gray(rec.image_path)
-        e = reference_ellipse(read_gray(rec.annotation_path))
-        if e is None or not rec.pixel_size_mm:
-            continue
-        digest = sha256_hex(gray.tobytes() + repr(gray.shape).encode())
-        samples.append(Sample(rec.filename, gray, e, rec.pixel_size_mm, part_of(digest), digest))
+    samples = [s for rec in load_labelled(data) if (s := _labelled_sample(rec)) is not None]
     if not samples:
         raise FetalHCError(f"{data}: no corrections and no labelled HC18-layout images")
     return samples
+
+
+def _labelled_sample(rec, part: str | None = None) -> Sample | None:
+    """An HC18-layout labelled image as a sample (its outline's ellipse); its part, unless
+    given, by the image's hash as a stored correction's; None without an ellipse."""
+    gray = read_gray(rec.image_path)
+    e = reference_ellipse(read_gray(rec.annotation_path))
+    if e is None or not rec.pixel_size_mm:
+        return None
+    digest = sha256_hex(gray.tobytes() + repr(gray.shape).encode())
+    return Sample(rec.filename, gray, e, rec.pixel_size_mm, part or part_of(digest), digest)
 
 
 def _from_correction(c: Correction) -> Sample:
@@ -176,8 +180,9 @@ def hc18_check(
     ref = np.array([s.final_hc_mm for s in samples])
     out = agreement(m.hc, ref, m.ok)
     if base is not None:
-        out["adf_change_mm"] = out["adf_mm"] - agreement(base.hc, ref)["adf_mm"]
-        out["over_10mm_change"] = out["over_10mm"] - agreement(base.hc, ref)["over_10mm"]
+        before = agreement(base.hc, ref)
+        out["adf_change_mm"] = out["adf_mm"] - before["adf_mm"]
+        out["over_10mm_change"] = out["over_10mm"] - before["over_10mm"]
     return out
 
 
@@ -330,12 +335,7 @@ def _hc18_samples(options: AdaptOptions) -> tuple[list[Sample], list[Sample]]:
     order = rng.permutation(len(records))
     need = options.replay_images + options.hc18_check_images
     picked = [records[i] for i in order[:need]]
-    samples = []
-    for rec in picked:
-        gray = read_gray(rec.image_path)
-        e = reference_ellipse(read_gray(rec.annotation_path))
-        if e is not None and rec.pixel_size_mm:
-            samples.append(Sample(rec.filename, gray, e, rec.pixel_size_mm, "hc18", ""))
+    samples = [s for rec in picked if (s := _labelled_sample(rec, "hc18")) is not None]
     return samples[: options.replay_images], samples[options.replay_images :]
 
 
