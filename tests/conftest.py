@@ -5,6 +5,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from fetalhc.sample import sample_dir
@@ -13,6 +15,20 @@ from fetalhc.sample import sample_dir
 @pytest.fixture(scope="session")
 def sample() -> Path:
     return sample_dir()
+
+
+@pytest.fixture(scope="session")
+def head(sample: Path) -> np.ndarray:
+    """A sample head (180_HC.png: HC18's pixel size 0.134 mm) as 8-bit grey."""
+    return cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
+
+
+@pytest.fixture(scope="session")
+def measurer():
+    """The bundled model, loaded once for the session (PyTorch)."""
+    from fetalhc.inference.measurer import HeadMeasurer
+
+    return HeadMeasurer(backend="torch")
 
 
 @pytest.fixture()

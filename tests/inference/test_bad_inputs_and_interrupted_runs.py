@@ -23,9 +23,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from fetalhc.cli.main import main
-from fetalhc.inference.segmenter import DEFAULT_MODEL
-
-needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 
 
 def cli(capsys, *args) -> tuple[int, str, str]:
@@ -60,7 +57,6 @@ def images(tmp_path, sample) -> Path:
 
 
 # ---------------------------------------------------------------- wrong HC marked ok
-@needs_model
 def test_pixel_csv_columns_found_by_header_name(capsys, tmp_path, images):
     reference = tmp_path / "ref"
     code, _, _ = cli(
@@ -121,7 +117,6 @@ def test_implausible_pixel_size_flag_refused_before_any_work(capsys, tmp_path, i
     assert not out.exists()
 
 
-@needs_model
 def test_implausible_pixel_sizes_in_csv_are_never_ok(capsys, tmp_path, images):
     table = tmp_path / "sizes.csv"
     table.write_text("filename,pixel size(mm)\n090_HC.png,1e-300\n180_HC.png,inf\n")
@@ -133,7 +128,6 @@ def test_implausible_pixel_sizes_in_csv_are_never_ok(capsys, tmp_path, images):
     assert all(r["status"] != "ok" and r["hc_mm"] == "" for r in got)
 
 
-@needs_model
 def test_conflicting_pixel_csv_rows_are_not_measured(capsys, tmp_path, images):
     table = tmp_path / "sizes.csv"
     table.write_text("filename,pixel size(mm)\n090_HC.png,0.1\n090_HC.png,0.2\n180_HC.png,0.13\n")
@@ -145,7 +139,6 @@ def test_conflicting_pixel_csv_rows_are_not_measured(capsys, tmp_path, images):
     assert by_name["180_HC.png"]["status"] == "ok"
 
 
-@needs_model
 @pytest.mark.parametrize("depth", ["16bit-full", "16bit-12bit", "rgba", "rgb"])
 def test_unusual_bit_depths_measure_like_the_8bit_image(capsys, tmp_path, sample, depth):
     gray = cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
@@ -176,7 +169,6 @@ def test_output_folder_problems_reported_before_any_work(capsys, tmp_path, image
     assert a_file.read_text() == "x"
 
 
-@needs_model
 def test_one_bad_image_is_a_row_and_the_rest_finish(capsys, tmp_path, images, monkeypatch):
     (images / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
     (images / "empty.png").write_bytes(b"")
@@ -193,7 +185,6 @@ def test_one_bad_image_is_a_row_and_the_rest_finish(capsys, tmp_path, images, mo
     assert by_name["empty.png"]["status"].startswith("unreadable")
 
 
-@needs_model
 def test_interrupted_predict_keeps_rows_and_rerun_continues(capsys, tmp_path, sample, monkeypatch):
     from fetalhc.inference import measurer as measurer_module
 
@@ -267,7 +258,6 @@ def test_a_partial_run_with_other_columns_or_thresholds_is_not_resumed(tmp_path,
     assert key() != first
 
 
-@needs_model
 def test_unwritable_cache_still_predicts(capsys, tmp_path, images, monkeypatch):
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("x")
@@ -279,7 +269,6 @@ def test_unwritable_cache_still_predicts(capsys, tmp_path, images, monkeypatch):
 
 
 # ---------------------------------------------------------------- inputs accounted for
-@needs_model
 def test_subfolders_and_duplicate_names_are_all_accounted_for(capsys, tmp_path, sample):
     a, b = tmp_path / "a", tmp_path / "b"
     (a / "sub").mkdir(parents=True)

@@ -5,23 +5,6 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-import pytest
-
-from fetalhc.inference.segmenter import DEFAULT_MODEL
-
-pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
-
-
-@pytest.fixture(scope="module")
-def measurer():
-    from fetalhc.inference.measurer import HeadMeasurer
-
-    return HeadMeasurer()
-
-
-@pytest.fixture(scope="module")
-def head(sample):
-    return cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
 
 
 def test_an_all_blank_loop_still_has_its_chosen_row(measurer, head):

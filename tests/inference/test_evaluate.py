@@ -18,6 +18,7 @@ class ReferenceSegmenter:
     batch_size = 1
     backend = "reference"
     checkpoint = Path("reference")
+    config: dict = {}  # a model's config.json: none, so the flag's default thresholds
 
     def __init__(self, records):
         self.masks = iter([load_mask(r) for r in records])

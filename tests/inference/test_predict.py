@@ -16,7 +16,6 @@ HC18_COLUMNS = [
     "semi_axes_b_mm",
     "angle_rad",
 ]
-needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 
 
 def read_rows(path):
@@ -30,7 +29,6 @@ def predict_folder(folder, pixel_csv, out):
     return read_rows(out / "predictions.csv")
 
 
-@needs_model
 def test_bundled_model_on_sample_test_set(tmp_path, sample):
     out = tmp_path / "pred"
     rows = predict_folder(sample / "test_set", sample / "test_set_pixel_size.csv", out)
@@ -46,7 +44,6 @@ def test_bundled_model_on_sample_test_set(tmp_path, sample):
         assert 30 < float(row["hc_mm"]) < 400
 
 
-@needs_model
 def test_bundled_model_measures_labelled_sample(tmp_path, sample):
     """The training CSV works as a pixel CSV; HC close to the sonographer's on most images."""
     out = tmp_path / "pred"
@@ -59,7 +56,6 @@ def test_bundled_model_measures_labelled_sample(tmp_path, sample):
     assert errors[len(errors) // 2] < 5.0  # median within 5 mm
 
 
-@needs_model
 def test_bad_images_are_reported_and_skipped(tmp_path, sample):
     folder = tmp_path / "imgs"
     folder.mkdir()
@@ -83,7 +79,6 @@ def test_missing_input(tmp_path):
     assert r.returncode == 2 and "no such file" in r.stderr
 
 
-@needs_model
 def test_clinical_columns_follow_the_hc18_columns(tmp_path, sample):
     out = tmp_path / "pred"
     r = run_cli(
@@ -134,7 +129,6 @@ def test_every_result_row_has_the_csv_columns_in_order():
     assert measured.as_row()["hc_mm"] == 180.0 and math.isnan(implausible.record()["bpd_mm"])
 
 
-@needs_model
 def test_a_smaller_locating_pass_with_onnx_and_torch(tmp_path, sample, monkeypatch):
     """The bundled model's first pass at 224 instead of its own: ONNX Runtime exports a graph
     for that side (cached beside the others), agrees with PyTorch, and measures the sample's
@@ -165,7 +159,7 @@ def test_a_smaller_locating_pass_with_onnx_and_torch(tmp_path, sample, monkeypat
         assert abs(b.hc_mm - a.hc_mm) < 0.03 * a.hc_mm
     with pytest.raises(Exception, match="locate_side"):
         HeadMeasurer(backend="torch", locate_side=100)
-    from fetalhc.inference.segmenter import DEFAULT_MODEL, Segmenter
+    from fetalhc.inference.segmenter import Segmenter
 
     assert Segmenter(DEFAULT_MODEL, backend="torch", crop_side=0).crop_side == 256
     with pytest.raises(Exception, match="crop_side"):

@@ -6,13 +6,11 @@ from __future__ import annotations
 import shutil
 import subprocess
 
-import cv2
 import pytest
 
 pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("highdicom")
 
-from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.io.dicom_header import dicom_date, dicom_time, fit_for_results, valid_uid  # noqa: E402
 from tests.dicom_helpers import make_dicom  # noqa: E402
 
@@ -66,20 +64,6 @@ def test_what_people_write_becomes_dicom_or_nothing():
     assert dicom_time("25:00") is None
     assert valid_uid("1.2.840.10008.1") and not valid_uid("1.2.840.99.5a")
     assert not valid_uid("1.02.3") and not valid_uid("1." * 40 + "1") and not valid_uid("")
-
-
-@pytest.fixture(scope="module")
-def measurer():
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip("no bundled model")
-    from fetalhc.inference.measurer import HeadMeasurer
-
-    return HeadMeasurer()
-
-
-@pytest.fixture(scope="module")
-def head(sample):
-    return cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
 
 
 def _outputs(measurer, path, tmp_path):

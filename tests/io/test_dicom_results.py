@@ -13,12 +13,10 @@ import pytest
 pydicom = pytest.importorskip("pydicom")
 pytest.importorskip("highdicom")
 
-from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.io.dicom_results import ellipse_points  # noqa: E402
 from tests.conftest import run_cli  # noqa: E402
 from tests.dicom_helpers import make_dicom, sr_numbers  # noqa: E402
 
-needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 PIXEL_CM = 0.0133961232503  # 180_HC.png's pixel size (HC18's CSV), in cm as US regions hold it
 
 
@@ -53,12 +51,6 @@ def test_ellipse_graphic_data_is_major_then_minor_axis():
     assert np.allclose(pts.mean(axis=0), [100, 50])
 
 
-@pytest.fixture(scope="module")
-def head(sample) -> np.ndarray:
-    return cv2.imread(str(sample / "test_set" / "180_HC.png"), cv2.IMREAD_GRAYSCALE)
-
-
-@needs_model
 def test_sr_and_seg_of_a_dicom_image(tmp_path, head):
     src = make_dicom(tmp_path / "in" / "scan.dcm", head, region_cm=PIXEL_CM)
     out, dicom_out = tmp_path / "out", tmp_path / "dicom"
@@ -101,7 +93,6 @@ def test_sr_and_seg_of_a_dicom_image(tmp_path, head):
         assert dciodvfy_errors(dicom_out / name) == [], name
 
 
-@needs_model
 def test_a_cine_loop_is_measured_frame_by_frame_and_the_head_frame_chosen(tmp_path, head):
     rng = np.random.default_rng(0)
     blank = np.full_like(head, 40)

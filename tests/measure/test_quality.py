@@ -194,8 +194,8 @@ def test_unsupported_arc_rule_is_off_unless_a_model_sets_it():
     assert flag_reasons({"unsupported_arc_deg": 100.0}, t) == []
 
 
-def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(skull_ellipse):
-    from fetalhc.inference.measurer import Derivation, in_pixel_size, result_from_measurement
+def test_the_arc_is_measured_in_the_pixel_size_the_head_is_measured_in(skull_ellipse):
+    from fetalhc.inference.measurer import result_from_measurement
     from fetalhc.measure.ellipse import draw_filled
     from fetalhc.measure.postprocess import measure
 
@@ -205,9 +205,10 @@ def test_measurer_reports_the_arc_and_measures_it_again_for_another_pixel_size(s
     result = result_from_measurement("a.png", m, 0.1, thresholds=t, image=image)
     assert result.unsupported_arc_deg <= 10.0 and result.quality == "ok"
     assert result.as_row()["unsupported_arc_deg"] == pytest.approx(result.unsupported_arc_deg)
-    result.image, result.derived_from = image, Derivation(m, None, t, {})
-    assert math.isnan(in_pixel_size(result, None).unsupported_arc_deg)
-    coarser = in_pixel_size(result, 0.3)
+    unsized = result_from_measurement("a.png", m, None, thresholds=t, image=image)
+    assert math.isnan(unsized.unsupported_arc_deg) and unsized.status == "no_pixel_size"
+    # the skull 20 px inside is 6 mm at 0.3 mm a pixel: too far to support the outline
+    coarser = result_from_measurement("a.png", m, 0.3, thresholds=t, image=image)
     assert coarser.unsupported_arc_deg == 360.0 and coarser.quality == "check"
     assert any("360 degrees" in r for r in coarser.quality_reasons)
     # without the image (a caller measuring a mask alone) the feature is unknown, no flag

@@ -12,7 +12,7 @@ from fetalhc.data.hc18 import load_labelled, subject_of
 from fetalhc.data.split import fold_split, group_folds, group_split
 from fetalhc.errors import FetalHCError
 from fetalhc.inference.measurer import HeadMeasurer
-from fetalhc.inference.segmenter import RELOCATE_BELOW, Segmenter, needs_relocating
+from fetalhc.inference.segmenter import Segmenter, needs_relocating
 from fetalhc.measure.ellipse import Ellipse, draw_filled, fit_mask
 from fetalhc.measure.metrics import iou
 from fetalhc.model.crops import (
@@ -67,30 +67,38 @@ def test_head_square_holds_the_head_with_its_margin():
 
 
 # ---------------------------------------------------------------- two-pass inference
-def brightness_segmenter(head_crop=0.2, size=64):
-    """A Segmenter whose 'network' calls bright pixels head: logit = (input - 0.5) * 40 on
-    the unit-normalised input. Any error then comes from the crop geometry alone."""
-    seg = Segmenter.__new__(Segmenter)
-    seg.size, seg.normalization, seg.batch_size = (size, size), "unit", 4
-    seg.head_crop, seg.flip_tta, seg.quality_thresholds = head_crop, False, {}
-    seg.locate_side = seg.crop_side = size
-    seg.close_up, seg.relocate_below, seg.located_again = True, RELOCATE_BELOW, 0
-    seg.checkpoint = __import__("pathlib").Path("brightness")
-    seg.calls = []
+class BrightnessNetwork:
+    """A 'network' that calls bright pixels head: logit = (input - 0.5) * 40 on the
+    unit-normalised input. Any error then comes from the crop geometry alone. It records
+    the shape of every batch it is run on."""
 
-    def run(x):
-        seg.calls.append(x.shape)
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, ...]] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append(x.shape)
         return ((x[:, :1] - 0.5) * 40).astype(np.float32)
 
-    seg._run = run
-    return seg
+
+def brightness_segmenter(
+    head_crop=0.2, size=64, quality=None, **options
+) -> tuple[Segmenter, BrightnessNetwork]:
+    """A two-pass Segmenter around a BrightnessNetwork (its config as a model's would be:
+    `quality` its flag's thresholds), and the network."""
+    network = BrightnessNetwork()
+    config = {"model": {"image_size": [size, size], "normalization": "unit"}}
+    config["model"]["head_crop"] = head_crop
+    if quality is not None:
+        config["quality"] = quality
+    seg = Segmenter("brightness", batch_size=4, runner=network, config=config, **options)
+    return seg, network
 
 
 def test_two_passes_outline_a_small_head_that_one_pass_cannot():
     image, truth = disc_image()  # a first-trimester-sized head: ~40 px across in 800 px
-    seg = brightness_segmenter()
+    seg, net = brightness_segmenter()
     [pred] = seg.predict([image])
-    assert len(seg.calls) == 2  # the whole image, then the crop around the head
+    assert len(net.calls) == 2  # the whole image, then the crop around the head
     assert pred.probability.shape == image.shape and pred.coarse_probability is not None
     fine = fit_mask(pred.probability >= 0.5)
     coarse = fit_mask(pred.coarse_probability >= 0.5)
@@ -106,18 +114,21 @@ def test_two_passes_outline_a_small_head_that_one_pass_cannot():
 
 def test_two_pass_measurement_reports_pass_disagreement_and_uses_model_thresholds():
     image, _ = disc_image(axes=(150, 120), centre=(400, 270))
-    seg = brightness_segmenter(size=128)
+    seg, _ = brightness_segmenter(size=128)
     result = HeadMeasurer.from_segmenter(seg).measure(image, 0.2)
     assert result.ok and 0 <= result.pass_disagreement < 0.05
     assert result.quality == "ok"
     # a threshold below the measured disagreement (from the model's config) flags it
-    seg.quality_thresholds = {"max_pass_disagreement": result.pass_disagreement / 2}
+    own = {"max_pass_disagreement": result.pass_disagreement / 2}
+    seg, _ = brightness_segmenter(size=128, quality=own)
     flagged = HeadMeasurer.from_segmenter(seg).measure(image, 0.2)
     assert flagged.quality == "check"
     assert any("passes disagree" in r for r in flagged.quality_reasons)
-    seg.quality_thresholds = {"max_pass_disagreement": "high"}
+    # the caller's thresholds win over the model's
+    assert HeadMeasurer.from_segmenter(seg, quality={}).measure(image, 0.2).quality == "ok"
+    seg, _ = brightness_segmenter(size=128, quality={"max_pass_disagreement": "high"})
     with pytest.raises(FetalHCError, match="max_pass_disagreement"):
-        HeadMeasurer.from_segmenter(seg).measure(image, 0.2)
+        HeadMeasurer.from_segmenter(seg)  # refused at load, before any image
 
 
 def test_pass_distance_is_the_mean_gap_between_the_passes_outlines_in_mm():
@@ -158,9 +169,9 @@ def test_outline_distance_of_a_very_large_image_is_computed_on_a_smaller_copy():
 
 
 def test_no_head_in_the_first_pass_means_no_second_pass():
-    seg = brightness_segmenter()
+    seg, net = brightness_segmenter()
     [pred] = seg.predict([np.zeros((100, 120), np.uint8)])
-    assert len(seg.calls) == 1 and pred.probability.max() < 0.5
+    assert len(net.calls) == 1 and pred.probability.max() < 0.5
 
 
 # ---------------------------------------------------------------- training on crops
@@ -247,7 +258,7 @@ def test_two_pass_logits_at_model_size_score_like_the_full_size_mask():
     from fetalhc.inference.evaluate import paper_metrics
 
     image, truth = disc_image(axes=(150, 120), centre=(400, 270))
-    [pred] = brightness_segmenter(size=128).predict([image])
+    [pred] = brightness_segmenter(size=128)[0].predict([image])
     assert pred.logits_small.shape == (128, 128)
     assert paper_metrics(pred.logits_small, image > 0)["paper_dice"] > 0.98
 
@@ -269,11 +280,11 @@ def test_data_split_writes_one_split_per_fold(tmp_path, sample):
 
 def test_large_heads_are_flagged_above_the_models_hc_threshold():
     image, _ = disc_image(axes=(150, 120), centre=(400, 270))
-    seg = brightness_segmenter(size=128)
+    seg, _ = brightness_segmenter(size=128)
     hc = HeadMeasurer.from_segmenter(seg).measure(image, 0.3).hc_mm
-    seg.quality_thresholds = {"max_hc_mm": hc + 1}
+    seg, _ = brightness_segmenter(size=128, quality={"max_hc_mm": hc + 1})
     assert HeadMeasurer.from_segmenter(seg).measure(image, 0.3).quality == "ok"
-    seg.quality_thresholds = {"max_hc_mm": hc - 1}
+    seg, _ = brightness_segmenter(size=128, quality={"max_hc_mm": hc - 1})
     result = HeadMeasurer.from_segmenter(seg).measure(image, 0.3)
     assert result.ok and result.quality == "check"
     assert any("large head" in r for r in result.quality_reasons)
@@ -302,10 +313,10 @@ def test_a_run_from_before_the_new_settings_resumes_with_their_defaults(
 
 @pytest.mark.parametrize("value", [0, 128, 255])
 def test_blank_frames_have_no_head_even_where_a_network_would_see_one(value):
-    seg = brightness_segmenter()  # calls every bright pixel head: a white frame is "all head"
+    seg, net = brightness_segmenter()  # calls every bright pixel head: a white frame is "all head"
     result = HeadMeasurer.from_segmenter(seg).measure(np.full((300, 400), value, np.uint8), 0.1)
     assert result.status == "no_head" and "blank" in result.quality_reasons[0]
-    assert seg.calls == []  # not even run
+    assert net.calls == []  # not even run
 
 
 @pytest.mark.parametrize(
@@ -314,10 +325,9 @@ def test_blank_frames_have_no_head_even_where_a_network_would_see_one(value):
 )
 def test_each_pass_runs_at_its_own_side(locate, crop):
     image, truth = disc_image(axes=(150, 120), centre=(400, 270))
-    seg = brightness_segmenter(size=128)
-    seg.locate_side, seg.crop_side = locate, crop
+    seg, net = brightness_segmenter(size=128, locate_side=locate, crop_side=crop)
     [pred] = seg.predict([image])
-    assert seg.calls == [(1, 3, locate, locate), (1, 3, crop, crop)]
+    assert net.calls == [(1, 3, locate, locate), (1, 3, crop, crop)]
     fine = fit_mask(pred.probability >= 0.5)
     assert (fine.cx, fine.cy) == pytest.approx((truth.cx, truth.cy), abs=1.0)
     assert max(fine.a, fine.b) == pytest.approx(max(truth.a, truth.b), rel=0.03)
@@ -326,35 +336,32 @@ def test_each_pass_runs_at_its_own_side(locate, crop):
 
 def test_a_head_the_smaller_locating_pass_misses_is_located_again_at_the_model_side():
     image, truth = disc_image(axes=(16, 13))  # ~1.3 px across at a 32-pixel first pass
-    seg = brightness_segmenter(size=64)
-    seg.locate_side = 32
+    seg, net = brightness_segmenter(size=64, locate_side=32)
     [pred] = seg.predict([image])
-    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 64, 64)]
+    assert net.calls == [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 64, 64)]
     fine = fit_mask(pred.probability >= 0.5)
     assert (fine.cx, fine.cy) == pytest.approx((truth.cx, truth.cy), abs=1.0)
     assert pred.coarse_probability.max() >= 0.5  # the first pass kept is the second one
     # a head found at the smaller side is not located twice
     large, _ = disc_image(axes=(150, 120), centre=(400, 270))
-    seg.calls.clear()
+    net.calls.clear()
     seg.predict([large])
-    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
+    assert net.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
 
 
 def test_a_small_head_the_smaller_locating_pass_finds_is_located_again():
     # 200 px of the image's 800: a quarter, under RELOCATE_BELOW; two heads side by side in
     # one frame are each this small, and the second fades at a small first pass
     image, truth = disc_image(axes=(100, 80), centre=(400, 270), angle=0.0)
-    seg = brightness_segmenter(size=64)
-    seg.locate_side = 32
+    seg, net = brightness_segmenter(size=64, locate_side=32)
     [pred] = seg.predict([image])
-    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 64, 64)]
+    assert net.calls == [(1, 3, 32, 32), (1, 3, 64, 64), (1, 3, 64, 64)]
     assert seg.located_again == 1
     fine = fit_mask(pred.probability >= 0.5)
     assert max(fine.a, fine.b) == pytest.approx(100, rel=0.03)
-    seg.calls.clear()
-    seg.relocate_below = 0.0  # off: only a head not found is located again
-    seg.predict([image])
-    assert seg.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
+    off, net = brightness_segmenter(size=64, locate_side=32, relocate_below=0.0)
+    off.predict([image])  # off: only a head not found is located again
+    assert net.calls == [(1, 3, 32, 32), (1, 3, 64, 64)]
 
 
 def test_which_finds_are_located_again():
@@ -369,11 +376,11 @@ def test_which_finds_are_located_again():
 
 def test_without_the_close_up_the_first_pass_is_the_result():
     image, truth = disc_image(axes=(150, 120), centre=(400, 270))
-    seg = brightness_segmenter(size=128)
+    seg, net = brightness_segmenter(size=128)
     [both] = seg.predict([image])
-    seg.close_up, seg.calls = False, []
+    seg.close_up, net.calls = False, []
     [one] = seg.predict([image])
-    assert seg.calls == [(1, 3, 128, 128)]  # one network pass, the whole image
+    assert net.calls == [(1, 3, 128, 128)]  # one network pass, the whole image
     assert one.coarse_map is None
     np.testing.assert_array_equal(one.probability, both.coarse_probability)
     coarse = fit_mask(one.probability >= 0.5)
@@ -398,8 +405,6 @@ def test_crop_side_is_checked_and_read_from_the_config(tmp_path):
         ModelConfig.from_dict({"crop_side": 200})
     assert ModelConfig.from_dict({"crop_side": 192}).crop_side == 192
     assert ModelConfig.from_dict({}).crop_side == 0  # the trained side
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip("no bundled model")
     shutil.copy(DEFAULT_MODEL, tmp_path / "m.safetensors")
     config = json.loads((DEFAULT_MODEL.parent / "config.json").read_text())
     config["model"].update(crop_side=160, locate_side=224)

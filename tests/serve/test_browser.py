@@ -14,14 +14,12 @@ import pytest
 pytest.importorskip("selenium")
 pytest.importorskip("uvicorn")
 
-from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 
 CHROMEDRIVER = shutil.which("chromedriver")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = [
     pytest.mark.browser,
     pytest.mark.skipif(not (CHROMEDRIVER and CHROMIUM), reason="Chromium not installed"),
-    pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model"),
 ]
 
 

@@ -9,16 +9,10 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.doubles import NeverMeasures
+
 STRONG = "k3P9-wq7ZrT2xV1m"
 FINAL = {"cx": 200.0, "cy": 150.0, "a": 90.0, "b": 70.0, "angle_rad": 0.2}
-
-
-class Unused:
-    batch_size = 1
-    model_name = "double"
-
-    def measure_many(self, *args, **kwargs):
-        raise AssertionError("storing a correction measures nothing")
 
 
 def service(folder, **config):
@@ -27,7 +21,7 @@ def service(folder, **config):
     from fetalhc.serve.app import ServiceConfig, create_app
 
     return TestClient(
-        create_app(Unused(), ServiceConfig(corrections_dir=folder, **config)),
+        create_app(NeverMeasures(), ServiceConfig(corrections_dir=folder, **config)),
         base_url="http://127.0.0.1:8000",
     )
 
@@ -103,5 +97,5 @@ def test_without_a_corrections_folder_nothing_is_kept(tmp_path):
 
     from fetalhc.serve.app import ServiceConfig, create_app
 
-    with TestClient(create_app(Unused(), ServiceConfig()), base_url="http://127.0.0.1") as c:
+    with TestClient(create_app(NeverMeasures(), ServiceConfig()), base_url="http://127.0.0.1") as c:
         assert post(c).status_code == 404

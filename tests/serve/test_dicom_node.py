@@ -27,7 +27,6 @@ pytest.importorskip("highdicom")
 
 from pydicom.uid import JPEGBaseline8Bit  # noqa: E402
 
-from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.serve.dicom_node import Forward  # noqa: E402
 from tests.dicom_helpers import make_dicom, sr_numbers  # noqa: E402
 
@@ -46,7 +45,6 @@ ORTHANC = shutil.which("Orthanc")
 pytestmark = [
     pytest.mark.skipif(DCMTK_STORESCU is None, reason="dcmtk's storescu is not installed"),
     pytest.mark.skipif(ORTHANC is None, reason="Orthanc is not installed"),
-    pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model"),
 ]
 
 

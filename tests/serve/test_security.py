@@ -14,18 +14,9 @@ from fetalhc.serve.security import (
     token_problem,
 )
 from tests.conftest import run_cli
+from tests.doubles import NeverMeasures
 
 STRONG = "k3P9-wq7ZrT2xV1m"
-
-
-class Refused:
-    """A measurer double: every request here is answered before anything is measured."""
-
-    batch_size = 1
-    model_name = "double"
-
-    def measure_many(self, *args, **kwargs):
-        raise AssertionError("a refused request reached the measurer")
 
 
 def service(**config):
@@ -34,7 +25,7 @@ def service(**config):
     from fetalhc.serve.app import ServiceConfig, create_app
 
     return TestClient(
-        create_app(Refused(), ServiceConfig(**config)), base_url="http://127.0.0.1:8000"
+        create_app(NeverMeasures(), ServiceConfig(**config)), base_url="http://127.0.0.1:8000"
     )
 
 

@@ -17,12 +17,11 @@ from pydicom.uid import (  # noqa: E402
     JPEGBaseline8Bit,
 )
 
-from fetalhc.inference.segmenter import DEFAULT_MODEL  # noqa: E402
 from fetalhc.io.dicom import read_dicom  # noqa: E402
 from fetalhc.serve.app import ServiceConfig, create_app  # noqa: E402
 from tests.dicom_helpers import make_dicom, sr_numbers  # noqa: E402
+from tests.doubles import SlowMeasurer  # noqa: E402
 
-needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 PIXEL = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
 
 
@@ -35,8 +34,6 @@ def gray(sample) -> np.ndarray:
 def client():
     from fetalhc.inference.measurer import HeadMeasurer
 
-    if not DEFAULT_MODEL.is_file():
-        pytest.skip("no bundled model")
     app = create_app(HeadMeasurer(backend="torch"), ServiceConfig(max_upload_mb=2))
     with TestClient(app, base_url="http://127.0.0.1") as c:
         yield c
@@ -79,7 +76,6 @@ def test_health(client):
     assert client.get("/app.js").status_code == 200
 
 
-@needs_model
 def test_png_and_the_same_image_as_dicom_give_the_same_hc(client, tmp_path, sample, gray):
     png = (sample / "test_set" / "180_HC.png").read_bytes()
     r = post(client, "180_HC.png", png, pixel_size_mm=str(PIXEL), mask="true")
@@ -106,7 +102,6 @@ def test_png_and_the_same_image_as_dicom_give_the_same_hc(client, tmp_path, samp
     assert bpd_low < body["biometry"]["bpd_mm"] < bpd_high
 
 
-@needs_model
 def test_missing_pixel_size_gives_the_ellipse_and_a_message(client, sample):
     r = post(client, "a.png", (sample / "test_set" / "180_HC.png").read_bytes())
     body = r.json()
@@ -115,7 +110,6 @@ def test_missing_pixel_size_gives_the_ellipse_and_a_message(client, sample):
     assert body["hc_interval_mm"] is None and body["ga_range_weeks"] is None
 
 
-@needs_model
 def test_image_without_head(client):
     blank = cv2.imencode(".png", np.zeros((300, 400), np.uint8))[1].tobytes()
     body = post(client, "blank.png", blank, pixel_size_mm="0.1").json()
@@ -162,21 +156,6 @@ def test_oversized_upload_and_image_are_413(client, tmp_path):
         assert r.status_code == 413 and "too large" in r.json()["detail"]
 
 
-class SlowMeasurer:
-    """Stands in for a model that takes a while, to fill the queue."""
-
-    model_name = "slow"
-
-    def __init__(self) -> None:
-        self.release = threading.Event()
-
-    def measure_many(self, images, pixel_sizes_mm=None, names=None, ga_weeks=None):
-        from fetalhc.inference.measurer import HeadMeasurement
-
-        self.release.wait(10)
-        return [HeadMeasurement(name or "x", "no_head") for name in names]
-
-
 def test_full_queue_is_503_with_retry_after(sample):
     slow = SlowMeasurer()
     app = create_app(slow, ServiceConfig(workers=1, queue=0))
@@ -206,7 +185,6 @@ def test_save_dir_keeps_image_and_result(sample, tmp_path):
     assert saved == [".json", ".png"]
 
 
-@needs_model
 def test_a_cine_upload_gives_every_frame_and_the_chosen_one_first(client, tmp_path, gray):
     blank = np.full_like(gray, 40)
     loop = make_dicom(tmp_path / "loop.dcm", [blank, gray, blank], region_cm=PIXEL / 10)
@@ -219,7 +197,6 @@ def test_a_cine_upload_gives_every_frame_and_the_chosen_one_first(client, tmp_pa
     assert body["frames"][1]["hc_mm"] == body["hc_mm"] and body["image_png_base64"]
 
 
-@needs_model
 def test_the_sr_of_an_uploaded_dicom(client, tmp_path, gray):
     import io as _io
 
@@ -235,7 +212,6 @@ def test_the_sr_of_an_uploaded_dicom(client, tmp_path, gray):
     assert not_dicom.status_code == 415
 
 
-@needs_model
 def test_a_given_ga_is_measured_with_the_image_not_patched_after(client, sample):
     png = (sample / "test_set" / "180_HC.png").read_bytes()
     body = post(client, "180_HC.png", png, pixel_size_mm=str(PIXEL), ga="20+3").json()

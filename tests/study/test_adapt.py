@@ -10,13 +10,10 @@ import math
 import numpy as np
 import pytest
 
-from fetalhc.inference.segmenter import DEFAULT_MODEL
 from fetalhc.measure.agreement import agreement, paired_bootstrap_ci
 from fetalhc.measure.ellipse import Ellipse, hc_mm
 from fetalhc.study.adapt import Sample, fit_offset_mm, gate
 from tests.conftest import run_cli
-
-needs_model = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
 
 
 def test_the_fitted_offset_is_the_shift_between_the_outlines():
@@ -64,7 +61,6 @@ def test_the_gate_promotes_only_a_sure_improvement_that_did_not_forget():
     assert gate(_results(-1.0, (-1.5, -0.5), 0.05), "decoder")[0] is True
 
 
-@needs_model
 def test_a_result_moves_by_the_models_convention():
     from fetalhc.inference.measurer import result_from_measurement
     from fetalhc.measure.ellipse import draw_filled
@@ -106,7 +102,6 @@ def test_corrections_import_from_hc18_layout_and_from_a_fixed_predict_csv(tmp_pa
     assert record["final_hc_mm"] == pytest.approx(hc_mm(Ellipse(0, 0, 8.0, 6.5, 0.1), 1.0))
 
 
-@needs_model
 def test_adapt_on_the_sample_writes_a_model_predict_takes_and_says_it_was_not_promoted(
     tmp_path, sample
 ):

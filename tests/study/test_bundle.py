@@ -11,8 +11,6 @@ import pytest
 from fetalhc.inference.segmenter import DEFAULT_MODEL
 from tests.conftest import run_cli
 
-pytestmark = pytest.mark.skipif(not DEFAULT_MODEL.is_file(), reason="no bundled model")
-
 
 def test_bundle_makes_a_folder_predict_uses_and_never_overwrites_one(tmp_path, sample):
     run = tmp_path / "run"

@@ -1,18 +1,16 @@
-"""A cine loop's frames: which are measured, each checked against the DICOM regions,
-and the one its measurement is taken from."""
+"""A cine loop's frames: which are measured, and the one its measurement is taken from."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from fetalhc.inference.derive import in_pixel_size
 from fetalhc.inference.result import HeadMeasurement
 from fetalhc.io.dicom import cine_frames
-from fetalhc.measure.ellipse import Ellipse
+from fetalhc.measure.quality import loop_spread
 
 
 def frame_plan(count: int, name: str) -> list[tuple[int | None, str]]:
@@ -23,32 +21,22 @@ def frame_plan(count: int, name: str) -> list[tuple[int | None, str]]:
     return [(k, f"{name}#{k}") for k in cine_frames(count)]
 
 
-# A cine loop whose measured frames' HC differ by more than this ratio holds different
-# planes (or heads): its chosen frame is flagged with the spread.
-MAX_LOOP_SPREAD = 1.2
-
-
 def settle_frames(
-    results: list[HeadMeasurement], plan: list[tuple[int | None, str]], regions: Sequence = ()
+    results: list[HeadMeasurement], plan: list[tuple[int | None, str]]
 ) -> FramesMeasurement:
-    """The measured frames of `plan`, numbered, each checked against the DICOM regions
-    (`in_its_region`), and the one chosen (a single image: itself)."""
-    for result, (k, _) in zip(results, plan, strict=True):
-        result.frame = k
-    results = [in_its_region(r, regions) for r in results]
+    """The measured frames of `plan`, numbered, and the one chosen (a single image:
+    itself); a loop whose frames disagree has its chosen frame flagged (`loop_spread`)."""
+    results = [replace(r, frame=k) for r, (k, _) in zip(results, plan, strict=True)]
     if len(plan) == 1:
         return FramesMeasurement(results, 0)
     chosen = choose_frame(results)
     if chosen is None:  # no frame holds a head: the first speaks for the loop, as a failed
         return FramesMeasurement(results, 0)  # single image's row does
-    spread = [r.hc_mm for r in results if r.ok]
-    if min(spread) > 0 and max(spread) / min(spread) > MAX_LOOP_SPREAD:
+    why = loop_spread([r.hc_mm for r in results if r.ok])
+    if why:
         lead = results[chosen]
-        lead.quality = "check"
-        lead.quality_reasons.append(
-            f"the loop's frames measure HC from {min(spread):.0f} to {max(spread):.0f} mm "
-            f"({100 * (max(spread) / min(spread) - 1):.0f} % apart): check that the chosen "
-            "frame shows the head in its standard plane"
+        results[chosen] = replace(
+            lead, quality="check", quality_reasons=[*lead.quality_reasons, why]
         )
     return FramesMeasurement(results, chosen)
 
@@ -66,42 +54,6 @@ class FramesMeasurement:
     @property
     def chosen(self) -> HeadMeasurement | None:
         return self.frames[self.chosen_index] if self.chosen_index is not None else None
-
-
-def in_its_region(result: HeadMeasurement, regions: Sequence) -> HeadMeasurement:
-    """A DICOM result whose pixel size came from the header's ultrasound regions, checked
-    against the region that holds the head: all of the fitted ellipse must lie in one
-    region with a physical spacing, and its mm are that region's (a split screen or dual
-    view has several). A head in no single such region gets no HC, with the reason."""
-    if result.ellipse_px is None or not any(r.spacing_mm for r in regions):
-        return result
-    e = result.ellipse_px
-    box = np.array(
-        [
-            [e.cx + sx * _half_width(e, 0), e.cy + sy * _half_width(e, 1)]
-            for sx in (-1, 1)
-            for sy in (-1, 1)
-        ]
-    )
-    holding = [r for r in regions if r.spacing_mm and r.contains(box)]
-    if not holding:
-        out = in_pixel_size(result, None)
-        out.detail = "the head is not inside one ultrasound region; give the pixel size"
-        return out
-    spacing = holding[0].spacing_mm
-    if result.pixel_size_mm is not None and math.isclose(
-        result.pixel_size_mm, spacing, rel_tol=1e-9
-    ):
-        return result
-    return in_pixel_size(result, spacing)
-
-
-def _half_width(e: Ellipse, axis: int) -> float:
-    """Half the extent of an ellipse along x (axis 0) or y (axis 1)."""
-    c, s = math.cos(e.angle), math.sin(e.angle)
-    if axis == 0:
-        return math.hypot(e.a * c, e.b * s)
-    return math.hypot(e.a * s, e.b * c)
 
 
 def choose_frame(results: Sequence[HeadMeasurement]) -> int | None:

@@ -14,24 +14,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import replace
 from decimal import Decimal
 from pathlib import Path
 
 import numpy as np
 
 from fetalhc.errors import FetalHCError, Status
-from fetalhc.inference.derive import (
-    as_pixel_size,
-    image_features,
-    in_pixel_size,
-    result_from_measurement,
-)
+from fetalhc.inference.derive import image_features, result_from_measurement
 from fetalhc.inference.frames import (
-    MAX_LOOP_SPREAD,
     FramesMeasurement,
     choose_frame,
     frame_plan,
-    in_its_region,
     settle_frames,
 )
 from fetalhc.inference.result import (
@@ -42,13 +36,13 @@ from fetalhc.inference.result import (
     QUALITY_FEATURES,
     RANGE_KEYS,
     ROW_COLUMNS,
-    Derivation,
     HeadMeasurement,
     overlay_picture,
 )
 from fetalhc.inference.segmenter import Segmenter, default_checkpoint
 from fetalhc.io.dicom import cine_frames, read_dicom
 from fetalhc.io.images import read_gray
+from fetalhc.io.pixel_size import PixelSize
 from fetalhc.io.pixels import to_gray_uint8
 from fetalhc.measure.postprocess import measure
 from fetalhc.measure.quality import QualityThresholds
@@ -61,22 +55,18 @@ __all__ = [
     "BIOMETRY_KEYS",
     "BLANK_RANGE",
     "HC18_KEYS",
-    "MAX_LOOP_SPREAD",
     "MM_KEYS",
     "QUALITY_FEATURES",
     "RANGE_KEYS",
     "ROW_COLUMNS",
-    "Derivation",
     "FramesMeasurement",
     "HeadMeasurement",
     "HeadMeasurer",
-    "as_pixel_size",
+    "PixelSize",
     "choose_frame",
     "cine_frames",
     "frame_plan",
     "image_features",
-    "in_its_region",
-    "in_pixel_size",
     "measure_image",
     "overlay_picture",
     "result_from_measurement",
@@ -95,7 +85,9 @@ class HeadMeasurer:
     auto | torch | onnx. flip_tta averages the prediction with that of the mirrored image.
     locate_side: a two-pass model's first pass at another square side (a multiple of 32;
     it only has to find the head). quality: the flag's thresholds instead of the model's
-    own (config.json "quality"; names as `QualityThresholds`).
+    own (config.json "quality"; names as `QualityThresholds`). segmenter: anything with a
+    Segmenter's `predict(images)`, `batch_size`, `checkpoint` and `config` (an average of
+    models, a test double) instead of loading `checkpoint`.
     """
 
     def __init__(
@@ -107,37 +99,36 @@ class HeadMeasurer:
         flip_tta: bool = False,
         locate_side: int | None = None,
         quality: dict | None = None,
+        segmenter=None,
     ) -> None:
-        if checkpoint is not None and Path(checkpoint).is_dir():  # a run or model folder
-            checkpoint = resolve_checkpoint(checkpoint, None)
-        self.segmenter = Segmenter(
-            checkpoint if checkpoint is not None else default_checkpoint(),
-            backend=backend,
-            threads=threads,
-            batch_size=batch_size,
-            flip_tta=flip_tta,
-            locate_side=locate_side,
-        )
-        self.intervals = self._intervals()
-        self.offset_mm = self._offset_mm()
-        self.quality = quality
+        if segmenter is None:
+            if checkpoint is not None and Path(checkpoint).is_dir():  # a run or model folder
+                checkpoint = resolve_checkpoint(checkpoint, None)
+            segmenter = Segmenter(
+                checkpoint if checkpoint is not None else default_checkpoint(),
+                backend=backend,
+                threads=threads,
+                batch_size=batch_size,
+                flip_tta=flip_tta,
+                locate_side=locate_side,
+            )
+        self.segmenter = segmenter
+        config = segmenter.config if isinstance(segmenter.config, dict) else {}
+        # the model's settings, read and checked once, at load
+        own = config.get("quality")
+        self.thresholds = self._thresholds(quality if quality is not None else own)
+        self.intervals = self._intervals(config)
+        self.offset_mm = self._offset_mm(config)
 
     @classmethod
-    def from_segmenter(cls, segmenter) -> HeadMeasurer:
-        """Wrap any object with a Segmenter's `predict(images)` and `batch_size` (an
-        ensemble, a test double)."""
-        measurer = cls.__new__(cls)
-        measurer.segmenter = segmenter
-        measurer.intervals = measurer._intervals()
-        measurer.offset_mm = measurer._offset_mm()
-        measurer.quality = None
-        return measurer
+    def from_segmenter(cls, segmenter, quality: dict | None = None) -> HeadMeasurer:
+        """A measurer around an already built segmenter (see `segmenter`)."""
+        return cls(segmenter=segmenter, quality=quality)
 
-    def _offset_mm(self) -> float:
+    def _offset_mm(self, config: dict) -> float:
         """An adapted model's calliper convention (config.json "adaptation"), 0 without;
         a model its gate did not promote is said so once, at load."""
-        config = getattr(self.segmenter, "config", None)
-        adaptation = config.get("adaptation") if isinstance(config, dict) else None
+        adaptation = config.get("adaptation")
         if not isinstance(adaptation, dict):
             return 0.0
         if adaptation.get("promoted") is False:
@@ -151,10 +142,9 @@ class HeadMeasurer:
             raise FetalHCError(f"{self.model_name}: config.json: offset_mm {offset!r}")
         return float(offset)
 
-    def _intervals(self) -> IntervalCalibration | None:
+    def _intervals(self, config: dict) -> IntervalCalibration | None:
         """The model's interval calibration (config.json "intervals"), if it has one."""
-        config = getattr(self.segmenter, "config", None)
-        section = config.get("intervals") if isinstance(config, dict) else None
+        section = config.get("intervals")
         if not section:
             return None
         try:
@@ -162,15 +152,11 @@ class HeadMeasurer:
         except ValueError as exc:
             raise FetalHCError(f"{self.model_name}: config.json: {exc}") from None
 
-    @property
-    def thresholds(self) -> QualityThresholds:
-        """The quality flag's thresholds: the model's own (config.json) or the defaults."""
+    def _thresholds(self, quality) -> QualityThresholds:
+        """The quality flag's thresholds from a mapping of `QualityThresholds`' names (the
+        defaults for what it leaves out, or without one)."""
         try:
-            if self.quality is not None:
-                return QualityThresholds.from_dict(self.quality)
-            return QualityThresholds.from_dict(
-                getattr(self.segmenter, "quality_thresholds", None) or {}
-            )
+            return QualityThresholds.from_dict(quality if isinstance(quality, dict) else {})
         except ValueError as exc:
             raise FetalHCError(f"{self.model_name}: config.json: {exc}") from None
 
@@ -203,21 +189,24 @@ class HeadMeasurer:
     def measure_many(
         self,
         images: Iterable[ImageLike],
-        pixel_sizes_mm: Iterable[float | None] | float | None = None,
+        pixel_sizes_mm: Iterable[PixelSize | float | None] | PixelSize | float | None = None,
         names: Iterable[str] | None = None,
         threshold: float = 0.5,
         keep_logits: bool = False,
         ga_weeks: float | Iterable[float | None] | None = None,
     ) -> Iterator[HeadMeasurement]:
         """Measure many images, batch by batch, yielding one result per image in order.
-        One bad image gives its own status; the others are measured. `ga_weeks`: one known
-        gestational age for all, or one per image (None where unknown)."""
+        One bad image gives its own status; the others are measured. `pixel_sizes_mm`: one
+        for all or one per image, in mm or as a `PixelSize` (a DICOM header's, whose
+        regions decide where the head lies). `ga_weeks`: one known gestational age for all,
+        or one per image (None where unknown)."""
         images = list(images)
-        if pixel_sizes_mm is None or isinstance(pixel_sizes_mm, float | int | str | Decimal):
+        one = (PixelSize, float, int, str, Decimal)
+        if pixel_sizes_mm is None or isinstance(pixel_sizes_mm, one):
             sizes = [pixel_sizes_mm] * len(images)
         else:
             sizes = list(pixel_sizes_mm)
-        sizes = [as_pixel_size(v) for v in sizes]
+        sizes = [PixelSize.of(v) for v in sizes]
         if len(sizes) != len(images):
             raise FetalHCError(f"{len(images)} images but {len(sizes)} pixel sizes")
         if ga_weeks is None or isinstance(ga_weeks, int | float):
@@ -243,10 +232,9 @@ class HeadMeasurer:
     def measure_frames(
         self,
         frames: Sequence[np.ndarray],
-        pixel_size_mm: float | None,
+        pixel_size_mm: PixelSize | float | None,
         name: str,
         ga_weeks: float | None = None,
-        regions: Sequence = (),
     ) -> FramesMeasurement:
         """A cine loop (or one image, as a list of one frame): its frames measured (every
         frame up to CINE_MAX_FRAMES, else a stride), named `<name>#<frame>`, and the one
@@ -258,7 +246,7 @@ class HeadMeasurer:
             [label for _, label in plan],
             ga_weeks=ga_weeks,
         )
-        return settle_frames(list(results), plan, regions)
+        return settle_frames(list(results), plan)
 
     def measure_dicom(
         self, path: str | os.PathLike, pixel_size_mm: float | None = None, ga_weeks=None
@@ -266,17 +254,15 @@ class HeadMeasurer:
         """A DICOM image or cine loop from a file; the pixel size from its header unless
         given. Its header is kept in `.dataset` for `to_dicom_sr` and friends."""
         dcm = read_dicom(path, cine=True)
-        size = pixel_size_mm if pixel_size_mm is not None else dcm.pixel_size_mm
-        # the header's regions decide the mm unless the caller gave the pixel size
-        regions = dcm.regions if pixel_size_mm is None else ()
-        measured = self.measure_frames(dcm.frames, size, Path(path).name, ga_weeks, regions)
-        measured.dataset = dcm.dataset
-        return measured
+        # the header's size (its regions decide where the head lies) unless one is given
+        size = PixelSize.of(pixel_size_mm) if pixel_size_mm is not None else dcm.pixel_size
+        measured = self.measure_frames(dcm.frames, size, Path(path).name, ga_weeks)
+        return replace(measured, dataset=dcm.dataset)
 
     def _measure_batch(
         self,
         images: list[ImageLike],
-        sizes: list[float | None],
+        sizes: list[PixelSize],
         names: list[str],
         threshold: float = 0.5,
         keep_logits: bool = False,
@@ -299,6 +285,8 @@ class HeadMeasurer:
                 results[i] = HeadMeasurement(
                     names[i],
                     Status.NO_HEAD,
+                    pixel_size_mm=sizes[i].mm,
+                    pixel_size_source=sizes[i].source,
                     quality_reasons=["the image is blank (almost uniform grey)"],
                     mask=np.zeros(gray.shape, np.uint8),
                     image=gray,
@@ -314,29 +302,21 @@ class HeadMeasurer:
                 for i, _ in decoded:
                     results[i] = HeadMeasurement(names[i], Status.ERROR, error)
             if predictions is not None:
-                thresholds = self.thresholds
                 for (i, image), p in zip(decoded, predictions, strict=True):
-                    m = measure(
-                        p.probability_map, threshold, coarse=p.coarse_map, thresholds=thresholds
-                    )
-                    seen = image_features(image, m.ellipse)
+                    m = measure(p.probability_map, threshold, coarse=p.coarse_map)
                     result = result_from_measurement(
                         names[i],
                         m,
                         sizes[i],
                         gas[i],
-                        thresholds,
-                        seen,
+                        self.thresholds,
+                        image_features(image, m.ellipse),
                         image,
                         self.intervals,
                         self.offset_mm,
                     )
-                    result.derived_from = Derivation(
-                        m, gas[i], thresholds, seen, self.intervals, self.offset_mm
-                    )
-                    result.image = image
                     if keep_logits:
-                        result.logits = p.logits_small
+                        result = replace(result, logits=p.logits_small)
                     results[i] = result
         return [r for r in results if r is not None]
 

@@ -27,7 +27,7 @@ from fetalhc.inference.measurer import (
     HeadMeasurer,
     overlay_picture,
 )
-from fetalhc.io.dicom import DICOM_SUFFIXES, header_pixel_size, read_dicom
+from fetalhc.io.dicom import DICOM_SUFFIXES, read_dicom
 from fetalhc.io.dicom_results import write_dicom
 from fetalhc.io.files import (
     atomic_path,
@@ -38,6 +38,7 @@ from fetalhc.io.files import (
     write_json,
     write_png,
 )
+from fetalhc.io.pixel_size import PixelSize
 
 log = logging.getLogger(__name__)
 
@@ -148,42 +149,62 @@ def collect_images(
     return images, notes
 
 
-def pixel_sizes(images: list[InputImage], options: PredictOptions) -> dict[str, float | None]:
+@dataclass(frozen=True)
+class FromHeader:
+    """A DICOM file's pixel size: its header's, read when the file is (once), else
+    `fallback_mm` (--pixel-size)."""
+
+    fallback_mm: float | None = None
+
+    def choose(self, header: PixelSize) -> PixelSize:
+        return header if header.mm is not None else PixelSize.of(self.fallback_mm)
+
+
+SizeChoice = PixelSize | FromHeader
+
+
+def pixel_sizes(images: list[InputImage], options: PredictOptions) -> dict[str, SizeChoice]:
     """Pixel size of each image: its CSV row (by path inside the folder, then file name),
-    else a DICOM file's header, else --pixel-size. CSV columns are found by header name."""
-    dicom_sizes = {
-        im.name: header_pixel_size(im.path)[0]
-        for im in images
-        if im.path.suffix.lower() in DICOM_SUFFIXES
-    }
-    all_dicom = bool(dicom_sizes) and len(dicom_sizes) == len(images)
+    else a DICOM file's header (`FromHeader`: read when the file is measured), else
+    --pixel-size. CSV columns are found by header name."""
+    dicom = {im.name for im in images if im.path.suffix.lower() in DICOM_SUFFIXES}
+    all_dicom = bool(dicom) and len(dicom) == len(images)
     if options.pixel_csv is None and options.pixel_size is None and not all_dicom:
         raise FetalHCError("give --pixel-size MM or --pixel-csv CSV (HC is reported in mm)")
     rows = read_pixel_csv(options.pixel_csv) if options.pixel_csv else {}
-    out: dict[str, float | None] = {}
+    out: dict[str, SizeChoice] = {}
     for image in images:
         row = rows.get(image.name) or rows.get(image.path.name)
         if row is None:
-            header = dicom_sizes.get(image.name)
-            out[image.name] = header if header is not None else options.pixel_size
+            given = PixelSize.of(options.pixel_size)
+            out[image.name] = FromHeader(options.pixel_size) if image.name in dicom else given
         elif row["pixel_size"] == CONFLICT:
-            out[image.name] = None
+            out[image.name] = PixelSize.of(None)
         else:
             value = parse_positive(row["pixel_size"])
-            out[image.name] = value if value is not None else float("nan")
+            out[image.name] = PixelSize.of(value if value is not None else float("nan"))
     return out
 
 
-def _status_for_size(size: float | None) -> tuple[Status, str] | None:
+def _status_for_size(size: SizeChoice) -> tuple[Status, str] | None:
     """Why an image cannot be measured in mm before it is even read (None: it can)."""
-    if size is None:
-        return Status.NO_PIXEL_SIZE, ""
-    if size != size:  # NaN: a CSV value that is not a number
+    if isinstance(size, FromHeader):
+        return None  # decided once the header is read
+    if size.mm is None:
+        return Status.NO_PIXEL_SIZE, size.note
+    if size.unusable:  # a CSV value that is not a number
         return Status.IMPLAUSIBLE_PIXEL_SIZE, "not a positive number"
     return None
 
 
-def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) -> str:
+def _size_key(size: SizeChoice) -> float | str | None:
+    """A size as the run key records it."""
+    if isinstance(size, FromHeader):
+        return f"header, else {size.fallback_mm}"
+    return None if size.mm is None or size.unusable else size.mm
+
+
+def _run_key(measurer: HeadMeasurer, sizes: dict[str, SizeChoice], options) -> str:
     """What a partial result depends on: the model, its settings (its quality thresholds
     too), the pixel sizes and the columns (a partial file of another version has others)."""
     seg = measurer.segmenter
@@ -193,7 +214,7 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, float | None], options) ->
         "size": stat.st_size,
         "mtime": stat.st_mtime_ns,
         "tta": seg.flip_tta,
-        "sizes": {k: (None if v is None or v != v else v) for k, v in sorted(sizes.items())},
+        "sizes": {k: _size_key(v) for k, v in sorted(sizes.items())},
         "masks": options.masks,
         "ga": options.ga_weeks,
         "overlays": options.overlays,
@@ -251,7 +272,7 @@ def _order(row: dict) -> tuple[str, int]:
 
 def predict(
     images: list[InputImage],
-    sizes: dict[str, float | None],
+    sizes: dict[str, SizeChoice],
     measurer: HeadMeasurer,
     out: Path,
     options: PredictOptions,
@@ -310,7 +331,7 @@ def _predict(images, sizes, measurer: HeadMeasurer, out: Path, options: PredictO
 
 def _measure_batch(
     batch: list[InputImage],
-    sizes: dict[str, float | None],
+    sizes: dict[str, SizeChoice],
     measurer: HeadMeasurer,
     out: Path,
     options: PredictOptions,
@@ -337,18 +358,21 @@ def _measure_batch(
 
 
 def measure_dicom_file(
-    im: InputImage, size: float | None, measurer: HeadMeasurer, out: Path, options
+    im: InputImage, size: SizeChoice, measurer: HeadMeasurer, out: Path, options
 ) -> tuple[list[dict], list[Path]]:
-    """A DICOM file: a single image, or a cine loop frame by frame (rows `<file>#<frame>`,
-    `chosen` on the best one); with --dicom-out, the SR, SEG and SC of the chosen one.
-    Returns the rows and the DICOM files written."""
+    """A DICOM file, read once: a single image, or a cine loop frame by frame (rows
+    `<file>#<frame>`, `chosen` on the best one); with --dicom-out, the SR, SEG and SC of
+    the chosen one. Returns the rows and the DICOM files written."""
     try:
         dcm = read_dicom(im.path, cine=True)
     except ValueError as exc:
         return [_row(HeadMeasurement(im.name, Status.UNREADABLE, str(exc)), chosen=True)], []
-    # a size from the header's ultrasound regions is checked against where the head is
-    regions = dcm.regions if size is not None and size == dcm.pixel_size_mm else ()
-    cine = measurer.measure_frames(dcm.frames, size, im.name, options.ga_weeks, regions)
+    if isinstance(size, FromHeader):
+        size = size.choose(dcm.pixel_size)
+        status = _status_for_size(size)
+        if status:
+            return [_row(HeadMeasurement(im.name, *status), chosen=True)], []
+    cine = measurer.measure_frames(dcm.frames, size, im.name, options.ga_weeks)
     problems = [_keep_pictures(result, out, options) for result in cine.frames]
     written: list[Path] = []
     if options.dicom_out is not None and cine.chosen is not None and cine.chosen.ok:

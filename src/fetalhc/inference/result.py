@@ -16,14 +16,10 @@ from fetalhc.io.dicom_results import (
     segmentation,
     structured_report,
 )
+from fetalhc.io.pixel_size import PixelSizeSource
 from fetalhc.measure.biometry import Biometry, weeks_days
 from fetalhc.measure.ellipse import Ellipse
 from fetalhc.measure.overlay import overlay
-from fetalhc.measure.postprocess import Measurement
-from fetalhc.measure.quality import (
-    QualityThresholds,
-)
-from fetalhc.measure.uncertainty import IntervalCalibration
 
 # The numbers the quality flag is decided on, in the order of predict's CSV columns.
 QUALITY_FEATURES = (
@@ -97,6 +93,7 @@ class HeadMeasurement:
     status: Status
     detail: str = ""  # what follows the status: why it is implausible, unreadable, ...
     pixel_size_mm: float | None = None
+    pixel_size_source: PixelSizeSource = PixelSizeSource.NONE  # where the mm per pixel came from
     ellipse_px: Ellipse | None = None
     hc_mm: float = math.nan
     ga_weeks: float = math.nan
@@ -123,7 +120,7 @@ class HeadMeasurement:
     # calibrated intervals: "hc_mm" / "bpd_mm" / "ofd_mm" -> (low, high) in mm
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
     interval_level: float = math.nan  # their coverage (0.95), NaN without a calibration
-    derived_from: Derivation | None = field(default=None, repr=False)
+    interval_note: str = ""  # how they were made, in words ('' without intervals)
 
     def __post_init__(self) -> None:
         if not isinstance(self.status, Status):  # "implausible_hc: ..." as written in rows
@@ -142,14 +139,6 @@ class HeadMeasurement:
     @property
     def hc_interval_mm(self) -> tuple[float, float] | None:
         return self.intervals.get("hc_mm")
-
-    @property
-    def interval_note(self) -> str:
-        """How the intervals were made, in words ('' without intervals)."""
-        if not self.intervals or self.derived_from is None or self.derived_from.intervals is None:
-            return ""
-        c = self.derived_from.intervals
-        return f"{100 * c.level:g} % interval: {c.method}; calibrated on {c.data}"
 
     def quality_features(self) -> dict[str, float]:
         return {name: getattr(self, name) for name in QUALITY_FEATURES}
@@ -241,19 +230,6 @@ class HeadMeasurement:
                 value = ""
             row[key] = value if isinstance(value, str) else _round(value)
         return row
-
-
-@dataclass(frozen=True)
-class Derivation:
-    """What a result's mm figures were derived from (to express them in another pixel
-    size, e.g. a DICOM region's)."""
-
-    measurement: Measurement
-    ga_given_weeks: float | None
-    thresholds: QualityThresholds
-    image_features: dict[str, float]
-    intervals: IntervalCalibration | None = None
-    offset_mm: float = 0.0
 
 
 def overlay_picture(result: HeadMeasurement) -> np.ndarray:

@@ -3,17 +3,20 @@ probability maps at each image's original size out."""
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import os
-import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from fetalhc.errors import FetalHCError
+from fetalhc.inference.backends import (
+    has_onnxruntime,
+    onnx_config,
+    onnx_runner,
+    torch_runner,
+)
 from fetalhc.measure.maps import WindowedMap, as_windowed
 from fetalhc.measure.postprocess import clean_mask
 from fetalhc.model.crops import (
@@ -35,21 +38,6 @@ BACKENDS = ("auto", "torch", "onnx")
 DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "model" / "bundled" / "default.safetensors"
 
 
-def cache_dir() -> Path:
-    base = os.environ.get("FETALHC_CACHE") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fetalhc"
-    )
-    return Path(base)
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 class Segmenter:
     """Runs a trained model on batches of grey images.
 
@@ -69,6 +57,8 @@ class Segmenter:
         crop_side: int | None = None,
         close_up: bool = True,
         relocate_below: float | None = None,
+        runner: Callable[[np.ndarray], np.ndarray] | None = None,
+        config: dict | None = None,
     ) -> None:
         """`threads`: ONNX Runtime's intra-op threads for this model (0: its default).
         PyTorch's threads belong to the process: set them with `model.unet.set_threads`.
@@ -81,20 +71,25 @@ class Segmenter:
         result; half the network's cost).
         `relocate_below`: a first pass smaller than the model's side that finds a head
         spanning less than this share of the image's longer side locates it again at the
-        model's side (default `RELOCATE_BELOW`; 0: only heads it did not find)."""
+        model's side (default `RELOCATE_BELOW`; 0: only heads it did not find).
+        `runner` and `config`: a network held in memory (or a test double) instead of
+        loading `checkpoint` (then only a name): a function from a preprocessed batch
+        (N, 1, H, W float32) to logits, and the config.json mapping it was trained with."""
         from fetalhc.model.checkpoint import config_for_checkpoint
 
         if backend not in BACKENDS:
             raise FetalHCError(f"backend must be one of {', '.join(BACKENDS)}")
         self.checkpoint = Path(checkpoint)
-        if self.checkpoint.suffix == ".onnx":
+        if runner is not None:
+            self.config = config
+        elif self.checkpoint.suffix == ".onnx":
             if backend == "torch":
                 raise FetalHCError("backend torch needs a .safetensors checkpoint, not ONNX")
-            backend = "onnx"
-        if not self.checkpoint.is_file():
+            if not self.checkpoint.is_file():
+                raise FetalHCError(f"{self.checkpoint}: checkpoint not found")
+            backend, self.config = "onnx", onnx_config(self.checkpoint)
+        elif not self.checkpoint.is_file():
             raise FetalHCError(f"{self.checkpoint}: checkpoint not found")
-        if self.checkpoint.suffix == ".onnx":
-            self.config = onnx_config(self.checkpoint)
         else:
             self.config = config_for_checkpoint(self.checkpoint)
         from fetalhc.model.config import ModelConfig, check_locate_side
@@ -106,7 +101,7 @@ class Segmenter:
         self.size = (int(w), int(h))
         self.normalization = model_config.normalization
         self.head_crop = model_config.head_crop
-        graph = self.checkpoint.suffix == ".onnx"
+        graph = runner is None and self.checkpoint.suffix == ".onnx"
         # The sides a config asks for, 0 meaning the model's own; an exported graph has one
         # input size, so both its passes run at it.
         own = (0, 0) if graph else (model_config.locate_side, model_config.crop_side)
@@ -127,114 +122,27 @@ class Segmenter:
             raise FetalHCError(f"relocate_below must be a share from 0 to 1, got {below!r}")
         self.relocate_below = float(below)
         self.located_again = 0  # images whose first pass ran again (a cost to report)
-        # Quality-flag thresholds chosen for this model (config.json "quality"), if any.
-        quality = self.config.get("quality", {})
-        self.quality_thresholds = quality if isinstance(quality, dict) else {}
         self.batch_size = max(1, batch_size)
         self.flip_tta = flip_tta
         self.threads = threads
+        if runner is not None:
+            self._run, self.backend = runner, "runner"
+            return
         if backend == "auto":
-            backend = "onnx" if _has_onnxruntime() else "torch"
+            backend = "onnx" if has_onnxruntime() else "torch"
             if backend == "onnx" and self.checkpoint.suffix != ".onnx":
                 try:
-                    self._run = self._onnx_runner()
+                    self._run = onnx_runner(self.checkpoint, self.size, threads)
                     self.backend = "onnx"
                     return
                 except (FetalHCError, OSError) as exc:  # no ONNX here: PyTorch still works
                     log.info("fetalhc: ONNX Runtime unavailable (%s); using PyTorch", exc)
                     backend = "torch"
         self.backend = backend
-        self._run = self._onnx_runner() if backend == "onnx" else self._torch_runner()
-
-    # ------------------------------------------------------------ backends
-    def _torch_runner(self):
-        import torch
-
-        from fetalhc.model.checkpoint import load_model
-
-        # PyTorch's threads are the process's: the caller sets them (model.unet.set_threads)
-        model, _ = load_model(self.checkpoint, self.config)  # config.json read once, above
-        model = model.to(memory_format=torch.channels_last)
-
-        def run(x: np.ndarray) -> np.ndarray:
-            with torch.inference_mode():
-                t = torch.from_numpy(x).contiguous(memory_format=torch.channels_last)
-                return model(t).float().numpy()
-
-        return run
-
-    def _onnx_runner(self):
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        if self.threads:
-            options.intra_op_num_threads = self.threads
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        # ONNX Runtime's threads spin for work after each run by default. With a session
-        # per input size (a first pass at another side than the close-up), the idle
-        # session's spinning threads take the cores from the one running and from the
-        # Python post-processing: a 192 pass took 2x as long (results/model-v3/notes.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        sessions: dict[tuple[int, int], tuple] = {}
-
-        def session_for(w: int, h: int) -> tuple:
-            """ONNX graphs have a fixed image size: one session per size asked for."""
-            if (w, h) in sessions:
-                return sessions[(w, h)]
-            if self.checkpoint.suffix == ".onnx":
-                if (w, h) != self.size:
-                    raise FetalHCError(
-                        f"{self.checkpoint}: exported for {self.size[0]}x{self.size[1]}, not "
-                        f"{w}x{h}; use the .safetensors checkpoint for another locate side"
-                    )
-                path = self.checkpoint
-            else:
-                path = self._cached_onnx((w, h))
-            try:
-                session = ort.InferenceSession(
-                    str(path), options, providers=["CPUExecutionProvider"]
-                )
-            except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own types
-                raise FetalHCError(f"{path}: cannot load ONNX model ({exc})") from None
-            sessions[(w, h)] = (session, session.get_inputs()[0].name)
-            return sessions[(w, h)]
-
-        session_for(*self.size)  # the model's own size now: a broken model fails at once
-
-        def run(x: np.ndarray) -> np.ndarray:
-            session, name = session_for(x.shape[-1], x.shape[-2])
-            return session.run(None, {name: x})[0]
-
-        return run
-
-    def _cached_onnx(self, size: tuple[int, int]) -> Path:
-        """Export the checkpoint once per input size and reuse it (keyed by the checkpoint's
-        hash; the model's own size keeps the plain name)."""
-        from fetalhc.model.export import export_onnx
-
-        digest = file_sha256(self.checkpoint)[:16]
-        name = f"{digest}.onnx" if size == self.size else f"{digest}_{size[0]}x{size[1]}.onnx"
-        target = cache_dir() / name
-        if target.is_file():
-            return target
-        try:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            log.info("fetalhc: exporting the model to ONNX once (cached in %s)", target.parent)
-            export_onnx(self.checkpoint, target, verify=False, size=size)
-            return target
-        except OSError as exc:
-            # A read-only home or cache (clusters, containers): export to a private temporary
-            # folder for this process instead; nothing is kept.
-            if not hasattr(self, "_tmp"):  # one folder for every size this process exports
-                self._tmp = tempfile.TemporaryDirectory(prefix="fetalhc-")
-            log.info(
-                "fetalhc: cache %s not writable (%s); using a temporary copy",
-                target.parent,
-                exc.strerror or exc,
-            )
-            target = Path(self._tmp.name) / name
-            export_onnx(self.checkpoint, target, verify=False, size=size)
-            return target
+        if backend == "onnx":
+            self._run = onnx_runner(self.checkpoint, self.size, threads)
+        else:
+            self._run = torch_runner(self.checkpoint, self.config)
 
     # ------------------------------------------------------------ API
     def _network(self, x: np.ndarray) -> np.ndarray:
@@ -427,38 +335,6 @@ _OUTSIDE_PROBABILITY = float(sigmoid(np.float32(OUTSIDE_LOGIT)))
 def upsample_probability(logits: np.ndarray, shape_hw: tuple[int, int]) -> np.ndarray:
     h, w = shape_hw
     return sigmoid(cv2.resize(logits.astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR))
-
-
-def onnx_config(path: Path) -> dict:
-    """The model config that `fetalhc export` stored in the ONNX metadata (or a
-    config.json beside the file)."""
-    import json
-
-    import onnx
-
-    from fetalhc.model.export import CONFIG_KEY
-
-    try:
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception as exc:  # noqa: BLE001 - protobuf decode errors vary
-        raise FetalHCError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
-    for entry in proto.metadata_props:
-        if entry.key == CONFIG_KEY:
-            return json.loads(entry.value)
-    sidecar = path.parent / "config.json"
-    if sidecar.is_file():
-        from fetalhc.model.checkpoint import read_config
-
-        return read_config(sidecar)
-    raise FetalHCError(f"{path}: no fetalhc config in the ONNX metadata (export with fetalhc)")
-
-
-def _has_onnxruntime() -> bool:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def default_checkpoint() -> Path:

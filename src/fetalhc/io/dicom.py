@@ -10,14 +10,17 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from fetalhc.errors import ImageTooLarge, NotAnImage, UnreadableImage, UnsupportedImage
+from fetalhc.io.pixel_size import PixelSize, PixelSizeSource, Region
 from fetalhc.io.pixels import max_image_pixels, to_gray_uint8
+
+__all__ = ["PixelSize", "PixelSizeSource", "Region"]  # where callers have found them
 
 CM_UNITS = 3  # DICOM PhysicalUnits code for centimetres
 DICOM_SUFFIXES = {".dcm", ".dicom"}
@@ -65,12 +68,24 @@ class SampledFrames(Sequence):
 @dataclass
 class DicomImage:
     image: np.ndarray  # uint8 grey (a cine loop: its first frame)
-    pixel_size_mm: float | None
-    pixel_size_source: str  # "ultrasound region", "PixelSpacing", ... or "" if none
+    # the header's pixel size: its source, and the ultrasound regions that decide once
+    # the head is located (`PixelSize.for_head`)
+    pixel_size: PixelSize
     # every frame, uint8 grey (a cine loop: only the frames `cine_frames` picks are held)
     frames: Sequence[np.ndarray] = field(default_factory=list)
     dataset: Any = field(default=None, repr=False)  # the header, pixel data left out
-    regions: list[Region] = field(default_factory=list)  # ultrasound regions, if any
+
+    @property
+    def pixel_size_mm(self) -> float | None:
+        return self.pixel_size.mm
+
+    @property
+    def pixel_size_source(self) -> PixelSizeSource:
+        return self.pixel_size.source
+
+    @property
+    def regions(self) -> tuple[Region, ...]:
+        return self.pixel_size.regions
 
     @property
     def is_cine(self) -> bool:
@@ -130,11 +145,10 @@ def read_dicom(source: str | Path | bytes, cine: bool = False) -> DicomImage:
         k - 1: _decode_frame(ds, k - 1 if frames > 1 else None, interpretation) for k in wanted
     }
     first = decoded[0]
-    size, source = dicom_pixel_size(ds, first.shape)
+    size = dicom_pixel_size(ds, first.shape)
     del ds.PixelData  # the header stays for DICOM outputs; the pixels are in `frames`
-    regions = ultrasound_regions(ds, first.shape)
     gray_frames = SampledFrames(frames, decoded) if frames > 1 else [first]
-    return DicomImage(first, size, source, gray_frames, ds, regions)
+    return DicomImage(first, size, gray_frames, ds)
 
 
 def _count(ds, keyword: str, default: int) -> int:
@@ -170,24 +184,6 @@ def _decode_frame(ds, index: int | None, interpretation: str) -> np.ndarray:
     return gray
 
 
-@dataclass(frozen=True)
-class Region:
-    """An ultrasound region (SequenceOfUltrasoundRegions): its pixel box and its spacing in
-    mm per pixel (None: no physical spacing in cm, or unequal along x and y)."""
-
-    x0: float
-    y0: float
-    x1: float
-    y1: float
-    spacing_mm: float | None
-
-    def contains(self, points: np.ndarray) -> bool:
-        """Whether every (x, y) point lies in the box."""
-        p = np.asarray(points, float)
-        x_in = (p[:, 0] >= self.x0) & (p[:, 0] <= self.x1)
-        return bool(np.all(x_in & (p[:, 1] >= self.y0) & (p[:, 1] <= self.y1)))
-
-
 def ultrasound_regions(ds, shape: tuple[int, int]) -> list[Region]:
     """Every ultrasound region of a header, in order (a split screen has several)."""
     h, w = shape
@@ -217,11 +213,35 @@ def ultrasound_regions(ds, shape: tuple[int, int]) -> list[Region]:
     return out
 
 
-def dicom_pixel_size(ds, shape: tuple[int, int]) -> tuple[float | None, str]:
-    regions = getattr(ds, "SequenceOfUltrasoundRegions", None) or []
+def dicom_pixel_size(ds, shape: tuple[int, int]) -> PixelSize:
+    """The header's pixel size (see the module's order), with its ultrasound regions when
+    any carries a spacing: the region that holds the head decides once it is located."""
+    regions = tuple(r for r in ultrasound_regions(ds, shape) if r.spacing_mm)
+    for_image = _region_pixel_size(ds, shape)
+    if for_image is not None:
+        return replace(for_image, regions=regions) if for_image.mm else for_image
+    for key, source in (
+        ("PixelSpacing", PixelSizeSource.PIXEL_SPACING),
+        ("ImagerPixelSpacing", PixelSizeSource.IMAGER_PIXEL_SPACING),
+    ):
+        spacing = getattr(ds, key, None)
+        if spacing is not None and len(spacing) == 2:
+            try:
+                row, col = float(spacing[0]), float(spacing[1])
+            except (TypeError, ValueError):
+                continue
+            if math.isfinite(row) and row > 0 and math.isclose(row, col, rel_tol=0.02):
+                return PixelSize(col, source)
+    return PixelSize(None, PixelSizeSource.NONE)
+
+
+def _region_pixel_size(ds, shape: tuple[int, int]) -> PixelSize | None:
+    """The ultrasound region's spacing for the whole image (the region that holds the
+    image centre, else the first with a physical spacing); for unequal spacing, none with
+    the reason; None without such a region."""
     h, w = shape
     chosen = None
-    for region in regions:
+    for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
         if not all(hasattr(region, k) for k in ("PhysicalDeltaX", "PhysicalDeltaY")):
             continue
         units = (
@@ -238,32 +258,17 @@ def dicom_pixel_size(ds, shape: tuple[int, int]) -> tuple[float | None, str]:
             chosen = region
             if x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1:
                 break
-    if chosen is not None:
-        dx, dy = abs(float(chosen.PhysicalDeltaX)) * 10, abs(float(chosen.PhysicalDeltaY)) * 10
-        if math.isfinite(dx) and dx > 0 and math.isclose(dx, dy, rel_tol=0.02):
-            return dx, "ultrasound region"
-        if math.isfinite(dx) and dx > 0:
-            # anisotropic pixels cannot be measured with one pixel size
-            return None, f"ultrasound region has unequal spacing ({dx:g} x {dy:g} mm)"
-    for key in ("PixelSpacing", "ImagerPixelSpacing"):
-        spacing = getattr(ds, key, None)
-        if spacing is not None and len(spacing) == 2:
-            try:
-                row, col = float(spacing[0]), float(spacing[1])
-            except (TypeError, ValueError):
-                continue
-            if math.isfinite(row) and row > 0 and math.isclose(row, col, rel_tol=0.02):
-                return col, key
-    return None, ""
-
-
-def header_pixel_size(path: str | Path) -> tuple[float | None, str]:
-    """Pixel size from a DICOM file's header only (pixel data not decoded)."""
-    import pydicom
-
+    if chosen is None:
+        return None
     try:
-        ds = pydicom.dcmread(str(path), stop_before_pixels=True)
-        shape = (int(getattr(ds, "Rows", 0) or 0), int(getattr(ds, "Columns", 0) or 0))
-        return dicom_pixel_size(ds, shape)
-    except Exception:  # noqa: BLE001 - an unreadable file gets its status when measured
-        return None, ""
+        dx = abs(float(chosen.PhysicalDeltaX)) * 10
+        dy = abs(float(chosen.PhysicalDeltaY)) * 10
+    except (TypeError, ValueError):
+        return None
+    if math.isfinite(dx) and dx > 0 and math.isclose(dx, dy, rel_tol=0.02):
+        return PixelSize(dx, PixelSizeSource.ULTRASOUND_REGION)
+    if math.isfinite(dx) and dx > 0:
+        # anisotropic pixels cannot be measured with one pixel size
+        note = f"ultrasound region has unequal spacing ({dx:g} x {dy:g} mm)"
+        return PixelSize(None, PixelSizeSource.NONE, note=note)
+    return None

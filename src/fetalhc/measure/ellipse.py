@@ -38,6 +38,15 @@ class Ellipse:
             self.cx, self.cy, max(1e-6, self.a + distance), max(1e-6, self.b + distance), self.angle
         )
 
+    def box_corners(self) -> np.ndarray:
+        """The four corners (x, y) of the axis-aligned box around the ellipse."""
+        c, s = math.cos(self.angle), math.sin(self.angle)
+        half_x = math.hypot(self.a * c, self.b * s)
+        half_y = math.hypot(self.a * s, self.b * c)
+        return np.array(
+            [[self.cx + i * half_x, self.cy + j * half_y] for i in (-1, 1) for j in (-1, 1)]
+        )
+
     def as_hc18(self) -> dict[str, float]:
         d = asdict(self)
         return {

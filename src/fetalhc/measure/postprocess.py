@@ -1,16 +1,17 @@
-"""From a probability map to a clean head mask, its ellipse and a measurement-quality flag."""
+"""From a probability map to a clean head mask, its ellipse and the features the quality
+flag is decided on (in `fetalhc.inference.derive`, once every feature is known)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from fetalhc.errors import Status
 from fetalhc.measure.ellipse import Ellipse, fit_mask, hc_mm, radius_squared
 from fetalhc.measure.maps import WindowedMap, as_windowed
 from fetalhc.measure.metrics import assd
-from fetalhc.measure.quality import QualityThresholds, flag_reasons
 
 EDGE_RING = 0.06  # the ring outside the ellipse: up to 6 % beyond each semi-axis
 # The passes' outline distance is computed on masks at most this many pixels a side: exact
@@ -22,15 +23,13 @@ OUTLINE_DISTANCE_MAX_SIDE = 2048
 class Measurement:
     mask: np.ndarray  # uint8 0/1, original size
     ellipse: Ellipse | None  # pixels
-    status: str  # ok | no_head
+    status: Status  # OK (a head found and fitted) or NO_HEAD
     ellipse_iou: float = float("nan")  # agreement of the mask with its own fitted ellipse
     confidence: float = float("nan")  # mean probability inside the mask
     edge_probability: float = float("nan")  # mean probability in a ring just outside
     pass_disagreement: float = float("nan")  # two-pass models: relative HC difference
     pass_distance_px: float = float("nan")  # two-pass models: mean outline distance (ASSD)
     second_head_ratio: float = float("nan")  # the next largest head-like region / this one
-    quality: str = "no_head"  # ok | check | no_head
-    reasons: list[str] = field(default_factory=list)  # plain-language reasons for `check`
 
     def hc_mm(self, pixel_size_mm: float) -> float:
         return hc_mm(self.ellipse, pixel_size_mm) if self.ellipse is not None else float("nan")
@@ -78,12 +77,11 @@ def measure(
     threshold: float = 0.5,
     min_area_px: int = 100,
     coarse: np.ndarray | WindowedMap | None = None,
-    thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
 ) -> Measurement:
-    """Threshold, clean, fit; flag the measurement for review when the mask is not
-    ellipse-like, the network was unsure, or (given the first pass's probability
-    `coarse`) the two passes disagree. A map held in a window (`WindowedMap`) is
-    thresholded there only: its outside must lie below `threshold`."""
+    """Threshold, clean, fit; measure how ellipse-like the mask is, how sure the network
+    was and (given the first pass's probability `coarse`) how far the two passes lie
+    apart. A map held in a window (`WindowedMap`) is thresholded there only: its outside
+    must lie below `threshold`."""
     prob = as_windowed(prob)
     inside_window, second = largest_component(prob.values >= threshold)
     mask = prob.paste(inside_window)
@@ -93,10 +91,10 @@ def measure(
         first_mask = coarse.paste(first_inside)
         second = max(second, first_second)
     if int(mask.sum()) < min_area_px:
-        return Measurement(mask, None, "no_head")
+        return Measurement(mask, None, Status.NO_HEAD)
     ellipse = fit_mask(mask)
     if ellipse is None:
-        return Measurement(mask, None, "no_head")
+        return Measurement(mask, None, Status.NO_HEAD)
     # One map of the ellipse's radius serves its inside (the IoU) and the ring beyond it.
     r2, box = radius_squared(ellipse, mask.shape, 1 + EDGE_RING)
     inside = r2 <= 1.0
@@ -116,23 +114,14 @@ def measure(
         distance = float(max(mask.shape))
         if first_mask.any():
             distance = outline_distance(mask, first_mask)
-    features = {
-        "ellipse_iou": agreement,
-        "edge_probability": edge,
-        "pass_disagreement": disagreement,
-    }
-    reasons = flag_reasons(features, thresholds)  # the mm rules follow where mm are known
-    quality = "check" if reasons else "ok"
     return Measurement(
         mask,
         ellipse,
-        "ok",
+        Status.OK,
         ellipse_iou=agreement,
         confidence=confidence,
         edge_probability=edge,
         pass_disagreement=disagreement,
         pass_distance_px=distance,
         second_head_ratio=second,
-        quality=quality,
-        reasons=reasons,
     )

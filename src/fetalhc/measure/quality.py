@@ -403,6 +403,24 @@ def flag_reasons(features: dict[str, float], thresholds: QualityThresholds) -> l
     return reasons
 
 
+# A cine loop whose measured frames' HC differ by more than this ratio holds different
+# planes (or heads): its chosen frame is flagged with the spread.
+MAX_LOOP_SPREAD = 1.2
+
+
+def loop_spread(hcs_mm: list[float]) -> str:
+    """Why a cine loop's chosen frame is flagged for its frames' spread of HC ('' if it
+    is not): frames more than MAX_LOOP_SPREAD apart show other planes or heads."""
+    if not hcs_mm or min(hcs_mm) <= 0 or max(hcs_mm) / min(hcs_mm) <= MAX_LOOP_SPREAD:
+        return ""
+    low, high = min(hcs_mm), max(hcs_mm)
+    return (
+        f"the loop's frames measure HC from {low:.0f} to {high:.0f} mm "
+        f"({100 * (high / low - 1):.0f} % apart): check that the chosen "
+        "frame shows the head in its standard plane"
+    )
+
+
 def is_flagged(row: dict, thresholds: QualityThresholds) -> bool:
     """Whether a measured row (predict's or evaluate's columns) is flagged: the same rules
     as `flag_reasons`, read from the row's columns (text cells such as '' count as missing)."""

@@ -69,6 +69,11 @@ class IntervalCalibration:
     def bin_of(self, hc_mm: float) -> int:
         return int(np.searchsorted(np.asarray(self.hc_bin_edges_mm), hc_mm, side="right"))
 
+    @property
+    def note(self) -> str:
+        """How the intervals are made, in words (the SR's and the page's note)."""
+        return f"{100 * self.level:g} % interval: {self.method}; calibrated on {self.data}"
+
     def interval(
         self, measure: str, value: float, features: Mapping[str, float]
     ) -> tuple[float, float] | None:

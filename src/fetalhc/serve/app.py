@@ -35,6 +35,7 @@ from fetalhc.inference.measurer import (
     settle_frames,
 )
 from fetalhc.io.files import write_json, write_png
+from fetalhc.io.pixel_size import PixelSize
 from fetalhc.measure.biometry import parse_ga
 from fetalhc.serve.batcher import Batcher
 from fetalhc.serve.config import ServiceConfig
@@ -206,9 +207,9 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
 
     async def measure_upload(
         file: UploadFile, pixel_size_mm: str | None, ga: str | None
-    ) -> tuple[Upload, list[HeadMeasurement], int | None, str]:
+    ) -> tuple[Upload, list[HeadMeasurement], int | None]:
         """Read, check and measure an upload (every measured frame of a cine loop);
-        returns the upload, the results, the chosen frame's index and the size's source."""
+        returns the upload, the results and the chosen frame's index."""
         data = await read_upload(file, "empty upload")
         size = parse_pixel_size(pixel_size_mm)
         try:
@@ -217,9 +218,8 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
             raise ApiError(422, str(exc)) from None
         # decoding is CPU work: off the event loop, so /health and other requests go on
         upload = await asyncio.to_thread(decode_upload, data, config.max_pixels)
-        header = upload.pixel_size_mm
-        source = "form" if size is not None else (f"dicom: {upload.source}" if header else "none")
-        size = size if size is not None else header
+        # the form's size, else the header's (its regions decide where the head lies)
+        pixel = PixelSize.of(size) if size is not None else upload.pixel_size
         if not slots.acquire(blocking=False):
             raise ApiError(
                 503,
@@ -229,17 +229,14 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
         plan = frame_plan(len(upload.frames), file.filename or "upload")
         try:
             futures = [
-                batcher.submit(upload.frames[(k or 1) - 1], size, label, ga_weeks)
+                batcher.submit(upload.frames[(k or 1) - 1], pixel, label, ga_weeks)
                 for k, label in plan
             ]
             results = [await asyncio.wrap_future(f) for f in futures]
         finally:
             slots.release()
-        # the header's regions decide the mm when the pixel size came from them
-        regions = upload.regions if source.startswith("dicom") else ()
-        measured = settle_frames(results, plan, regions)
-        results, chosen = measured.frames, measured.chosen_index
-        return upload, results, chosen, source
+        measured = settle_frames(results, plan)
+        return upload, measured.frames, measured.chosen_index
 
     @app.post("/api/v1/measure")
     async def measure_endpoint(
@@ -255,18 +252,17 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
     ):
         """Measure one image: ellipse in pixels and mm, HC, GA, quality, biometry. A cine
         loop: every measured frame in `frames`, the chosen one's figures at the top."""
-        upload, results, chosen, source = await measure_upload(file, pixel_size_mm, ga)
+        upload, results, chosen = await measure_upload(file, pixel_size_mm, ga)
         lead = results[chosen if chosen is not None else 0]
         if lead.status.failed:
             raise ApiError(422, lead.status_text)
         picture = upload.frames[(lead.frame or 1) - 1]
-        body = result_json(lead, source, picture, mask, image)
+        body = result_json(lead, picture, mask, image)
         if len(results) > 1:
             body["frame"] = lead.frame
             body["chosen_frame"] = results[chosen].frame if chosen is not None else None
             body["frames"] = [
-                result_json(r, source, upload.frames[r.frame - 1], False, image)
-                | {"frame": r.frame}
+                result_json(r, upload.frames[r.frame - 1], False, image) | {"frame": r.frame}
                 for r in results
             ]
         if config.save_dir is not None:
@@ -284,7 +280,7 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
     ):
         """The measurement as a DICOM Structured Report (the chosen frame of a cine loop),
         in the upload's study, referencing the uploaded instance."""
-        upload, results, chosen, _ = await measure_upload(file, pixel_size_mm, None)
+        upload, results, chosen = await measure_upload(file, pixel_size_mm, None)
         if upload.dataset is None:
             raise ApiError(415, "a Structured Report needs a DICOM upload")
         if chosen is None or not results[chosen].ok:

@@ -40,13 +40,14 @@ from fetalhc.errors import FetalHCError
 from fetalhc.inference.measurer import HeadMeasurer
 from fetalhc.inference.predict import (
     COLUMNS,
+    FromHeader,
     InputImage,
     PredictOptions,
     measure_dicom_file,
     one_line,
     safe_row,
 )
-from fetalhc.io.dicom import MAX_CINE_FACTOR, dicom_pixel_size, quiet_pydicom
+from fetalhc.io.dicom import MAX_CINE_FACTOR, quiet_pydicom
 from fetalhc.io.files import (
     TEMP_MARK,
     ensure_folder,
@@ -308,16 +309,8 @@ class DicomNode:
                 log.error("failed to measure %s: %s", log_safe(path.name), one_line(exc))
 
     def _measure(self, path: Path) -> None:
-        import pydicom
-
-        header = pydicom.dcmread(str(path), stop_before_pixels=True)
-        try:
-            shape = (int(header.get("Rows", 0) or 0), int(header.get("Columns", 0) or 0))
-        except (TypeError, ValueError):
-            shape = (0, 0)  # measure_dicom_file says why the object cannot be read
-        size, _ = dicom_pixel_size(header, shape)
-        rows, written = measure_dicom_file(
-            InputImage(path, path.name), size, self.measurer, self.out, self.options
+        rows, written = measure_dicom_file(  # the file read once; its header sizes it
+            InputImage(path, path.name), FromHeader(), self.measurer, self.out, self.options
         )
         self._append(rows)
         chosen = next((r for r in rows if r["chosen"] == "yes"), rows[0])

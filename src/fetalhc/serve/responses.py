@@ -14,6 +14,7 @@ from fetalhc.inference.measurer import (
     QUALITY_FEATURES,
     HeadMeasurement,
 )
+from fetalhc.io.pixel_size import PixelSizeSource
 from fetalhc.measure.biometry import weeks_days
 from fetalhc.serve.uploads import ApiError
 
@@ -35,8 +36,16 @@ def png_base64(image: np.ndarray) -> str:
     return base64.b64encode(encoded.tobytes()).decode()
 
 
+def size_source(result: HeadMeasurement) -> str:
+    """Where the pixel size came from, as the JSON says it: form, dicom: <attribute>, none."""
+    source = result.pixel_size_source
+    if source is PixelSizeSource.GIVEN:
+        return "form"
+    return f"dicom: {source}" if source.from_header else "none"
+
+
 def result_json(
-    result: HeadMeasurement, source: str, image: np.ndarray, with_mask: bool, with_image: bool
+    result: HeadMeasurement, image: np.ndarray, with_mask: bool, with_image: bool
 ) -> dict:
     e = result.ellipse_px
     b = result.biometry
@@ -46,7 +55,7 @@ def result_json(
         "status": result.status_text,
         "message": STATUS_MESSAGES.get(result.status_text, result.status_text),
         "pixel_size_mm": _finite(result.pixel_size_mm),
-        "pixel_size_source": source,
+        "pixel_size_source": size_source(result),
         "image_size": {"width": int(image.shape[1]), "height": int(image.shape[0])},
         "ellipse_px": None
         if e is None

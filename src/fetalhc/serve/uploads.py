@@ -4,7 +4,7 @@ fields checked, or an ApiError with the HTTP status and a message."""
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -16,6 +16,7 @@ from fetalhc.errors import (
 )
 from fetalhc.io.dicom import is_dicom, read_dicom
 from fetalhc.io.images import decode_gray
+from fetalhc.io.pixel_size import PixelSize
 from fetalhc.measure.quality import plausible_pixel_size
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,12 @@ NOT_READABLE = "not an image fetalhc can read (PNG, JPEG, BMP, TIFF or DICOM)"
 
 @dataclass
 class Upload:
-    """A decoded upload: its frames (one, or a cine loop's), header pixel size, DICOM header."""
+    """A decoded upload: its frames (one, or a cine loop's), its header's pixel size (with
+    the ultrasound regions that decide it where the head lies), its DICOM header."""
 
     frames: list[np.ndarray]
-    pixel_size_mm: float | None
-    source: str
+    pixel_size: PixelSize
     dataset: object = None  # a DICOM upload's header (for its SR)
-    regions: list = field(default_factory=list)  # its ultrasound regions
 
     @property
     def image(self) -> np.ndarray:
@@ -54,9 +54,7 @@ def decode_upload(data: bytes, max_pixels: int) -> Upload:
         except UnreadableImage as exc:
             code = 413 if isinstance(exc, ImageTooLarge) else 422
             raise ApiError(code, f"DICOM: {exc}") from None
-        upload = Upload(
-            dcm.frames, dcm.pixel_size_mm, dcm.pixel_size_source, dcm.dataset, dcm.regions
-        )
+        upload = Upload(dcm.frames, dcm.pixel_size, dcm.dataset)
     else:
         try:
             image = decode_gray(np.frombuffer(data, np.uint8), limit=max_pixels)
@@ -65,7 +63,7 @@ def decode_upload(data: bytes, max_pixels: int) -> Upload:
             raise ApiError(HTTP_STATUS[type(exc)], message) from None
         except UnreadableImage as exc:
             raise ApiError(422, f"unusable image: {exc}") from None
-        upload = Upload([image], None, "")
+        upload = Upload([image], PixelSize.of(None))
     shape = upload.image.shape
     if shape[0] * shape[1] > max_pixels:
         raise ApiError(413, f"image too large ({shape[1]}x{shape[0]} pixels)")

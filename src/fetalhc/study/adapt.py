@@ -25,8 +25,9 @@ import numpy as np
 from fetalhc.data.corrections import Correction, part_of, read_corrections, sha256_hex
 from fetalhc.data.hc18 import load_labelled, reference_ellipse
 from fetalhc.errors import FetalHCError
+from fetalhc.inference.backends import file_sha256
 from fetalhc.inference.measurer import HeadMeasurer
-from fetalhc.inference.segmenter import default_checkpoint, file_sha256
+from fetalhc.inference.segmenter import default_checkpoint
 from fetalhc.io.files import read_json, write_csv, write_json, write_text
 from fetalhc.io.images import read_gray
 from fetalhc.measure.agreement import agreement, paired_bootstrap_ci

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fetalhc.errors import FetalHCError
-from fetalhc.inference.segmenter import file_sha256
+from fetalhc.inference.backends import file_sha256
 from fetalhc.io.files import read_json, write_text
 from fetalhc.measure.flag_search import FLAG_SHARE, described
 from fetalhc.model.checkpoint import load_model, save_weights, write_config

@@ -28,16 +28,7 @@ from fetalhc.serve.dicom_node import (  # noqa: E402
 )
 from tests.conftest import run_cli  # noqa: E402
 from tests.dicom_helpers import make_dicom  # noqa: E402
-
-
-class Idle:
-    """A measurer double: these tests never measure."""
-
-    batch_size = 1
-    model_name = "double"
-
-    def measure_many(self, *args, **kwargs):
-        raise AssertionError("nothing is measured here")
+from tests.doubles import NeverMeasures  # noqa: E402
 
 
 def event_for(ds):
@@ -67,7 +58,7 @@ def test_forward_takes_an_ipv6_address():
 
 
 def test_a_retry_is_recognised_and_a_different_object_under_a_known_uid_kept_apart(tmp_path):
-    node = DicomNode(Idle(), tmp_path / "out")
+    node = DicomNode(NeverMeasures(), tmp_path / "out")
     first = dataset(tmp_path, "a", "1.2.840.99.5")
     assert node._on_store(event_for(first)) == SUCCESS
     assert node._on_store(event_for(first)) == SUCCESS  # the sender's retry
@@ -84,7 +75,7 @@ def test_a_retry_is_recognised_and_a_different_object_under_a_known_uid_kept_apa
 
 def test_after_a_kill_nothing_is_measured_twice_and_half_writes_are_dropped(tmp_path):
     out = tmp_path / "out"
-    node = DicomNode(Idle(), out)
+    node = DicomNode(NeverMeasures(), out)
     received = out / RECEIVED
     for name in ("done.dcm", "todo.dcm"):
         (received / name).write_bytes(b"x")
@@ -108,12 +99,12 @@ def test_one_node_per_folder_and_only_its_own_ae_title(tmp_path):
     from pynetdicom import AE
     from pynetdicom.sop_class import Verification
 
-    node = DicomNode(Idle(), tmp_path / "out", aet="FETALHC")
+    node = DicomNode(NeverMeasures(), tmp_path / "out", aet="FETALHC")
     port = _free_port()
     node.start(port)
     try:
         with pytest.raises(FetalHCError, match="in use by another"):
-            DicomNode(Idle(), tmp_path / "out").start(_free_port())
+            DicomNode(NeverMeasures(), tmp_path / "out").start(_free_port())
         ae = AE(ae_title="SCANNER")
         ae.add_requested_context(Verification)
         wrong = ae.associate("127.0.0.1", port, ae_title="SOMEONE_ELSE")
