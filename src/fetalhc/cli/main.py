@@ -8,11 +8,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from fetalhc.cli import model_commands, serve_commands
-from fetalhc.cli.common import checkpoint_of
+from fetalhc.cli.common import add_model_flags, checkpoint_of, measurer_of
 from fetalhc.cli.types import finite_float, nonnegative_int, positive_int
 from fetalhc.data.split import SPLIT_PARTS
 from fetalhc.errors import FetalHCError
-from fetalhc.inference.segmenter import BACKENDS
 from fetalhc.io.files import ensure_folder
 
 
@@ -145,14 +144,7 @@ def _add_train_arguments(p: argparse.ArgumentParser) -> None:
 
 # ---------------------------------------------------------------- evaluation, prediction, export
 def _add_backend_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--run", "--model", type=Path, help="run or model folder (RUN/best.safetensors, ...)"
-    )
-    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument(
-        "--threads", type=nonnegative_int, default=0, help="CPU threads (0: library default)"
-    )
+    add_model_flags(p)
     p.add_argument("--batch", type=positive_int, default=8)
     p.add_argument("--tta", action="store_true", help="average with the mirrored image")
 
@@ -163,6 +155,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if args.run_pos and not args.run:
         args.run = args.run_pos
     checkpoint = checkpoint_of(args)
+    if args.average and not args.out:
+        raise FetalHCError("--average: give --out (an average's scores are not the run's own)")
     out = ensure_folder(args.out or (checkpoint.parent / f"eval-{args.part}"))
     summary = evaluate(
         checkpoint,
@@ -174,6 +168,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         threads=args.threads,
         batch_size=args.batch,
         flip_tta=args.tta,
+        average=args.average or (),
     )
     m = summary["metrics"]
     print(
@@ -188,7 +183,6 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import sys
 
     from fetalhc.errors import FetalHCError
-    from fetalhc.inference.measurer import HeadMeasurer
     from fetalhc.inference.predict import PredictOptions, collect_images, pixel_sizes, predict
     from fetalhc.measure.quality import plausible_pixel_size
 
@@ -206,13 +200,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     )
     sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
     ensure_folder(args.out)
-    measurer = HeadMeasurer(
-        checkpoint_of(args, allow_default=True),
-        backend=args.backend,
-        threads=args.threads,
-        batch_size=args.batch,
-        flip_tta=args.tta,
-    )
+    measurer = measurer_of(args, batch_size=args.batch, flip_tta=args.tta)
     failed = predict(images, sizes, measurer, args.out, options)
     print(f"{args.out / 'predictions.csv'}: {len(images) - failed} measured, {failed} failed")
     return 1 if failed else 0

@@ -9,15 +9,13 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from fetalhc.cli.common import checkpoint_of
+from fetalhc.cli.common import add_model_flags, measurer_of
 from fetalhc.cli.types import finite_float, nonnegative_int, positive_int
 from fetalhc.errors import FetalHCError
-from fetalhc.inference.segmenter import BACKENDS
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from fetalhc.errors import FetalHCError
-    from fetalhc.inference.measurer import HeadMeasurer
 
     try:
         from fetalhc.serve.app import ServiceConfig, serve
@@ -41,15 +39,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
     )
     for warning in check_service(args.host, args.port, config):  # before the model loads
         print(warning, file=sys.stderr)
-    measurer = HeadMeasurer(
-        checkpoint_of(args, allow_default=True), backend=args.backend, threads=args.threads
-    )
+    measurer = measurer_of(args)
     serve(measurer, args.host, args.port, config)
     return 0
 
 
 def cmd_listen(args: argparse.Namespace) -> int:
-    from fetalhc.inference.measurer import HeadMeasurer
     from fetalhc.serve.dicom_node import DicomNode, Forward, ae_title_problem
 
     forward = Forward.parse(args.forward) if args.forward else None
@@ -58,9 +53,7 @@ def cmd_listen(args: argparse.Namespace) -> int:
     why = ae_title_problem(args.aet)
     if why:
         raise FetalHCError(f"--aet {args.aet!r}: {why}")
-    measurer = HeadMeasurer(
-        checkpoint_of(args, allow_default=True), backend=args.backend, threads=args.threads
-    )
+    measurer = measurer_of(args)
     node = DicomNode(measurer, args.out, aet=args.aet, forward=forward)
     node.start(args.port, args.host)
     print(f"fetalhc: DICOM node {args.aet} on {args.host}:{args.port}, results in {args.out}")
@@ -72,12 +65,7 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p = add("serve", cmd_serve, "web page and REST API to measure and correct (local)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     p.add_argument("--port", type=positive_int, default=8000)
-    p.add_argument(
-        "--run", "--model", type=Path, help="run or model folder (default: the bundled model)"
-    )
-    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads per model")
+    add_model_flags(p, "CPU threads per model")
     p.add_argument("--workers", type=positive_int, default=1, help="parallel inferences")
     p.add_argument("--queue", type=nonnegative_int, default=8, help="requests that may wait")
     p.add_argument("--max-upload-mb", type=finite_float, default=50.0)
@@ -111,9 +99,4 @@ def register(add: Callable[..., argparse.ArgumentParser]) -> None:
     p.add_argument("--aet", default="FETALHC", help="this node's AE title")
     p.add_argument("--out", type=Path, required=True, help="rows, received objects, SR/SEG")
     p.add_argument("--forward", metavar="HOST:PORT:AET", help="send the SR and SEG to a PACS")
-    p.add_argument(
-        "--run", "--model", type=Path, help="run or model folder (default: the bundled model)"
-    )
-    p.add_argument("--checkpoint", type=Path, help=".safetensors (with config.json) or .onnx")
-    p.add_argument("--backend", default="auto", choices=BACKENDS)
-    p.add_argument("--threads", type=nonnegative_int, default=0, help="CPU threads")
+    add_model_flags(p)

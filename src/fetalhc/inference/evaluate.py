@@ -6,6 +6,7 @@ import logging
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -385,9 +386,15 @@ def evaluate(
     threads: int = 0,
     batch_size: int = 8,
     flip_tta: bool = False,
+    average: Sequence[Path] = (),
 ) -> dict:
     records, skipped = select_records(data, split, options.part)
     measurer = HeadMeasurer(
-        checkpoint, backend=backend, threads=threads, batch_size=batch_size, flip_tta=flip_tta
+        checkpoint,
+        backend=backend,
+        threads=threads,
+        batch_size=batch_size,
+        flip_tta=flip_tta,
+        average=average,
     )
     return evaluate_records(measurer, records, out, options, skipped)

@@ -22,6 +22,7 @@ import numpy as np
 
 from fetalhc.errors import FetalHCError, Status
 from fetalhc.inference.derive import image_features, result_from_measurement
+from fetalhc.inference.ensemble import MeanOfModels
 from fetalhc.inference.frames import (
     FramesMeasurement,
     choose_frame,
@@ -85,9 +86,11 @@ class HeadMeasurer:
     auto | torch | onnx. flip_tta averages the prediction with that of the mirrored image.
     locate_side: a two-pass model's first pass at another square side (a multiple of 32;
     it only has to find the head). quality: the flag's thresholds instead of the model's
-    own (config.json "quality"; names as `QualityThresholds`). segmenter: anything with a
-    Segmenter's `predict(images)`, `batch_size`, `checkpoint` and `config` (an average of
-    models, a test double) instead of loading `checkpoint`.
+    own (config.json "quality"; names as `QualityThresholds`). average: other models
+    (files or folders) whose head probabilities are averaged with `checkpoint`'s, pass by
+    pass (`MeanOfModels`: the flag and intervals stay the first model's). segmenter:
+    anything with a Segmenter's `predict(images)`, `batch_size`, `checkpoint(s)` and
+    `config` (a test double) instead of loading `checkpoint`.
     """
 
     def __init__(
@@ -100,18 +103,21 @@ class HeadMeasurer:
         locate_side: int | None = None,
         quality: dict | None = None,
         segmenter=None,
+        average: Sequence[str | os.PathLike] = (),
     ) -> None:
         if segmenter is None:
-            if checkpoint is not None and Path(checkpoint).is_dir():  # a run or model folder
-                checkpoint = resolve_checkpoint(checkpoint, None)
-            segmenter = Segmenter(
-                checkpoint if checkpoint is not None else default_checkpoint(),
-                backend=backend,
-                threads=threads,
-                batch_size=batch_size,
-                flip_tta=flip_tta,
-                locate_side=locate_side,
-            )
+            members = [
+                Segmenter(
+                    _checkpoint_file(c),
+                    backend=backend,
+                    threads=threads,
+                    batch_size=batch_size,
+                    flip_tta=flip_tta,
+                    locate_side=locate_side,
+                )
+                for c in [checkpoint, *average]
+            ]
+            segmenter = MeanOfModels(members) if average else members[0]
         self.segmenter = segmenter
         config = segmenter.config if isinstance(segmenter.config, dict) else {}
         # the model's settings, read and checked once, at load
@@ -319,6 +325,16 @@ class HeadMeasurer:
                         result = replace(result, logits=p.logits_small)
                     results[i] = result
         return [r for r in results if r is not None]
+
+
+def _checkpoint_file(checkpoint: str | os.PathLike | None) -> Path:
+    """A checkpoint file from what a caller names: a file, a run or model folder, or None
+    (the bundled model)."""
+    if checkpoint is None:
+        return default_checkpoint()
+    if Path(checkpoint).is_dir():
+        return resolve_checkpoint(checkpoint, None)
+    return Path(checkpoint)
 
 
 def _name_of(image: ImageLike, index: int) -> str:

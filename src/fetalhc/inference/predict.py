@@ -208,11 +208,12 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, SizeChoice], options) -> s
     """What a partial result depends on: the model, its settings (its quality thresholds
     too), the pixel sizes and the columns (a partial file of another version has others)."""
     seg = measurer.segmenter
-    stat = seg.checkpoint.stat()
+    models = [(str(c.resolve()), c.stat().st_size, c.stat().st_mtime_ns) for c in seg.checkpoints]
     identity = {
-        "checkpoint": str(seg.checkpoint.resolve()),
-        "size": stat.st_size,
-        "mtime": stat.st_mtime_ns,
+        "checkpoint": models[0][0],
+        "size": models[0][1],
+        "mtime": models[0][2],
+        "averaged_with": models[1:],
         "tta": seg.flip_tta,
         "sizes": {k: _size_key(v) for k, v in sorted(sizes.items())},
         "masks": options.masks,

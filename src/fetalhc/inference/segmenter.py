@@ -145,6 +145,11 @@ class Segmenter:
             self._run = torch_runner(self.checkpoint, self.config)
 
     # ------------------------------------------------------------ API
+    @property
+    def checkpoints(self) -> list[Path]:
+        """The files this segmenter's predictions depend on (an average has several)."""
+        return [self.checkpoint]
+
     def _network(self, x: np.ndarray) -> np.ndarray:
         """(N, H, W) logits of a preprocessed batch, in chunks, with flip TTA if asked."""
         out = []
