@@ -47,7 +47,7 @@ def main() -> None:
         "The faithful study's recipe (paper BN, [0, 1] input, 20 epochs, 160x128, Adam 1e-4, "
         "BCE, batch 10, `../shared/weights`) trained on a **per-image** split of the same 799 "
         "images with the subject split's part sizes (558 / 81 / 160; "
-        "`experiments/study-per-image/per_image_split.py`, seed 0), as the paper's notebooks split. Test Dice "
+        "`fetalhc data split --per-image --like results/study-paper/split.csv`, seed 0), as the paper's notebooks split. Test Dice "
         "(the paper's, model resolution), per image, averaged. 'Seen' test images have "
         "their subject among the training or validation images; 2 cores of an AMD EPYC.",
         "",

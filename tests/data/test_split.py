@@ -47,3 +47,28 @@ def test_cli_split(tmp_path, sample):
     assert {"filename", "subject", "part"} <= set(rows[0])
     assert len(rows) == 15
     assert read_split(out) == {row["filename"]: row["part"] for row in rows}
+
+
+def test_a_per_image_split_deals_images_and_may_part_a_subject():
+    # 30 subjects of 4 images each (HC18 names: 012_HC.png, 012_2HC.png, ...)
+    files = [f"{s:03d}_{k}HC.png" if k else f"{s:03d}_HC.png" for s in range(30) for k in range(4)]
+    by_subject = group_split(files, 0.1, 0.2, seed=0)
+    per_image = group_split(files, 0.1, 0.2, seed=0, per_image=True)
+    parts = {p: sum(v == p for v in per_image.values()) for p in ("train", "val", "test")}
+    assert parts == {"train": 84, "val": 12, "test": 24}  # exact shares: one image a group
+    assert len({(subject_of(n), p) for n, p in per_image.items()}) > 30  # subjects in 2 parts
+    assert len({(subject_of(n), p) for n, p in by_subject.items()}) == 30  # never here
+    assert group_split(files, 0.1, 0.2, 0, True) == per_image  # the same seed, the same split
+
+
+def test_a_split_dealt_again_per_image_keeps_its_files_and_part_sizes(tmp_path, sample):
+    like = tmp_path / "like.csv"
+    assert run_cli("data", "split", sample, "--out", like).returncode == 0
+    out = tmp_path / "per_image.csv"
+    r = run_cli("data", "split", sample, "--out", out, "--per-image", "--like", like)
+    assert r.returncode == 0, r.stderr
+    old, new = read_split(like), read_split(out)
+    assert sorted(old) == sorted(new) and sorted(old.values()) == sorted(new.values())
+    assert old != new  # dealt again
+    refused = run_cli("data", "split", sample, "--out", out, "--like", like)
+    assert refused.returncode == 2 and "--like goes with --per-image" in refused.stderr

@@ -256,3 +256,31 @@ def test_size_verdicts_pair_the_two_models_seed_by_seed():
     assert "— mixed:" in size_verdicts(here, {"320x256": there}, "160x128")[0]
     one = [low("decoder", 79, {0: 93.7}), low("scratch-unet", 79, {0: 92.3})]
     assert "(provisional: 1 of 3 seeds)" in size_verdicts([], {"320x256": one}, "160x128")[0]
+
+
+def test_a_run_with_the_same_recipe_is_adopted_as_a_cell_and_another_refused(tmp_path, sample):
+    import shutil
+
+    config = write_config(tmp_path, sample, [{"strategies": ["d4"], "seeds": [0]}])
+    probe = tmp_path / "probe"
+    run_study(config, probe)  # trained outside the study below: a probe's run
+    run = probe / "runs" / "d4_f100_s0_64x64"
+    out = tmp_path / "study"
+    out.mkdir()
+    shutil.copy(probe / "split.csv", out / "split.csv")
+    r = run_cli("compare", "--config", config, "--out", out, "--adopt", run, "d4_f100_s0_64x64")
+    assert r.returncode == 0, r.stderr
+    cell = json.loads((out / "runs" / "d4_f100_s0_64x64" / "cell.json").read_text())
+    assert cell["adopted_from"] == "runs/d4_f100_s0_64x64"
+    probe_cell = json.loads((run / "cell.json").read_text())
+    assert cell["metrics"] == probe_cell["metrics"]
+    assert run_study(config, out) == []  # the adopted cell is not trained again
+    assert "adopted by `fetalhc compare --adopt`" in (out / "report.md").read_text()
+    # another recipe: refused, naming what differs; nothing written
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy(probe / "split.csv", other / "split.csv")
+    config.write_text(config.read_text().replace("lr: 0.001", "lr: 0.01"))
+    r = run_cli("compare", "--config", config, "--out", other, "--adopt", run, "d4_f100_s0_64x64")
+    assert r.returncode == 2 and "differs from cell d4_f100_s0_64x64 in: lr" in r.stderr
+    assert not (other / "runs").exists()

@@ -26,14 +26,21 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 def cmd_data_split(args: argparse.Namespace) -> int:
     from fetalhc.data.hc18 import load_labelled
-    from fetalhc.data.split import split_files, write_split
+    from fetalhc.data.split import read_split, split_files, write_split
 
     ensure_folder(args.out.parent)
     records = load_labelled(args.dir)
     if not records:
         raise FetalHCError(f"{args.dir}: no labelled images to split")
     outputs = split_files(
-        [r.filename for r in records], args.out, args.val, args.test, args.seed, args.folds
+        [r.filename for r in records],
+        args.out,
+        args.val,
+        args.test,
+        args.seed,
+        args.folds,
+        per_image=args.per_image,
+        like=read_split(args.like) if args.like else None,
     )
     for path, parts in outputs.items():
         write_split(path, parts)
@@ -252,6 +259,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_compare(args: argparse.Namespace) -> int:
     from fetalhc.study.run import run_study
 
+    if args.adopt:
+        from fetalhc.study.adoption import adopt_run
+
+        run, cell = args.adopt
+        record = adopt_run(args.config, args.out, Path(run), cell)
+        print(f"{cell}: adopted from {run}, test Dice {record['metrics']['dice']:.4f}")
+        return 0
     results = run_study(args.config, args.out, args.workers, args.ray, args.rerun_stale)
     failed = [r for r in results if "error" in r]
     print(f"{args.out / 'report.md'}: {len(results) - len(failed)} cells run, {len(failed)} failed")
@@ -295,6 +309,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="also write OUT.foldK.csv for K-fold cross-validation over train+val "
         "(test stays held out)",
+    )
+    p.add_argument(
+        "--per-image",
+        action="store_true",
+        help="deal images one by one, as the paper's notebooks did (a subject's images may "
+        "fall in two parts; to measure what that overlap is worth)",
+    )
+    p.add_argument(
+        "--like",
+        type=Path,
+        metavar="SPLIT",
+        help="with --per-image: deal SPLIT's images again, each part keeping its size",
     )
     p = add(
         "download", cmd_data_download, "download HC18 from Zenodo (verified, resumable)", data_sub
@@ -356,6 +382,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--ray", metavar="ADDRESS", help="run cells on a Ray cluster ('local': start one)"
+    )
+    p.add_argument(
+        "--adopt",
+        nargs=2,
+        metavar=("RUN", "CELL"),
+        help="take RUN (trained and evaluated outside the study with the same recipe) as "
+        "the study's cell CELL instead of training it again; refused, naming what differs, "
+        "unless the recipes match",
     )
     p = add("report", cmd_report, "rebuild a study's report from its finished cells")
     p.add_argument("dir", type=Path)

@@ -1,4 +1,6 @@
-"""Deterministic, group-aware splits (no subject in two parts) and nested low-data subsets."""
+"""Deterministic, group-aware splits (no subject in two parts), per-image splits (as the
+paper's notebooks split: a subject's images may fall on both sides) and nested low-data
+subsets."""
 
 from __future__ import annotations
 
@@ -16,24 +18,30 @@ from fetalhc.io.files import atomic_path
 SPLIT_PARTS = ("train", "val", "test")
 
 
-def _subject_groups(filenames: Sequence[str]) -> dict[str, list[str]]:
+def _subject_groups(filenames: Sequence[str], per_image: bool = False) -> dict[str, list[str]]:
+    """The images of each subject (`per_image`: each image its own group)."""
     groups: dict[str, list[str]] = defaultdict(list)
     for name in sorted(filenames):
-        groups[subject_of(name)].append(name)
+        groups[name if per_image else subject_of(name)].append(name)
     return dict(sorted(groups.items()))
 
 
 def group_split(
-    filenames: Sequence[str], val: float = 0.1, test: float = 0.2, seed: int = 0
+    filenames: Sequence[str],
+    val: float = 0.1,
+    test: float = 0.2,
+    seed: int = 0,
+    per_image: bool = False,
 ) -> dict[str, str]:
     """Map each file name to 'train', 'val' or 'test'.
 
-    Subjects are shuffled with `seed` and dealt to test, then val, until each part holds
-    its fraction of the *images*; the rest is train. Same inputs, same split.
+    Subjects (`per_image`: images) are shuffled with `seed` and dealt to test, then val,
+    until each part holds its fraction of the *images*; the rest is train. Same inputs,
+    same split.
     """
     if not (0 <= val < 1 and 0 <= test < 1 and val + test < 1):
         raise FetalHCError("--val and --test must be in [0, 1) and sum to less than 1")
-    groups = _subject_groups(filenames)
+    groups = _subject_groups(filenames, per_image)
     subjects = list(groups)
     order = np.random.default_rng(seed).permutation(len(subjects))
     n_total = len(filenames)
@@ -53,12 +61,15 @@ def group_split(
     return assignment
 
 
-def group_folds(filenames: Sequence[str], k: int, seed: int = 0) -> dict[str, int]:
+def group_folds(
+    filenames: Sequence[str], k: int, seed: int = 0, per_image: bool = False
+) -> dict[str, int]:
     """Map each file name to one of `k` cross-validation folds (0..k-1), whole subjects per
-    fold: subjects in a seeded order, each to the fold holding the fewest images so far."""
+    fold (`per_image`: images): in a seeded order, each to the fold holding the fewest
+    images so far."""
     if k < 2:
         raise FetalHCError(f"--folds must be >= 2, got {k}")
-    groups = _subject_groups(filenames)
+    groups = _subject_groups(filenames, per_image)
     subjects = list(groups)
     if len(subjects) < k:
         raise FetalHCError(f"{len(subjects)} subjects cannot fill {k} folds")
@@ -145,16 +156,42 @@ def part_files(split: dict[str, str], part: str) -> list[str]:
     return sorted(name for name, p in split.items() if p == part)
 
 
+def split_like(like: dict[str, str], seed: int) -> dict[str, str]:
+    """The files of the split `like`, dealt at random to its parts, each part keeping its
+    size: a per-image split comparable with a group split, part for part."""
+    names = sorted(like)
+    parts = sorted(like.values())  # the same multiset of part labels
+    order = np.random.default_rng(seed).permutation(len(names))
+    return {names[i]: part for i, part in zip(order, parts, strict=True)}
+
+
 def split_files(
-    filenames: Sequence[str], out: Path, val: float, test: float, seed: int, folds: int = 0
+    filenames: Sequence[str],
+    out: Path,
+    val: float,
+    test: float,
+    seed: int,
+    folds: int = 0,
+    per_image: bool = False,
+    like: dict[str, str] | None = None,
 ) -> dict[Path, dict[str, str]]:
     """`fetalhc data split`'s outputs: OUT (train/val/test) and, with `folds`, OUT.foldK for
-    K-fold cross-validation over everything but the test part, which stays held out."""
-    assignment = group_split(filenames, val, test, seed)
+    K-fold cross-validation over everything but the test part, which stays held out.
+    `per_image`: images dealt one by one (a subject may fall in two parts); `like`: an
+    existing split whose files and part sizes are kept, its files dealt again per image."""
+    if like is not None:
+        if not per_image:
+            raise FetalHCError("--like goes with --per-image (it deals another split's images)")
+        missing = sorted(set(like) - set(filenames))
+        if missing:
+            raise FetalHCError(f"--like names {len(missing)} images not in the data: {missing[0]}")
+        assignment = split_like(like, seed)
+    else:
+        assignment = group_split(filenames, val, test, seed, per_image)
     outputs = {out: assignment}
     if folds:
         pool = [name for name, part in assignment.items() if part != "test"]
-        groups = group_folds(pool, folds, seed)
+        groups = group_folds(pool, folds, seed, per_image)
         for k in range(folds):
             outputs[out.with_name(f"{out.stem}.fold{k}{out.suffix}")] = fold_split(
                 assignment, groups, k

@@ -199,7 +199,7 @@ def write_report(study: str | Path) -> Path:
         *[
             f"- `{c['name']}` was trained and evaluated by an earlier probe with the same "
             f"recipe (`{c['adopted_from']}`), adopted by "
-            "`experiments/resolution-probe/adopt_cell.py` after its "
+            "`fetalhc compare --adopt` after its "
             "recorded recipe matched the cell's"
             for c in cells
             if c.get("adopted_from")

@@ -1,21 +1,18 @@
-"""Adopt a run trained and evaluated outside a study as one of the study's cells.
+"""`fetalhc compare --adopt RUN CELL`: a run trained and evaluated outside a study taken
+as one of the study's cells.
 
-A probe (e.g. `experiments/lowdata-probe/lowdata_resolution_probe.sh`) may already have trained a cell the
-study lists, with the same recipe, through the same `fetalhc train` / `fetalhc evaluate`.
-Re-training it costs an hour of CPU for the same numbers; this writes the study's
-`cell.json` for it instead — only if the run's recorded recipe identity (every training
-setting, the split's content, the evaluated part) equals the study cell's, and the run
-finished its epochs and was evaluated on the study's part. Otherwise it refuses and names
-the keys that differ. The cell says where it came from (`adopted_from`).
-
-    python experiments/resolution-probe/adopt_cell.py STUDY.yaml STUDY_OUT RUN_FOLDER CELL_NAME
+A probe may already have trained a cell the study lists, with the same recipe, through the
+same `fetalhc train` / `fetalhc evaluate`. Re-training it costs an hour of CPU for the same
+numbers; this writes the study's `cell.json` for it instead — only if the run's recorded
+recipe identity (every training setting, the split's content, the evaluated part) equals
+the study cell's, and the run finished its epochs and was evaluated on the study's part.
+Otherwise it refuses and names the keys that differ. The cell says where it came from
+(`adopted_from`), and the study's report says so.
 """
 
 from __future__ import annotations
 
-import argparse
 import shutil
-import sys
 from pathlib import Path
 
 from fetalhc.errors import FetalHCError
@@ -27,7 +24,8 @@ from fetalhc.training.config import TrainConfig, config_from_mapping
 COPIED = ("config.json", "history.csv", "learning_curve.png", "split.csv")
 
 
-def adopt(study_yaml: Path, out: Path, run: Path, name: str) -> dict:
+def adopt_run(study_yaml: Path, out: Path, run: Path, name: str) -> dict:
+    """Write the study's cell `name` from `run` (see the module); the cell's record."""
     study = load_study(study_yaml)
     cells = {c.name: c for c in study.cells()}
     if name not in cells:
@@ -72,23 +70,3 @@ def adopt(study_yaml: Path, out: Path, run: Path, name: str) -> dict:
     record["adopted_from"] = str(Path(*run.parts[-2:]))
     write_json(folder / CELL_DONE, record)
     return record
-
-
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("study", type=Path)
-    parser.add_argument("out", type=Path)
-    parser.add_argument("run", type=Path)
-    parser.add_argument("name")
-    args = parser.parse_args()
-    try:
-        record = adopt(args.study, args.out, args.run, args.name)
-    except FetalHCError as exc:
-        print(f"adopt_cell: error: {exc}", file=sys.stderr)
-        return 2
-    print(f"{args.name}: adopted from {args.run}, test Dice {record['metrics']['dice']:.4f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
