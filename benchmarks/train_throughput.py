@@ -36,7 +36,7 @@ from fetalhc.model.strategies import PRESETS
 from fetalhc.model.unet import build_model
 from fetalhc.sample import sample_dir
 from fetalhc.training.datasets import CachedSet, iterate_batches
-from fetalhc.training.trainer import autocast_dtype, train_steps
+from fetalhc.training.loop import autocast_dtype, train_steps
 
 
 class PaperDataset(Dataset):

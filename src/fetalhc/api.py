@@ -38,7 +38,8 @@ def train_on_arrays(
     val_masks: Sequence[np.ndarray] | None = None,
 ) -> dict:
     """Train on images and 0/1 head masks held in memory (any data set, not only HC18)."""
-    from fetalhc.training.trainer import Trainer, training_set_from_arrays
+    from fetalhc.training.datasets import training_set_from_arrays
+    from fetalhc.training.trainer import Trainer
 
     train_set = training_set_from_arrays(config, images, masks)
     val_set = None

@@ -26,7 +26,7 @@ from fetalhc.model.crops import (
 )
 from fetalhc.study.grid import config_identity
 from fetalhc.training.config import TrainConfig
-from fetalhc.training.trainer import learning_rate
+from fetalhc.training.loop import learning_rate
 
 
 def disc_image(shape=(540, 800), centre=(600, 140), axes=(22, 18), angle=30.0):

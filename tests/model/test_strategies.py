@@ -70,7 +70,7 @@ def test_user_spec():
 def _one_training_step(bn_mode: str, strategy: str) -> tuple[dict, dict, dict, dict]:
     """Frozen-block running statistics and weights before and after one real step."""
     from fetalhc.model.freeze import encoder_frozen
-    from fetalhc.training.trainer import train_steps
+    from fetalhc.training.loop import train_steps
 
     torch.manual_seed(0)
     model = build_model(ModelConfig(), encoder_weights="none")

@@ -10,7 +10,8 @@ from torch import nn
 
 from fetalhc.errors import FetalHCError
 from fetalhc.training.config import config_from_mapping
-from fetalhc.training.trainer import Trainer, distilled
+from fetalhc.training.loop import distilled
+from fetalhc.training.trainer import Trainer
 from tests.conftest import tiny_config
 
 

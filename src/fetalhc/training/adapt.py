@@ -20,7 +20,7 @@ from fetalhc.model.checkpoint import load_model, save_weights, write_config
 from fetalhc.model.freeze import apply_strategy
 from fetalhc.model.strategies import resolve
 from fetalhc.training.datasets import FullSet, epoch_seed, iterate_crop_batches
-from fetalhc.training.trainer import autocast_dtype, train_one_epoch
+from fetalhc.training.loop import autocast_dtype, train_one_epoch
 
 STRATEGIES = ("head", "decoder", "full")
 

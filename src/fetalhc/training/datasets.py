@@ -16,6 +16,7 @@ from fetalhc.errors import FetalHCError
 from fetalhc.io.images import read_gray
 from fetalhc.io.pixels import to_gray_uint8
 from fetalhc.model.preprocess import preprocess
+from fetalhc.training.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
@@ -269,3 +270,22 @@ def iterate_crop_batches(
         x = torch.from_numpy(preprocess(np.stack(images), normalization))
         y = torch.from_numpy(np.stack(masks).astype(np.float32)[:, None] / 255.0)
         yield x, y
+
+
+def training_set(
+    config: TrainConfig, records: Sequence[Record], desc: str = ""
+) -> CachedSet | FullSet:
+    """What a config trains on: two-pass (head-crop) models cut their crops from the
+    full-size images on the fly; the others train on images cached at the model's size."""
+    if config.head_crop:
+        return FullSet(records, desc=desc)
+    return CachedSet(records, tuple(config.image_size), desc=desc)
+
+
+def training_set_from_arrays(
+    config: TrainConfig, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
+) -> CachedSet | FullSet:
+    """`training_set` for images and 0/1 masks held in memory."""
+    if config.head_crop:
+        return FullSet.from_arrays(images, masks)
+    return CachedSet.from_arrays(images, masks, tuple(config.image_size))

@@ -3,6 +3,8 @@ and precision, loss, one epoch, the distillation target, evaluation."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -11,6 +13,7 @@ from torch import nn
 from fetalhc.errors import FetalHCError
 from fetalhc.measure import metrics
 from fetalhc.model.freeze import encoder_frozen, set_train_mode
+from fetalhc.training.config import TrainConfig
 
 
 def pick_device(name: str) -> torch.device:
@@ -177,3 +180,10 @@ def evaluate(
         "val_paper_dice": float(np.mean(batch_dice)),
         "val_paper_miou": float(np.mean(batch_iou)),
     }
+
+
+def learning_rate(config: TrainConfig, epoch: int) -> float:
+    """The learning rate of an epoch (1-based): constant, or cosine from lr towards 0."""
+    if config.lr_schedule == "cosine":
+        return config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / config.epochs))
+    return config.lr

@@ -7,7 +7,6 @@ import math
 import os
 import shutil
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -41,68 +40,20 @@ from fetalhc.training.datasets import (
     epoch_seed,
     iterate_batches,
     iterate_crop_batches,
+    training_set,
 )
 from fetalhc.training.loop import (
-    autocast,
     autocast_dtype,
-    cpu_supports_bf16,
     distilled,
     evaluate,
-    forward,
-    loss_fn,
+    learning_rate,
     pick_device,
     train_one_epoch,
-    train_steps,
 )
 from fetalhc.training.plots import plot_learning_curve
 
-# The loop's parts and the figure live in their modules; these names stay importable here.
-__all__ = [
-    "Trainer",
-    "autocast",
-    "autocast_dtype",
-    "cpu_supports_bf16",
-    "distilled",
-    "evaluate",
-    "forward",
-    "learning_rate",
-    "loss_fn",
-    "pick_device",
-    "plot_learning_curve",
-    "train_one_epoch",
-    "train_steps",
-    "training_set",
-    "training_set_from_arrays",
-]
-
 VAL_KEYS = ("val_dice", "val_paper_pa", "val_paper_dice", "val_paper_miou")
 log = logging.getLogger(__name__)
-
-
-def training_set(
-    config: TrainConfig, records: Sequence[Record], desc: str = ""
-) -> CachedSet | FullSet:
-    """What a config trains on: two-pass (head-crop) models cut their crops from the
-    full-size images on the fly; the others train on images cached at the model's size."""
-    if config.head_crop:
-        return FullSet(records, desc=desc)
-    return CachedSet(records, tuple(config.image_size), desc=desc)
-
-
-def training_set_from_arrays(
-    config: TrainConfig, images: Sequence[np.ndarray], masks: Sequence[np.ndarray]
-) -> CachedSet | FullSet:
-    """`training_set` for images and 0/1 masks held in memory."""
-    if config.head_crop:
-        return FullSet.from_arrays(images, masks)
-    return CachedSet.from_arrays(images, masks, tuple(config.image_size))
-
-
-def learning_rate(config: TrainConfig, epoch: int) -> float:
-    """The learning rate of an epoch (1-based): constant, or cosine from lr towards 0."""
-    if config.lr_schedule == "cosine":
-        return config.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / config.epochs))
-    return config.lr
 
 
 @dataclass
