@@ -14,6 +14,7 @@ import pytest
 
 from fetalhc.errors import FetalHCError
 from tests.conftest import run_cli
+from tests.dicom_helpers import make_dicom
 
 PIXEL_MM = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
 
@@ -108,6 +109,7 @@ def test_outputs_are_never_read_back_and_odd_entries_are_counted(tmp_path, image
         r = run_cli("predict", images, "--pixel-size", "0.12", "--out", out)
         assert r.returncode == 0, r.stderr
         assert "3 image name(s) that are not regular files" in r.stderr
+        assert "skipped: dangling.png, loop.png, pipe.png" in r.stderr  # named, not only counted
     assert "image(s) in the output folder were not read back" in r.stderr
     found = rows(out / "predictions.csv")
     assert set(found) == {"'=cmd.png", "090_HC.png", "180_HC.png"}  # neutralised, no masks
@@ -151,4 +153,45 @@ def test_two_predicts_into_one_folder_are_refused(tmp_path, images):
     assert again.returncode == 0 and set(rows(out / "predictions.csv")) == {
         "090_HC.png",
         "180_HC.png",
+    }
+
+
+def test_inputs_whose_names_map_to_one_output_name_keep_their_own_outputs(tmp_path, head):
+    """`x.png` and `x.jpg`; `sub/y.dcm` and `sub__y.dcm` (DICOM results lie flat); the
+    chosen frame of `loop.dcm` and `loop_f001.dcm`: every row its own mask and overlay,
+    every DICOM input its own SR, SEG and SC, nothing overwritten."""
+    import pydicom
+
+    from fetalhc.inference.predict import output_stems
+
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "x.png"), head)
+    cv2.imwrite(str(folder / "x.jpg"), head)
+    make_dicom(folder / "sub" / "y.dcm", head, region_cm=PIXEL_MM / 10)
+    make_dicom(folder / "sub__y.dcm", head, region_cm=PIXEL_MM / 10)
+    make_dicom(folder / "loop.dcm", head, region_cm=PIXEL_MM / 10, frames=2)
+    make_dicom(folder / "loop_f001.dcm", head, region_cm=PIXEL_MM / 10)
+    out, dicom_out = tmp_path / "out", tmp_path / "dicom"
+    r = run_cli(
+        "predict", folder, "--out", out, "--dicom-out", dicom_out, "--pixel-size", str(PIXEL_MM)
+    )
+    assert r.returncode == 0, r.stderr
+    table = rows(out / "predictions.csv")
+    assert len(table) == 7 and all(row["status"] == "ok" for row in table.values())
+    assert len(list((out / "masks").rglob("*.png"))) == 7  # one per row
+    assert len(list((out / "overlays").rglob("*.png"))) == 7
+    written = sorted(dicom_out.glob("*.dcm"))
+    assert len(written) == 4 * 3  # four DICOM inputs, each its SR, SEG and SC
+    assert len({pydicom.dcmread(p).SOPInstanceUID for p in written}) == 12
+    # the names, as decided once for the batch
+    names = ["loop.dcm", "loop_f001.dcm", "sub/y.dcm", "sub__y.dcm", "x.jpg", "x.png"]
+    stems = output_stems(names, {n for n in names if n.endswith(".dcm")})
+    assert stems == {
+        "loop.dcm": "loop",
+        "loop_f001.dcm": "loop_f001~2",
+        "sub/y.dcm": "sub/y",
+        "sub__y.dcm": "sub__y~2",
+        "x.jpg": "x",
+        "x.png": "x~2",
     }

@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
@@ -68,7 +69,37 @@ class PredictOptions:
 @dataclass(frozen=True)
 class InputImage:
     path: Path
-    name: str  # unique in this batch: the row's filename and the masks' sub-path
+    name: str  # unique in this batch: the row's filename
+    # the outputs' file stem (masks, overlays, DICOM results; a cine frame's adds _fNNN):
+    # unique in the batch even where names differ only by suffix or by a folder's "/"
+    stem: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.stem:
+            object.__setattr__(self, "stem", str(PurePosixPath(self.name).with_suffix("")))
+
+
+def output_stems(names: Sequence[str], dicom: set[str]) -> dict[str, str]:
+    """Each input's output stem: its name without the suffix where that is unique, else
+    made unique with `~N`. Unique also once a folder's "/" is written "__" (DICOM results
+    lie flat) and against the frame stems `<stem>_fNNN` a DICOM input (`dicom`: their
+    names) may write: `x.png` and `x.jpg`, `sub/x.dcm` and `sub__x.dcm`, `loop.dcm`'s frame
+    2 and `loop_f002.dcm` never share an output file."""
+    bases = {n: str(PurePosixPath(n).with_suffix("")) for n in names}
+    cine_bases = {bases[n].replace("/", "__") for n in names if n in dicom}
+    used: set[str] = set()
+    out = {}
+    for name in names:
+        stem, k = bases[name], 2
+        while True:
+            flat = stem.replace("/", "__")
+            frame = re.fullmatch(r"(.+)_f\d+", flat)
+            if flat not in used and not (frame and frame.group(1) in cine_bases):
+                break
+            stem, k = f"{bases[name]}~{k}", k + 1
+        used.add(flat)
+        out[name] = stem
+    return out
 
 
 def collect_images(
@@ -92,7 +123,8 @@ def collect_images(
 
     for item in inputs:
         if item.is_dir():
-            ignored = not_files = own = 0
+            ignored = own = 0
+            not_files: list[str] = []
             for p in sorted(item.rglob("*")):
                 if is_output(p):
                     own += p.suffix.lower() in IMAGE_SUFFIXES
@@ -104,7 +136,7 @@ def collect_images(
                 if not regular:
                     # a broken symlink, a loop or a FIFO named like an image: said, not read
                     if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir():
-                        not_files += 1
+                        not_files.append(p.relative_to(item).as_posix())
                     continue
                 if p.suffix.lower() in IMAGE_SUFFIXES and not is_annotation(p):
                     found.append((p, p.relative_to(item).as_posix(), item.name or str(item)))
@@ -113,9 +145,10 @@ def collect_images(
             if ignored:
                 notes.append(f"{item}: {ignored} file(s) that are not images were ignored")
             if not_files:
+                shown = ", ".join(not_files[:5]) + (", ..." if len(not_files) > 5 else "")
                 notes.append(
-                    f"{item}: {not_files} image name(s) that are not regular files (broken "
-                    "links, link loops, pipes) were skipped"
+                    f"{item}: {len(not_files)} image name(s) that are not regular files (broken "
+                    f"links, link loops, pipes) were skipped: {shown}"
                 )
             if own:
                 notes.append(f"{item}: {own} image(s) in the output folder were not read back")
@@ -131,7 +164,7 @@ def collect_images(
     counts: dict[str, int] = {}
     for _path, name, _folder in found:
         counts[name] = counts.get(name, 0) + 1
-    images: list[InputImage] = []
+    named: list[tuple[Path, str]] = []
     used: set[str] = set()
     for path, name, folder in found:
         resolved = path.resolve()
@@ -145,8 +178,10 @@ def collect_images(
             n += 1
         used.add(unique)
         seen[resolved] = unique
-        images.append(InputImage(path, unique))
-    return images, notes
+        named.append((path, unique))
+    dicom = {name for path, name in named if path.suffix.lower() in DICOM_SUFFIXES}
+    stems = output_stems([name for _, name in named], dicom)
+    return [InputImage(path, name, stems[name]) for path, name in named], notes
 
 
 @dataclass(frozen=True)
@@ -353,8 +388,10 @@ def _measure_batch(
         [im.name for im in plain],
         ga_weeks=options.ga_weeks,
     )
+    stems = {im.name: im.stem for im in plain}
     for result in results:
-        rows.append(_row(result, chosen=True, outputs=_keep_pictures(result, out, options)))
+        stem = stems[result.filename]
+        rows.append(_row(result, chosen=True, outputs=_keep_pictures(result, stem, out, options)))
     return rows
 
 
@@ -374,11 +411,11 @@ def measure_dicom_file(
         if status:
             return [_row(HeadMeasurement(im.name, *status), chosen=True)], []
     cine = measurer.measure_frames(dcm.frames, size, im.name, options.ga_weeks)
-    problems = [_keep_pictures(result, out, options) for result in cine.frames]
+    problems = [_keep_pictures(result, im.stem, out, options) for result in cine.frames]
     written: list[Path] = []
     if options.dicom_out is not None and cine.chosen is not None and cine.chosen.ok:
         written, problem = _write_dicom_results(
-            cine.chosen, dcm.dataset, measurer.model_name, options
+            cine.chosen, im.stem, dcm.dataset, measurer.model_name, options
         )
         i = cine.chosen_index
         problems[i] = "; ".join(p for p in (problems[i], problem) if p)
@@ -390,12 +427,12 @@ def measure_dicom_file(
 
 
 def _write_dicom_results(
-    result: HeadMeasurement, source, model: str, options
+    result: HeadMeasurement, stem: str, source, model: str, options
 ) -> tuple[list[Path], str]:
-    """SR, SEG and SC of one measured head, atomically, named after the input; each one
-    that cannot be built or written is named in the returned problem (the others are
-    still written, and the measurement stands)."""
-    stem = picture_stem(result).replace("/", "__")
+    """SR, SEG and SC of one measured head, atomically, named after the input's stem
+    (flat: a folder's "/" written "__"); each one that cannot be built or written is named
+    in the returned problem (the others are still written, and the measurement stands)."""
+    stem = picture_stem(result, stem).replace("/", "__")
     written, problems = [], []
     builders = (
         ("sr", result.to_dicom_sr),
@@ -420,11 +457,11 @@ def one_line(exc: BaseException) -> str:
     return text[:160]
 
 
-def _keep_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> str:
+def _keep_pictures(result: HeadMeasurement, stem: str, out: Path, options: PredictOptions) -> str:
     """Write the mask and overlay; '' or what could not be written (the measurement
     stands either way)."""
     try:
-        _write_pictures(result, out, options)
+        _write_pictures(result, stem, out, options)
     except OSError as exc:
         return f"mask or overlay not written ({exc.strerror or one_line(exc)})"
     return ""
@@ -439,18 +476,17 @@ def _row(result: HeadMeasurement, chosen: bool, outputs: str = "") -> dict:
     return {**result.as_row(), "chosen": "yes" if chosen else "no", "outputs": outputs}
 
 
-def _write_pictures(result: HeadMeasurement, out: Path, options: PredictOptions) -> None:
+def _write_pictures(result: HeadMeasurement, stem: str, out: Path, options: PredictOptions) -> None:
     if result.image is None:
         return
-    stem = picture_stem(result)
+    stem = picture_stem(result, stem)
     if options.masks and result.mask is not None:
         write_png(out / "masks" / f"{stem}_mask.png", result.mask * 255)
     if options.overlays:
         write_png(out / "overlays" / f"{stem}_overlay.png", overlay_picture(result))
 
 
-def picture_stem(result: HeadMeasurement) -> str:
-    """A result's file stem: `sub/001_HC`, a cine loop's frame 7 `loop_f007`."""
-    name = result.filename.rsplit("#", 1)[0] if result.frame else result.filename
-    stem = str(PurePosixPath(name).with_suffix(""))
+def picture_stem(result: HeadMeasurement, stem: str) -> str:
+    """A result's file stem: its input's (`InputImage.stem`: `sub/001_HC`), a cine loop's
+    frame 7 `loop_f007`."""
     return f"{stem}_f{result.frame:03d}" if result.frame else stem
