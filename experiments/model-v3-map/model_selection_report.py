@@ -48,7 +48,7 @@ class FirstPassOnly:
 
     def __init__(self, segmenter: Segmenter) -> None:
         self.segmenter, self.batch_size = segmenter, segmenter.batch_size
-        self.checkpoint = segmenter.checkpoint
+        self.checkpoint, self.config = segmenter.checkpoint, segmenter.config
 
     def predict(self, images):
         return [
@@ -58,13 +58,15 @@ class FirstPassOnly:
 
 
 def variant_measurer(variant: str, checkpoint: Path, threads: int) -> HeadMeasurer:
-    seg = Segmenter(checkpoint, backend="torch", threads=threads, flip_tta="tta" in variant)
-    seg.quality_thresholds = {}  # score with the features only; thresholds come later
-    if "margin" in variant:  # e.g. two-pass-margin0.1: another margin around pass 1's head
-        seg.head_crop = float(variant.split("margin")[1].split("-")[0])
+    # e.g. two-pass-margin0.1: another margin around pass 1's head
+    margin = float(variant.split("margin")[1].split("-")[0]) if "margin" in variant else None
+    seg = Segmenter(
+        checkpoint, backend="torch", threads=threads, flip_tta="tta" in variant, head_crop=margin
+    )
+    # score with the features only (no flag): its thresholds are chosen later
     if variant.startswith("one-pass"):
-        return HeadMeasurer.from_segmenter(FirstPassOnly(seg))
-    return HeadMeasurer.from_segmenter(seg)
+        return HeadMeasurer.from_segmenter(FirstPassOnly(seg), quality={})
+    return HeadMeasurer.from_segmenter(seg, quality={})
 
 
 def oof_rows(variant: str, data: Path, threads: int) -> list[dict]:

@@ -19,7 +19,6 @@ import argparse
 import csv
 from pathlib import Path
 
-import numpy as np
 from model_v3_report import (
     FLAG_SHARE,
     RULE_MM,
@@ -33,8 +32,9 @@ from model_v3_report import (
     selection,
 )
 
+from fetalhc.inference.ensemble import MeanOfModels
 from fetalhc.inference.measurer import HeadMeasurer
-from fetalhc.inference.segmenter import RELOCATE_BELOW, Prediction, Segmenter
+from fetalhc.inference.segmenter import RELOCATE_BELOW
 from fetalhc.io.files import write_json, write_text
 from fetalhc.measure import flag_search
 
@@ -43,29 +43,6 @@ DEFAULT_ENSEMBLES = (
     "full_256:192r+256,half_256:192r+256,quarter_256:192r+192",
     "half_256:192r+256,quarter_256:192r+192",
 )
-
-
-class MeanOfModels:
-    """Segmenters whose probabilities are averaged, pass by pass (each locates the head
-    itself); HeadMeasurer.from_segmenter takes it like one."""
-
-    def __init__(self, members: list[Segmenter]) -> None:
-        self.members = members
-        self.batch_size = min(m.batch_size for m in members)
-        self.checkpoint = members[0].checkpoint
-        self.quality_thresholds: dict = {}
-
-    def predict(self, images) -> list[Prediction]:
-        images = list(images)
-        each = [m.predict(images) for m in self.members]
-        out = []
-        for preds in zip(*each, strict=True):
-            probability = np.mean([p.probability for p in preds], axis=0)
-            coarse = [p.coarse_probability for p in preds]
-            first = None if any(c is None for c in coarse) else np.mean(coarse, axis=0)
-            small = lambda ps=preds: np.mean([p.logits_small for p in ps], axis=0)  # noqa: E731
-            out.append(Prediction(probability, small, first))
-        return out
 
 
 def parse_member(text: str) -> tuple[str, Combo]:
@@ -139,7 +116,7 @@ def main() -> int:
                 fold_segmenter(args.root, v, c, MARGIN, args.data, args.threads, k)
                 for v, c in members
             ]
-            return HeadMeasurer.from_segmenter(MeanOfModels(parts))
+            return HeadMeasurer.from_segmenter(MeanOfModels(parts), quality={})
 
         rows = selection.pooled_oof_rows(
             args.root / "oof" / f"{name}.csv", args.root, args.data, measurer_of

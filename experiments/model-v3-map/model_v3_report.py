@@ -89,7 +89,7 @@ def oof_rows(
 
     def measurer_of(k: int) -> HeadMeasurer:
         made.append(fold_segmenter(root, variant, combo, margin, data, threads, k))
-        return HeadMeasurer.from_segmenter(made[-1])
+        return HeadMeasurer.from_segmenter(made[-1], quality={})  # features; flag later
 
     name = combo_name(variant, combo, margin)
     rows = selection.pooled_oof_rows(root / "oof" / f"{name}.csv", root, data, measurer_of)
@@ -117,9 +117,8 @@ def fold_segmenter(
         crop_side=combo.crop or None,
         close_up=bool(combo.crop),
         relocate_below=combo.relocate,
+        head_crop=margin,
     )
-    segmenter.quality_thresholds = {}  # features only; the flag is chosen later
-    segmenter.head_crop = margin
     return segmenter
 
 

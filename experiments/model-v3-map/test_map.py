@@ -107,12 +107,13 @@ def v3_ensemble(v3_map):  # the script imports model_v3_report by name
 def test_an_ensemble_averages_its_members_pass_by_pass(v3_ensemble):
     import numpy as np
 
+    from fetalhc.inference.ensemble import MeanOfModels
     from fetalhc.inference.measurer import HeadMeasurer
     from fetalhc.inference.segmenter import Prediction
     from fetalhc.measure.ellipse import Ellipse, draw_filled
 
     class Member:  # a stand-in network: one fixed disc per pass
-        batch_size, checkpoint = 4, "member"
+        batch_size, checkpoint, config, flip_tta = 4, Path("member"), {}, False
 
         def __init__(self, fine: Ellipse, coarse: Ellipse) -> None:
             self.fine, self.coarse = fine, coarse
@@ -123,7 +124,7 @@ def test_an_ensemble_averages_its_members_pass_by_pass(v3_ensemble):
             return [Prediction(disc(self.fine), np.zeros((8, 8)), disc(self.coarse))] * len(images)
 
     small, large = Ellipse(100, 80, 40, 30, 0.0), Ellipse(100, 80, 44, 33, 0.0)
-    ens = v3_ensemble.MeanOfModels([Member(small, small), Member(large, small)])
+    ens = MeanOfModels([Member(small, small), Member(large, small)])
     (p,) = ens.predict([np.zeros((160, 200), np.uint8)])
     # inside both discs 1, in the ring only the larger covers 0.5, outside 0
     assert p.probability[80, 100] == 1.0 and p.probability[80, 142] == 0.5
@@ -131,7 +132,7 @@ def test_an_ensemble_averages_its_members_pass_by_pass(v3_ensemble):
     # the majority decides the outline: the ring is head where two of three members see it
     image = np.random.default_rng(0).integers(0, 255, (160, 200)).astype(np.uint8)
     for members, semi_major in (([small, small, large], 40), ([small, large, large], 44)):
-        ens = v3_ensemble.MeanOfModels([Member(e, small) for e in members])
+        ens = MeanOfModels([Member(e, small) for e in members])
         result = HeadMeasurer.from_segmenter(ens).measure(image, 0.2)
         assert max(result.ellipse_px.a, result.ellipse_px.b) == pytest.approx(semi_major, abs=0.5)
     member = v3_ensemble.parse_member("half_256:192r+256")

@@ -59,6 +59,7 @@ class Segmenter:
         relocate_below: float | None = None,
         runner: Callable[[np.ndarray], np.ndarray] | None = None,
         config: dict | None = None,
+        head_crop: float | None = None,
     ) -> None:
         """`threads`: ONNX Runtime's intra-op threads for this model (0: its default).
         PyTorch's threads belong to the process: set them with `model.unet.set_threads`.
@@ -72,6 +73,8 @@ class Segmenter:
         `relocate_below`: a first pass smaller than the model's side that finds a head
         spanning less than this share of the image's longer side locates it again at the
         model's side (default `RELOCATE_BELOW`; 0: only heads it did not find).
+        `head_crop`: two-pass models, another margin around the located head than the
+        config's (the margin the model was trained with).
         `runner` and `config`: a network held in memory (or a test double) instead of
         loading `checkpoint` (then only a name): a function from a preprocessed batch
         (N, 1, H, W float32) to logits, and the config.json mapping it was trained with."""
@@ -100,7 +103,7 @@ class Segmenter:
         w, h = model_config.image_size
         self.size = (int(w), int(h))
         self.normalization = model_config.normalization
-        self.head_crop = model_config.head_crop
+        self.head_crop = model_config.head_crop if head_crop is None else float(head_crop)
         graph = runner is None and self.checkpoint.suffix == ".onnx"
         # The sides a config asks for, 0 meaning the model's own; an exported graph has one
         # input size, so both its passes run at it.
