@@ -238,21 +238,22 @@ def test_a_partial_run_with_other_columns_or_thresholds_is_not_resumed(tmp_path,
 
     from fetalhc.inference import predict as predict_module
     from fetalhc.inference.measurer import HeadMeasurer
+    from fetalhc.io.pixel_size import PixelSize
 
     weights = tmp_path / "model.safetensors"
     weights.write_bytes(b"x")
-    seg = SimpleNamespace(checkpoint=weights, flip_tta=False, quality_thresholds={})
-    measurer = HeadMeasurer.from_segmenter(seg)
+    seg = SimpleNamespace(
+        checkpoint=weights, checkpoints=[weights], flip_tta=False, config={}, batch_size=1
+    )
     options = predict_module.PredictOptions(masks=True, ga_weeks=None, overlays=False)
 
-    def key():
-        return predict_module._run_key(measurer, {"a.png": 0.1}, options)
+    def key(quality=None):
+        measurer = HeadMeasurer.from_segmenter(seg, quality=quality)
+        return predict_module._run_key(measurer, {"a.png": PixelSize.of(0.1)}, options)
 
     first = key()
     assert key() == first
-    seg.quality_thresholds = {"max_hc_mm": 300.0}  # the same weights, another flag
-    assert key() != first
-    seg.quality_thresholds = {}
+    assert key({"max_hc_mm": 300.0}) != first  # the same weights, another flag
     # a partial CSV written by a version with other columns would be misread if resumed
     monkeypatch.setattr(predict_module, "COLUMNS", predict_module.COLUMNS[:-1])
     assert key() != first
