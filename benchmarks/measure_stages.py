@@ -73,8 +73,8 @@ def main() -> None:
     import onnxruntime
     import torch
 
+    from fetalhc.inference.inputs import collect_images
     from fetalhc.inference.measurer import HeadMeasurer
-    from fetalhc.inference.predict import collect_images
     from fetalhc.sample import sample_dir
 
     folder = args.images or sample_dir()

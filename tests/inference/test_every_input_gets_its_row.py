@@ -162,7 +162,7 @@ def test_inputs_whose_names_map_to_one_output_name_keep_their_own_outputs(tmp_pa
     every DICOM input its own SR, SEG and SC, nothing overwritten."""
     import pydicom
 
-    from fetalhc.inference.predict import output_stems
+    from fetalhc.inference.inputs import output_stems
 
     folder = tmp_path / "in"
     (folder / "sub").mkdir(parents=True)

@@ -129,8 +129,9 @@ def test_fitting_a_header_says_what_it_changed_without_patient_data():
 def test_an_output_that_cannot_be_built_never_costs_the_measurement(
     measurer, head, tmp_path, monkeypatch
 ):
+    from fetalhc.inference.inputs import InputImage
     from fetalhc.inference.measurer import HeadMeasurement
-    from fetalhc.inference.predict import InputImage, PredictOptions, measure_dicom_file
+    from fetalhc.inference.predict import PredictOptions, measure_dicom_file
 
     path = make_dicom(tmp_path / "in.dcm", head, region_cm=PIXEL_CM)
 

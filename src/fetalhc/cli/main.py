@@ -190,7 +190,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     import sys
 
     from fetalhc.errors import FetalHCError
-    from fetalhc.inference.predict import PredictOptions, collect_images, pixel_sizes, predict
+    from fetalhc.inference.inputs import collect_images, pixel_sizes
+    from fetalhc.inference.predict import PredictOptions, predict
     from fetalhc.measure.quality import plausible_pixel_size
 
     if args.pixel_size is not None and plausible_pixel_size(args.pixel_size):
@@ -205,7 +206,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
         ga_weeks=_given_ga(args),
         dicom_out=args.dicom_out,
     )
-    sizes = pixel_sizes(images, options)  # a missing pixel size fails before the model loads
+    sizes = pixel_sizes(
+        images, args.pixel_size, args.pixel_csv
+    )  # a missing pixel size fails before the model loads
     ensure_folder(args.out)
     measurer = measurer_of(args, batch_size=args.batch, flip_tta=args.tta)
     failed = predict(images, sizes, measurer, args.out, options)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from fetalhc.inference.predict import collect_images
+from fetalhc.inference.inputs import collect_images
 from fetalhc.io.images import read_gray
 from fetalhc.model.export import export_onnx, quantize_int8
 from fetalhc.sample import sample_dir

@@ -37,11 +37,10 @@ from pathlib import Path
 import numpy as np
 
 from fetalhc.errors import FetalHCError
+from fetalhc.inference.inputs import FromHeader, InputImage
 from fetalhc.inference.measurer import HeadMeasurer
 from fetalhc.inference.predict import (
     COLUMNS,
-    FromHeader,
-    InputImage,
     PredictOptions,
     measure_dicom_file,
     one_line,
