@@ -135,3 +135,74 @@ def test_the_outbox_keeps_a_result_until_the_pacs_takes_it(tmp_path, monkeypatch
     box.stop()
     assert entry["state"] == "sent" and entry["tries"] == 2
     assert entry["last_error"].startswith("cannot associate")
+
+
+def test_idle_connections_cannot_shut_senders_out_and_stop_does_not_wait_for_them(
+    tmp_path, monkeypatch
+):
+    """Connections that never ask for an association (or stall mid-request) beyond the
+    pending limit: the oldest is dropped for each new one, so a sender is served at once
+    however many are held open; and the node stops promptly with them still connected."""
+    import time
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    from fetalhc.serve import dicom_node
+
+    monkeypatch.setattr(dicom_node, "MAX_ASSOCIATIONS", 8)  # small, to fill it fast
+    monkeypatch.setattr(dicom_node, "MAX_PENDING", 4, raising=False)
+    node = DicomNode(NeverMeasures(), tmp_path / "out", aet="FETALHC")
+    port = _free_port()
+    node.start(port)
+    idle = []
+    try:
+        for k in range(12):  # more than the association limit; half stall mid-PDU
+            s = socket.create_connection(("127.0.0.1", port))
+            if k % 2:
+                s.sendall(b"\x01\x00\x00\x00\x10\x00")  # an A-ASSOCIATE-RQ header, no body
+            idle.append(s)
+        time.sleep(0.5)
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(Verification)
+        started = time.perf_counter()
+        assoc = ae.associate("127.0.0.1", port, ae_title="FETALHC")
+        assert assoc.is_established
+        assert assoc.send_c_echo().Status == 0x0000
+        assoc.release()
+        assert time.perf_counter() - started < 3  # not after the 5 s ACSE timeout
+        started = time.perf_counter()
+    finally:
+        node.stop()
+        for s in idle:
+            s.close()
+    assert time.perf_counter() - started < 5  # stopped with the idle ones still connected
+
+
+def test_associations_beyond_the_limit_are_aborted(tmp_path, monkeypatch):
+    import time
+
+    from pynetdicom import AE
+    from pynetdicom.sop_class import Verification
+
+    from fetalhc.serve import dicom_node
+
+    monkeypatch.setattr(dicom_node, "MAX_ASSOCIATIONS", 1)
+    node = DicomNode(NeverMeasures(), tmp_path / "out", aet="FETALHC")
+    port = _free_port()
+    node.start(port)
+    try:
+        ae = AE(ae_title="SCANNER")
+        ae.add_requested_context(Verification)
+        first = ae.associate("127.0.0.1", port, ae_title="FETALHC")
+        assert first.is_established
+        second = ae.associate("127.0.0.1", port, ae_title="FETALHC")
+        for _ in range(40):  # the node aborts it just after accepting it
+            if second.is_aborted:
+                break
+            time.sleep(0.05)
+        assert second.is_aborted and not second.is_established
+        assert first.send_c_echo().Status == 0x0000  # the first is served on
+        first.release()
+    finally:
+        node.stop()

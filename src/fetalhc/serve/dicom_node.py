@@ -10,7 +10,9 @@ accepting associations, measures what it has received, and exits; an object rece
 not yet measured when the process died is measured at the next start.
 
 Promises (hostile round 4): an association must call this node's AE title; idle or
-stalled connections are dropped after ACSE_TIMEOUT_S / NETWORK_TIMEOUT_S; only the first
+stalled connections are dropped after ACSE_TIMEOUT_S / NETWORK_TIMEOUT_S, and at most
+MAX_PENDING connections may wait without an association: each new one drops the oldest
+waiting, so connections held open cannot shut senders out (a sender asks at once); only the first
 frame is decoded to check an object (a small file claiming 900 large frames costs one);
 objects are kept by SOP Instance UID — a sender's retry of an identical object is
 recognised and answered Success without a second measurement, a different object under a
@@ -68,6 +70,10 @@ RECEIVED, DONE, OUTBOX = "received", "received/measured", "outbox"
 ACSE_TIMEOUT_S = 5.0  # an association request must come this soon after connecting
 DIMSE_TIMEOUT_S = 30.0
 MAX_ASSOCIATIONS = 32
+# Connections that have not (yet) become an association; beyond this many the oldest is
+# dropped for each new one. Far below MAX_ASSOCIATIONS, so they never fill it.
+MAX_PENDING = 8
+UNCOUNTED = 100_000
 
 
 @dataclass(frozen=True)
@@ -153,6 +159,8 @@ class DicomNode:
         self.store_lock = threading.Lock()
         self.server = None
         self.lock = None
+        self.waiting: list = []  # connections not yet associations, oldest first
+        self.waiting_lock = threading.Lock()
         self.worker = threading.Thread(target=self._work, name="fetalhc-measure", daemon=True)
         self.outbox = Outbox(self.out / OUTBOX, forward, aet) if forward is not None else None
 
@@ -179,7 +187,11 @@ class DicomNode:
         ):
             ae.add_supported_context(image, ALL_TRANSFER_SYNTAXES)
         ae.add_supported_context(Verification)
-        ae.maximum_associations = MAX_ASSOCIATIONS
+        # pynetdicom counts every connection's thread, also those still waiting for their
+        # request (and those dropped, until their ACSE timeout): its limit is lifted, and
+        # the node counts associations itself (`_on_established`) and bounds the waiting
+        # ones (`_on_connection`)
+        ae.maximum_associations = UNCOUNTED
         ae.require_called_aet = True  # an association for another node is refused
         ae.acse_timeout, ae.network_timeout = ACSE_TIMEOUT_S, NETWORK_TIMEOUT_S
         ae.dimse_timeout = DIMSE_TIMEOUT_S
@@ -192,7 +204,13 @@ class DicomNode:
             self.outbox.start()
         try:
             self.server = ae.start_server(
-                (host, port), block=False, evt_handlers=[(evt.EVT_C_STORE, self._on_store)]
+                (host, port),
+                block=False,
+                evt_handlers=[
+                    (evt.EVT_C_STORE, self._on_store),
+                    (evt.EVT_CONN_OPEN, self._on_connection),
+                    (evt.EVT_ESTABLISHED, self._on_established),
+                ],
             )
         except OSError as exc:
             raise FetalHCError(f"cannot listen on {host}:{port} ({exc.strerror or exc})") from None
@@ -294,6 +312,33 @@ class DicomNode:
             return set()
         with self.csv_lock, open(target, newline="") as f:
             return {row["filename"].split("#")[0] for row in csv.DictReader(f)}
+
+    def _on_connection(self, event) -> None:
+        """A new connection: the oldest of those still waiting to become an association
+        is dropped while MAX_PENDING wait (a sender asks for its association at once;
+        connections held open without one are an attack or a fault)."""
+        with self.waiting_lock:
+            self.waiting = [
+                a
+                for a in self.waiting
+                if a.is_alive() and not (a.is_established or a.is_aborted or a.is_released)
+            ]
+            while len(self.waiting) >= MAX_PENDING:
+                oldest = self.waiting.pop(0)
+                log.warning("fetalhc: dropped a connection that sent no association request")
+                connection = oldest.dul.socket
+                if connection is not None:  # no A-ABORT before an A-ASSOCIATE-RQ (PS3.8)
+                    connection.close()
+            self.waiting.append(event.assoc)
+
+    def _on_established(self, event) -> None:
+        """An association beyond MAX_ASSOCIATIONS is aborted (the sender retries later)."""
+        if self.server is None:
+            return
+        established = [a for a in self.server.active_associations if a.is_established]
+        if len(established) > MAX_ASSOCIATIONS:
+            log.warning("fetalhc: more than %d associations: one aborted", MAX_ASSOCIATIONS)
+            threading.Thread(target=event.assoc.abort, daemon=True).start()
 
     # ------------------------------------------------------------ the worker
     def _work(self) -> None:
