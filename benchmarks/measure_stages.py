@@ -44,9 +44,9 @@ STAGES = {
     ],
     "outline distance of the passes": [("fetalhc/measure/postprocess.py", "outline_distance")],
     "image features (grey levels, inside vs outside)": [
-        ("fetalhc/inference/measurer.py", "image_features"),
+        ("fetalhc/inference/derive.py", "image_features"),
     ],
-    "HC, GA, biometry, checks": [("fetalhc/inference/measurer.py", "result_from_measurement")],
+    "HC, GA, biometry, checks": [("fetalhc/inference/derive.py", "result_from_measurement")],
 }
 
 
