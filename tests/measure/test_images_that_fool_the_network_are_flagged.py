@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pytest
 
 PIXEL_MM = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
 
@@ -53,3 +54,26 @@ def test_two_heads_in_one_image_are_named_not_silently_dropped(head, measurer):
     assert two.second_head_ratio > 0.5 and two.quality == "check"
     assert any("second head-like region" in r for r in two.quality_reasons)
     assert is_flagged(two.as_row(), QualityThresholds())
+
+
+@pytest.mark.parametrize(("left", "right"), [("000", "014"), ("014", "078"), ("216", "317")])
+def test_a_head_in_the_other_view_of_a_side_by_side_image_counts(sample, measurer, left, right):
+    """Two frames side by side whose second head the whole-image pass missed (its
+    probability stayed under 0.65 there): the other view is located on its own."""
+    from fetalhc.inference.segmenter import other_view
+
+    def frame(name: str) -> np.ndarray:
+        image = cv2.imread(str(sample / "training_set" / f"{name}_HC.png"), cv2.IMREAD_GRAYSCALE)
+        return cv2.resize(image, (800, 540))
+
+    views = np.concatenate([frame(left), frame(right)], axis=1)
+    result = measurer.measure(views, 0.15)
+    assert result.ok and result.quality == "check"
+    assert result.second_head_ratio > 0.3  # 0 when only the whole image was searched
+    if result.second_head_ratio >= 0.5:
+        assert any("second head-like region" in r for r in result.quality_reasons)
+    # which columns are the other view: only for two views, a head in one of them
+    assert other_view((10, 10, 300, 300), (540, 1600)) == (800, 1600)
+    assert other_view((900, 10, 1500, 300), (540, 1600)) == (0, 800)
+    assert other_view((700, 10, 900, 300), (540, 1600)) is None  # across both
+    assert other_view((10, 10, 300, 300), (540, 800)) is None  # one view

@@ -45,7 +45,11 @@ class MeanOfModels:
             probability = np.mean([p.probability for p in predictions], axis=0)
             coarse = [p.coarse_probability for p in predictions]
             first = None if any(c is None for c in coarse) else np.mean(coarse, axis=0)
-            out.append(Prediction(probability, _mean_small(predictions), first))
+            views = [p.other_view for p in predictions]
+            other = None  # the other view of a side-by-side image, where every member has it
+            if all(v is not None for v in views) and len({v.shape for v in views}) == 1:
+                other = np.mean([v.full() for v in views], axis=0)
+            out.append(Prediction(probability, _mean_small(predictions), first, other))
         return out
 
     @property

@@ -309,7 +309,9 @@ class HeadMeasurer:
                     results[i] = HeadMeasurement(names[i], Status.ERROR, error)
             if predictions is not None:
                 for (i, image), p in zip(decoded, predictions, strict=True):
-                    m = measure(p.probability_map, threshold, coarse=p.coarse_map)
+                    m = measure(
+                        p.probability_map, threshold, coarse=p.coarse_map, other_view=p.other_view
+                    )
                     result = result_from_measurement(
                         names[i],
                         m,

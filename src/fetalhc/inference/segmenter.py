@@ -221,8 +221,12 @@ class Segmenter:
                     located[i] = one
         coarse = [c for c, _, _ in located]
         small = [lg for _, lg, _ in located]
+        others = self._other_views(images, shapes, [box for _, _, box in located])
         if not self.close_up:  # one pass: the whole-image map is the result
-            return [Prediction(c, lg) for c, lg in zip(coarse, small, strict=True)]
+            return [
+                Prediction(c, lg, other_view=o)
+                for c, lg, o in zip(coarse, small, others, strict=True)
+            ]
         final: list[WindowedMap] = list(coarse)
         boxes = [box for _, _, box in located]
         # Pass 2: outline it in a square around what pass 1 found; its map is made only
@@ -237,11 +241,46 @@ class Segmenter:
                 fine = uncrop_logits(lg, m, shapes[i], window)
                 final[i] = probability_map(fine, window, shapes[i])
                 small[i] = _later_small(lg, m, shapes[i], self.size)
-        return [Prediction(p, lg, c) for p, lg, c in zip(final, small, coarse, strict=True)]
+        return [
+            Prediction(p, lg, c, o)
+            for p, lg, c, o in zip(final, small, coarse, others, strict=True)
+        ]
+
+    def _other_views(self, images, shapes, boxes) -> list[WindowedMap | None]:
+        """For an image of two views side by side (`other_view`) whose located head lies in
+        one: the locating pass on the other view alone, where a second head the whole-image
+        pass missed is found (a network trained on one head per image often sees one)."""
+        halves = {i: other_view(boxes[i], shapes[i]) for i in range(len(images))}
+        wanted = [i for i, half in halves.items() if half is not None]
+        out: list[WindowedMap | None] = [None] * len(images)
+        if wanted:
+            crops = [np.ascontiguousarray(images[i][:, slice(*halves[i])]) for i in wanted]
+            views = self._locate(crops, [c.shape[:2] for c in crops], self.locate_side)
+            for i, (view, _, _) in zip(wanted, views, strict=True):
+                out[i] = view
+        return out
 
     def probabilities(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Probability maps at each image's own size."""
         return [p.probability for p in self.predict(images)]
+
+
+# An image at least this many times as wide as it is tall holds two views side by side
+# (a dual-view screen, or two frames put together): HC18's are 1.48, common frames <= 1.78.
+TWO_VIEWS_ASPECT = 2.0
+
+
+def other_view(box, shape_hw) -> tuple[int, int] | None:
+    """The columns (start, stop) of the view that does not hold the located head, in an
+    image of two views side by side; None for one view, no head, or a head across both."""
+    h, w = shape_hw
+    if box is None or w < TWO_VIEWS_ASPECT * h:
+        return None
+    if box[2] <= w / 2:
+        return (w // 2, w)
+    if box[0] >= w / 2:
+        return (0, w // 2)
+    return None
 
 
 # A head found by a smaller first pass that spans less than this share of the image's
@@ -306,15 +345,19 @@ class Prediction:
     `probability_map` holds it as computed, in a window), the logits at the model's size
     of the whole image resized (`logits_small`, for the paper's metrics; made when first
     asked for), and, for a two-pass model, the first (locating) pass's probability
-    (`coarse_probability`, `coarse_map`)."""
+    (`coarse_probability`, `coarse_map`) and, in an image of two views side by side, the
+    locating pass's probability on the view without the head (`other_view`, in that
+    view's own pixels: a second head there)."""
 
     def __init__(
         self,
         probability: np.ndarray | WindowedMap,
         logits_small,  # an array, or a function that makes it
         coarse_probability: np.ndarray | WindowedMap | None = None,
+        other_view: np.ndarray | WindowedMap | None = None,
     ) -> None:
         self.probability_map = as_windowed(probability)
+        self.other_view = None if other_view is None else as_windowed(other_view)
         self.coarse_map = None if coarse_probability is None else as_windowed(coarse_probability)
         self._small = logits_small
 

@@ -77,11 +77,13 @@ def measure(
     threshold: float = 0.5,
     min_area_px: int = 100,
     coarse: np.ndarray | WindowedMap | None = None,
+    other_view: np.ndarray | WindowedMap | None = None,
 ) -> Measurement:
     """Threshold, clean, fit; measure how ellipse-like the mask is, how sure the network
     was and (given the first pass's probability `coarse`) how far the two passes lie
-    apart. A map held in a window (`WindowedMap`) is thresholded there only: its outside
-    must lie below `threshold`."""
+    apart. `other_view`: the probability on the other view of a side-by-side image (its
+    own pixels, same scale), whose head counts as a second head. A map held in a window
+    (`WindowedMap`) is thresholded there only: its outside must lie below `threshold`."""
     prob = as_windowed(prob)
     inside_window, second = largest_component(prob.values >= threshold)
     mask = prob.paste(inside_window)
@@ -92,6 +94,9 @@ def measure(
         second = max(second, first_second)
     if int(mask.sum()) < min_area_px:
         return Measurement(mask, None, Status.NO_HEAD)
+    if other_view is not None:  # a head in the other view: a second head, as its share
+        other = largest_component(as_windowed(other_view).values >= threshold)[0]
+        second = max(second, float(other.sum()) / float(mask.sum()))
     ellipse = fit_mask(mask)
     if ellipse is None:
         return Measurement(mask, None, Status.NO_HEAD)
