@@ -7,7 +7,8 @@ from dataclasses import fields
 
 import pytest
 
-from fetalhc.cli.main import build_parser, train_config
+from fetalhc.cli.main import build_parser
+from fetalhc.cli.train_commands import train_config
 from fetalhc.errors import FetalHCError
 from fetalhc.training.config import TrainConfig, config_from_mapping
 

@@ -12,6 +12,7 @@ from fetalhc.data.hc18 import CONFLICT, is_annotation, parse_positive, read_pixe
 from fetalhc.errors import FetalHCError, Status
 from fetalhc.io.dicom import DICOM_SUFFIXES
 from fetalhc.io.pixel_size import PixelSize
+from fetalhc.measure.quality import plausible_pixel_size
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".dcm", ".dicom"}
 
@@ -148,6 +149,13 @@ class FromHeader:
 SizeChoice = PixelSize | FromHeader
 
 
+def check_pixel_size(pixel_size: float | None) -> None:
+    """--pixel-size, refused when it is not a plausible number of mm."""
+    why = plausible_pixel_size(pixel_size) if pixel_size is not None else ""
+    if why:
+        raise FetalHCError(f"--pixel-size: {why}")
+
+
 def pixel_sizes(
     images: list[InputImage], pixel_size: float | None, pixel_csv: Path | None
 ) -> dict[str, SizeChoice]:
@@ -156,6 +164,7 @@ def pixel_sizes(
     --pixel-size. CSV columns are found by header name."""
     dicom = {im.name for im in images if im.path.suffix.lower() in DICOM_SUFFIXES}
     all_dicom = bool(dicom) and len(dicom) == len(images)
+    check_pixel_size(pixel_size)
     if pixel_csv is None and pixel_size is None and not all_dicom:
         raise FetalHCError("give --pixel-size MM or --pixel-csv CSV (HC is reported in mm)")
     rows = read_pixel_csv(pixel_csv) if pixel_csv else {}

@@ -59,8 +59,6 @@ PARTIAL_KEY = "predictions.partial.json"
 
 @dataclass
 class PredictOptions:
-    pixel_size: float | None = None
-    pixel_csv: Path | None = None
     masks: bool = True
     overlays: bool = True
     ga_weeks: float | None = None  # known gestational age: HC z-score and centile
