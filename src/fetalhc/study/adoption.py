@@ -32,6 +32,13 @@ def adopt_run(study_yaml: Path, out: Path, run: Path, name: str) -> dict:
         raise FetalHCError(f"{name}: not a cell of {study_yaml}")
     cell = cells[name]
     split = out / "split.csv"
+    if not split.is_file():
+        raise FetalHCError(
+            f"{out}: no split.csv: a run is adopted into a study folder whose split is written "
+            "(run `fetalhc compare` on it once, or copy the split the run was trained on)"
+        )
+    if not (run / "config.json").is_file():
+        raise FetalHCError(f"{run}: not a run folder (no config.json)")
     wanted = config_identity(
         cell_config(
             study.train,
