@@ -77,7 +77,7 @@ def test_measure_on_windows_equals_measure_on_full_maps():
     coarse_part = WindowedMap(coarse_full[cw], cw, shape)
     a = measure(fine_full, coarse=coarse_full)
     b = measure(fine_part, coarse=coarse_part)
-    assert b.status == "ok" and (a.mask == b.mask).all()
+    assert b.ellipse is not None and (a.mask == b.mask).all()
     assert (a.ellipse.cx, a.ellipse.cy, a.ellipse.a) == pytest.approx(
         (b.ellipse.cx, b.ellipse.cy, b.ellipse.a), abs=1e-9
     )

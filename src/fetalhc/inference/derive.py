@@ -1,4 +1,4 @@
-"""A mask measurement made a result, once (`result_from_measurement`): the pixel size
+"""A mask's fit made a result, once (`result_from_measurement`): the pixel size
 resolved where the head lies, mm, plausibility, intervals, and the quality flag decided
 on every feature known."""
 
@@ -13,7 +13,7 @@ from fetalhc.inference.result import HeadMeasurement
 from fetalhc.io.pixel_size import PixelSize
 from fetalhc.measure.biometry import biometry
 from fetalhc.measure.ellipse import Ellipse, hc_mm
-from fetalhc.measure.postprocess import Measurement
+from fetalhc.measure.postprocess import MaskFit
 from fetalhc.measure.quality import (
     QualityThresholds,
     flag_reasons,
@@ -38,7 +38,7 @@ def image_features(gray: np.ndarray, ellipse: Ellipse | None) -> dict[str, float
 
 def result_from_measurement(
     name: str,
-    m: Measurement,
+    m: MaskFit,
     pixel_size: PixelSize | float | None,
     ga_given_weeks: float | None = None,
     thresholds: QualityThresholds = QualityThresholds(),  # noqa: B008 - frozen, immutable
@@ -47,7 +47,7 @@ def result_from_measurement(
     intervals: IntervalCalibration | None = None,
     offset_mm: float = 0.0,
 ) -> HeadMeasurement:
-    """Turn a mask measurement into HC/GA in mm, in this order: the pixel size resolved
+    """Turn a mask's fit into HC/GA in mm, in this order: the pixel size resolved
     for where the head lies (a DICOM region's, `PixelSize.for_head`), every number checked
     for plausibility, a calibrated interval on HC, BPD and OFD (`intervals`, the model's;
     none without), and the quality flag (fetalhc.measure.quality) decided once, on every
@@ -103,7 +103,7 @@ def result_from_measurement(
 
 def _in_mm(
     result: HeadMeasurement,
-    m: Measurement,
+    m: MaskFit,
     pixel_size_mm: float,
     ga_given_weeks: float | None,
     image: np.ndarray | None,

@@ -8,7 +8,6 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from fetalhc.errors import Status
 from fetalhc.measure.ellipse import Ellipse, fit_mask, hc_mm, radius_squared
 from fetalhc.measure.maps import WindowedMap, as_windowed
 from fetalhc.measure.metrics import assd
@@ -20,10 +19,13 @@ OUTLINE_DISTANCE_MAX_SIDE = 2048
 
 
 @dataclass
-class Measurement:
+class MaskFit:
+    """A probability map made a mask and fitted: the geometry and the network's features
+    the result (`fetalhc.inference.derive`, `HeadMeasurement`) is made of; no ellipse: no
+    head."""
+
     mask: np.ndarray  # uint8 0/1, original size
     ellipse: Ellipse | None  # pixels
-    status: Status  # OK (a head found and fitted) or NO_HEAD
     ellipse_iou: float = float("nan")  # agreement of the mask with its own fitted ellipse
     confidence: float = float("nan")  # mean probability inside the mask
     edge_probability: float = float("nan")  # mean probability in a ring just outside
@@ -78,7 +80,7 @@ def measure(
     min_area_px: int = 100,
     coarse: np.ndarray | WindowedMap | None = None,
     other_view: np.ndarray | WindowedMap | None = None,
-) -> Measurement:
+) -> MaskFit:
     """Threshold, clean, fit; measure how ellipse-like the mask is, how sure the network
     was and (given the first pass's probability `coarse`) how far the two passes lie
     apart. `other_view`: the probability on the other view of a side-by-side image (its
@@ -93,13 +95,13 @@ def measure(
         first_mask = coarse.paste(first_inside)
         second = max(second, first_second)
     if int(mask.sum()) < min_area_px:
-        return Measurement(mask, None, Status.NO_HEAD)
+        return MaskFit(mask, None)
     if other_view is not None:  # a head in the other view: a second head, as its share
         other = largest_component(as_windowed(other_view).values >= threshold)[0]
         second = max(second, float(other.sum()) / float(mask.sum()))
     ellipse = fit_mask(mask)
     if ellipse is None:
-        return Measurement(mask, None, Status.NO_HEAD)
+        return MaskFit(mask, None)
     # One map of the ellipse's radius serves its inside (the IoU) and the ring beyond it.
     r2, box = radius_squared(ellipse, mask.shape, 1 + EDGE_RING)
     inside = r2 <= 1.0
@@ -119,10 +121,9 @@ def measure(
         distance = float(max(mask.shape))
         if first_mask.any():
             distance = outline_distance(mask, first_mask)
-    return Measurement(
+    return MaskFit(
         mask,
         ellipse,
-        Status.OK,
         ellipse_iou=agreement,
         confidence=confidence,
         edge_probability=edge,
