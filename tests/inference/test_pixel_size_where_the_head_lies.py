@@ -122,3 +122,21 @@ def test_an_infinite_pixel_spacing_is_no_pixel_size(tmp_path, head):
     ds.PixelSpacing = ["inf", "inf"]
     ds.save_as(path)
     assert read_dicom(path).pixel_size_mm is None
+
+
+def test_a_region_with_unequal_spacing_gives_no_pixel_size_and_says_why(tmp_path, head):
+    import pydicom
+
+    from fetalhc.inference.inputs import FromHeader, status_for_size
+    from fetalhc.io.dicom import read_dicom
+
+    path = make_dicom(tmp_path / "aniso.dcm", head, region_cm=PIXEL_MM / 10)
+    ds = pydicom.dcmread(path)
+    ds.SequenceOfUltrasoundRegions[0].PhysicalDeltaY = PIXEL_MM / 10 * 1.5
+    ds.save_as(path)
+    size = FromHeader(fallback_mm=0.2).choose(read_dicom(path).pixel_size)
+    assert size.mm == 0.2 and size.source == "given"  # --pixel-size stands in
+    header = read_dicom(path).pixel_size
+    assert header.mm is None and not header.regions
+    status, detail = status_for_size(FromHeader().choose(header))
+    assert status == "no_pixel_size" and "unequal spacing" in detail

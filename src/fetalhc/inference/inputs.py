@@ -143,7 +143,9 @@ class FromHeader:
     fallback_mm: float | None = None
 
     def choose(self, header: PixelSize) -> PixelSize:
-        return header if header.mm is not None else PixelSize.of(self.fallback_mm)
+        if header.mm is not None or self.fallback_mm is None:
+            return header  # without a fallback, its reason for none too
+        return PixelSize.of(self.fallback_mm)
 
 
 SizeChoice = PixelSize | FromHeader
