@@ -185,29 +185,26 @@ def _decode_frame(ds, index: int | None, interpretation: str) -> np.ndarray:
 
 
 def ultrasound_regions(ds, shape: tuple[int, int]) -> list[Region]:
-    """Every ultrasound region of a header, in order (a split screen has several)."""
+    """Every ultrasound region of a header, in order (a split screen has several), read
+    once: what both the whole image's pixel size and the head's region are chosen from."""
     h, w = shape
     out = []
     for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
-        spacing = None
         units = (
             getattr(region, "PhysicalUnitsXDirection", CM_UNITS),
             getattr(region, "PhysicalUnitsYDirection", CM_UNITS),
         )
         try:
-            dx = abs(float(region.PhysicalDeltaX)) * 10
-            dy = abs(float(region.PhysicalDeltaY)) * 10
+            delta = (abs(float(region.PhysicalDeltaX)) * 10, abs(float(region.PhysicalDeltaY)) * 10)
         except (AttributeError, TypeError, ValueError):
-            dx = dy = math.nan
-        if units == (CM_UNITS, CM_UNITS) and math.isfinite(dx) and dx > 0:
-            spacing = dx if math.isclose(dx, dy, rel_tol=0.02) else None
+            delta = None
         out.append(
             Region(
                 float(getattr(region, "RegionLocationMinX0", 0)),
                 float(getattr(region, "RegionLocationMinY0", 0)),
                 float(getattr(region, "RegionLocationMaxX1", w - 1)),
                 float(getattr(region, "RegionLocationMaxY1", h - 1)),
-                spacing,
+                delta if units == (CM_UNITS, CM_UNITS) else None,
             )
         )
     return out
@@ -216,10 +213,12 @@ def ultrasound_regions(ds, shape: tuple[int, int]) -> list[Region]:
 def dicom_pixel_size(ds, shape: tuple[int, int]) -> PixelSize:
     """The header's pixel size (see the module's order), with its ultrasound regions when
     any carries a spacing: the region that holds the head decides once it is located."""
-    regions = tuple(r for r in ultrasound_regions(ds, shape) if r.spacing_mm)
-    for_image = _region_pixel_size(ds, shape)
+    regions = ultrasound_regions(ds, shape)
+    for_image = _region_pixel_size(regions, shape)
     if for_image is not None:
-        return replace(for_image, regions=regions) if for_image.mm else for_image
+        if not for_image.mm:
+            return for_image
+        return replace(for_image, regions=tuple(r for r in regions if r.spacing_mm))
     for key, source in (
         ("PixelSpacing", PixelSizeSource.PIXEL_SPACING),
         ("ImagerPixelSpacing", PixelSizeSource.IMAGER_PIXEL_SPACING),
@@ -235,38 +234,19 @@ def dicom_pixel_size(ds, shape: tuple[int, int]) -> PixelSize:
     return PixelSize(None, PixelSizeSource.NONE)
 
 
-def _region_pixel_size(ds, shape: tuple[int, int]) -> PixelSize | None:
-    """The ultrasound region's spacing for the whole image (the region that holds the
-    image centre, else the first with a physical spacing); for unequal spacing, none with
-    the reason; None without such a region."""
+def _region_pixel_size(regions: list[Region], shape: tuple[int, int]) -> PixelSize | None:
+    """The ultrasound regions' spacing for the whole image (among the regions with a
+    physical delta, the one that holds the image centre, else the first); for unequal
+    spacing, none with the reason; None without such a region."""
     h, w = shape
-    chosen = None
-    for region in getattr(ds, "SequenceOfUltrasoundRegions", None) or []:
-        if not all(hasattr(region, k) for k in ("PhysicalDeltaX", "PhysicalDeltaY")):
-            continue
-        units = (
-            getattr(region, "PhysicalUnitsXDirection", CM_UNITS),
-            getattr(region, "PhysicalUnitsYDirection", CM_UNITS),
-        )
-        if units != (CM_UNITS, CM_UNITS):
-            continue
-        x0 = getattr(region, "RegionLocationMinX0", 0)
-        y0 = getattr(region, "RegionLocationMinY0", 0)
-        x1 = getattr(region, "RegionLocationMaxX1", w - 1)
-        y1 = getattr(region, "RegionLocationMaxY1", h - 1)
-        if chosen is None or (x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1):
-            chosen = region
-            if x0 <= w / 2 <= x1 and y0 <= h / 2 <= y1:
-                break
-    if chosen is None:
+    physical = [r for r in regions if r.delta_mm is not None]
+    if not physical:
         return None
-    try:
-        dx = abs(float(chosen.PhysicalDeltaX)) * 10
-        dy = abs(float(chosen.PhysicalDeltaY)) * 10
-    except (TypeError, ValueError):
-        return None
-    if math.isfinite(dx) and dx > 0 and math.isclose(dx, dy, rel_tol=0.02):
-        return PixelSize(dx, PixelSizeSource.ULTRASOUND_REGION)
+    centre = np.array([[w / 2, h / 2]])
+    chosen = next((r for r in physical if r.contains(centre)), physical[0])
+    if chosen.spacing_mm:
+        return PixelSize(chosen.spacing_mm, PixelSizeSource.ULTRASOUND_REGION)
+    dx, dy = chosen.delta_mm
     if math.isfinite(dx) and dx > 0:
         # anisotropic pixels cannot be measured with one pixel size
         note = f"ultrasound region has unequal spacing ({dx:g} x {dy:g} mm)"

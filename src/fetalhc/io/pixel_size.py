@@ -39,14 +39,22 @@ class PixelSizeSource(str, Enum):
 
 @dataclass(frozen=True)
 class Region:
-    """An ultrasound region (SequenceOfUltrasoundRegions): its pixel box and its spacing in
-    mm per pixel (None: no physical spacing in cm, or unequal along x and y)."""
+    """An ultrasound region (SequenceOfUltrasoundRegions): its pixel box and, when its
+    units are cm and both deltas are numbers, its PhysicalDeltaX/Y in mm (`delta_mm`)."""
 
     x0: float
     y0: float
     x1: float
     y1: float
-    spacing_mm: float | None
+    delta_mm: tuple[float, float] | None
+
+    @property
+    def spacing_mm(self) -> float | None:
+        """mm per pixel, or None: no physical spacing, or unequal along x and y."""
+        if self.delta_mm is None:
+            return None
+        dx, dy = self.delta_mm
+        return dx if math.isfinite(dx) and dx > 0 and math.isclose(dx, dy, rel_tol=0.02) else None
 
     def contains(self, points: np.ndarray) -> bool:
         """Whether every (x, y) point lies in the box."""
