@@ -91,27 +91,28 @@ def result_from_measurement(
     elif why := plausible_pixel_size(pixel.mm):
         result.status, result.detail = Status.IMPLAUSIBLE_PIXEL_SIZE, why
     else:
-        mm_features = _in_mm(result, m, pixel.mm, ga_given_weeks, image, intervals, offset_mm)
+        ellipse = _hc(result, m, pixel.mm, image, offset_mm)
         if why := plausible_hc(result.hc_mm):
             result.status, result.detail = Status.IMPLAUSIBLE_HC, why
             implausible.append(why)
+        else:
+            mm_features = _biometry(result, ellipse, pixel.mm, ga_given_weeks, intervals)
     features = {**result.quality_features(), **mm_features}
     result.quality_reasons = [*flag_reasons(features, thresholds), *implausible]
     result.quality = "check" if result.quality_reasons else "ok"
     return result
 
 
-def _in_mm(
+def _hc(
     result: HeadMeasurement,
     m: MaskFit,
     pixel_size_mm: float,
-    ga_given_weeks: float | None,
     image: np.ndarray | None,
-    intervals: IntervalCalibration | None,
     offset_mm: float,
-) -> dict[str, float]:
-    """Fill the result's mm figures (HC; and, for a plausible HC, the biometry, GA and
-    intervals); return the flag's features that need mm beyond the result's own."""
+) -> Ellipse:
+    """Fill the result's HC and the mm features measured on the fit (the passes'
+    distance, the unsupported arc); return the ellipse HC was measured on (moved by the
+    clinic's offset)."""
     ellipse = m.ellipse
     if offset_mm:
         ellipse = ellipse.grown(offset_mm / pixel_size_mm)
@@ -121,8 +122,18 @@ def _in_mm(
     if image is not None:
         levels = result.grey_levels if math.isfinite(result.grey_levels) else None
         result.unsupported_arc_deg = unsupported_arc_deg(image, m.ellipse, pixel_size_mm, levels)
-    if plausible_hc(result.hc_mm):
-        return {}
+    return ellipse
+
+
+def _biometry(
+    result: HeadMeasurement,
+    ellipse: Ellipse,
+    pixel_size_mm: float,
+    ga_given_weeks: float | None,
+    intervals: IntervalCalibration | None,
+) -> dict[str, float]:
+    """Fill a plausible HC's biometry, GA and intervals; return the flag's features that
+    need them beyond the result's own."""
     features = {
         **result.quality_features(),
         "hc_mm": result.hc_mm,
