@@ -16,9 +16,36 @@ def no_head(x: np.ndarray) -> np.ndarray:
     return np.full((x.shape[0], 1, *x.shape[2:]), -30.0, np.float32)
 
 
-def double_segmenter(network=no_head, name: str = "double") -> Segmenter:
-    config = {"model": {"image_size": [64, 64], "normalization": "unit"}}
-    return Segmenter(name, batch_size=8, runner=network, config=config)
+class BrightnessNetwork:
+    """A network that calls bright pixels head: logit = (input - 0.5) * gain on the
+    unit-normalised input (any error then comes from the geometry around it). It records
+    the shape of every batch it is run on."""
+
+    def __init__(self, gain: float = 40.0) -> None:
+        self.gain = gain
+        self.calls: list[tuple[int, ...]] = []
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.calls.append(x.shape)
+        return ((x[:, :1] - 0.5) * self.gain).astype(np.float32)
+
+
+def double_segmenter(
+    network=no_head,
+    name: str = "double",
+    size: int = 64,
+    head_crop: float = 0.0,
+    quality: dict | None = None,
+    batch_size: int = 8,
+    **options,
+) -> Segmenter:
+    """A Segmenter around `network`, its config as a model's would be (a square `size`,
+    unit-normalised input, `head_crop` for two passes, `quality` its flag's thresholds)."""
+    config: dict = {"model": {"image_size": [size, size], "normalization": "unit"}}
+    config["model"]["head_crop"] = head_crop
+    if quality is not None:
+        config["quality"] = quality
+    return Segmenter(name, batch_size=batch_size, runner=network, config=config, **options)
 
 
 def instant_measurer() -> HeadMeasurer:

@@ -8,22 +8,14 @@ import pytest
 from fetalhc.errors import FetalHCError
 from fetalhc.inference.ensemble import MeanOfModels
 from fetalhc.inference.measurer import HeadMeasurer
-from fetalhc.inference.segmenter import DEFAULT_MODEL, Segmenter, sigmoid
+from fetalhc.inference.segmenter import DEFAULT_MODEL, sigmoid
 from tests.conftest import run_cli
-
-CONFIG = {"model": {"image_size": [64, 64], "normalization": "unit"}}
-
-
-def brightness(gain: float):
-    """A network whose head logit is the pixel's brightness above mid-grey times `gain`."""
-    return lambda x: ((x[:, :1] - 0.5) * gain).astype(np.float32)
+from tests.doubles import BrightnessNetwork, double_segmenter
 
 
 def test_the_average_is_the_mean_of_the_members_probabilities():
     image = np.tile(np.linspace(0, 255, 128, dtype=np.float32), (96, 1)).astype(np.uint8)
-    steep, gentle = (
-        Segmenter(f"gain{g}", runner=brightness(g), config=CONFIG) for g in (40.0, 4.0)
-    )
+    steep, gentle = (double_segmenter(BrightnessNetwork(g), f"gain{g}") for g in (40.0, 4.0))
     [mean] = MeanOfModels([steep, gentle]).predict([image])
     [a], [b] = steep.predict([image]), gentle.predict([image])
     assert not np.allclose(a.probability, b.probability)  # the members differ

@@ -13,21 +13,19 @@ from tests.dicom_helpers import make_dicom
 PIXEL_MM = 0.133961232503  # 180_HC.png's pixel size in HC18's CSV
 
 
-def two_regions(path: Path, image: np.ndarray, left_mm: float, right_mm: float) -> Path:
-    """A dual-view frame: `image` on the left half, an empty view on the right, one
-    ultrasound region per half with its own spacing."""
+def with_regions(path: Path, image: np.ndarray, columns_mm: list[tuple[int, int, float]]) -> Path:
+    """`image` as a DICOM with one full-height ultrasound region per (first column, last
+    column, mm per pixel)."""
     import pydicom
     from pydicom.dataset import Dataset
 
-    wide = np.concatenate([image, np.zeros_like(image)], axis=1)
-    make_dicom(path, wide)
+    make_dicom(path, image)
     ds = pydicom.dcmread(path)
-    w, h = image.shape[1], image.shape[0]
     regions = []
-    for x0, mm in ((0, left_mm), (w, right_mm)):
+    for x0, x1, mm in columns_mm:
         r = Dataset()
         r.RegionLocationMinX0, r.RegionLocationMinY0 = x0, 0
-        r.RegionLocationMaxX1, r.RegionLocationMaxY1 = x0 + w - 1, h - 1
+        r.RegionLocationMaxX1, r.RegionLocationMaxY1 = x1, image.shape[0] - 1
         r.PhysicalUnitsXDirection = r.PhysicalUnitsYDirection = 3
         r.PhysicalDeltaX = r.PhysicalDeltaY = mm / 10
         r.RegionSpatialFormat, r.RegionDataType, r.RegionFlags = 1, 1, 0
@@ -35,6 +33,14 @@ def two_regions(path: Path, image: np.ndarray, left_mm: float, right_mm: float) 
     ds.SequenceOfUltrasoundRegions = regions
     ds.save_as(path)
     return path
+
+
+def two_regions(path: Path, image: np.ndarray, left_mm: float, right_mm: float) -> Path:
+    """A dual-view frame: `image` on the left half, an empty view on the right, one
+    ultrasound region per half with its own spacing."""
+    w = image.shape[1]
+    wide = np.concatenate([image, np.zeros_like(image)], axis=1)
+    return with_regions(path, wide, [(0, w - 1, left_mm), (w, 2 * w - 1, right_mm)])
 
 
 # ---------------------------------------------------------------- DICOM geometry
@@ -51,24 +57,8 @@ def test_the_spacing_of_the_region_that_holds_the_head_is_used(tmp_path, head, m
 def split_view(path: Path, image: np.ndarray) -> Path:
     """`image` with two ultrasound regions of the same spacing meeting at its middle: a
     head there lies in neither."""
-    import pydicom
-    from pydicom.dataset import Dataset
-
-    make_dicom(path, image)
-    ds = pydicom.dcmread(path)
-    h, w = image.shape
-    regions = []
-    for x0, x1 in ((0, w // 2), (w // 2 + 1, w - 1)):
-        r = Dataset()
-        r.RegionLocationMinX0, r.RegionLocationMinY0 = x0, 0
-        r.RegionLocationMaxX1, r.RegionLocationMaxY1 = x1, h - 1
-        r.PhysicalUnitsXDirection = r.PhysicalUnitsYDirection = 3
-        r.PhysicalDeltaX = r.PhysicalDeltaY = PIXEL_MM / 10
-        r.RegionSpatialFormat, r.RegionDataType, r.RegionFlags = 1, 1, 0
-        regions.append(r)
-    ds.SequenceOfUltrasoundRegions = regions
-    ds.save_as(path)
-    return path
+    w = image.shape[1]
+    return with_regions(path, image, [(0, w // 2, PIXEL_MM), (w // 2 + 1, w - 1, PIXEL_MM)])
 
 
 def test_a_head_across_two_regions_gets_no_hc(tmp_path, head, measurer):

@@ -27,6 +27,7 @@ from fetalhc.model.crops import (
 from fetalhc.study.grid import config_identity
 from fetalhc.training.config import TrainConfig
 from fetalhc.training.loop import learning_rate
+from tests.doubles import BrightnessNetwork, double_segmenter
 
 
 def disc_image(shape=(540, 800), centre=(600, 140), axes=(22, 18), angle=30.0):
@@ -67,30 +68,12 @@ def test_head_square_holds_the_head_with_its_margin():
 
 
 # ---------------------------------------------------------------- two-pass inference
-class BrightnessNetwork:
-    """A 'network' that calls bright pixels head: logit = (input - 0.5) * 40 on the
-    unit-normalised input. Any error then comes from the crop geometry alone. It records
-    the shape of every batch it is run on."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[int, ...]] = []
-
-    def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.calls.append(x.shape)
-        return ((x[:, :1] - 0.5) * 40).astype(np.float32)
-
-
 def brightness_segmenter(
     head_crop=0.2, size=64, quality=None, **options
 ) -> tuple[Segmenter, BrightnessNetwork]:
-    """A two-pass Segmenter around a BrightnessNetwork (its config as a model's would be:
-    `quality` its flag's thresholds), and the network."""
+    """A two-pass Segmenter around a BrightnessNetwork, and the network."""
     network = BrightnessNetwork()
-    config = {"model": {"image_size": [size, size], "normalization": "unit"}}
-    config["model"]["head_crop"] = head_crop
-    if quality is not None:
-        config["quality"] = quality
-    seg = Segmenter("brightness", batch_size=4, runner=network, config=config, **options)
+    seg = double_segmenter(network, "brightness", size, head_crop, quality, 4, **options)
     return seg, network
 
 
