@@ -52,16 +52,15 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_predict(args: argparse.Namespace) -> int:
     import sys
 
-    from fetalhc.inference.inputs import check_pixel_size, collect_images, pixel_sizes
+    from fetalhc.inference.inputs import collect_images, pixel_sizes
     from fetalhc.inference.predict import PredictOptions, predict
 
-    check_pixel_size(args.pixel_size)  # before the folders are searched
     outputs = [args.out, *([args.dicom_out] if args.dicom_out else [])]
     images, notes = collect_images(args.inputs, exclude=outputs)
     for note in notes:
         print(f"fetalhc: {note}", file=sys.stderr)
     options = PredictOptions(ga_weeks=_given_ga(args), dicom_out=args.dicom_out)
-    # a missing pixel size fails before the model loads
+    # a missing or implausible pixel size fails before anything is written or loaded
     sizes = pixel_sizes(images, args.pixel_size, args.pixel_csv)
     ensure_folder(args.out)
     measurer = measurer_of(args, batch_size=args.batch, flip_tta=args.tta)

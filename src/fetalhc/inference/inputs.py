@@ -151,13 +151,6 @@ class FromHeader:
 SizeChoice = PixelSize | FromHeader
 
 
-def check_pixel_size(pixel_size: float | None) -> None:
-    """--pixel-size, refused when it is not a plausible number of mm."""
-    why = plausible_pixel_size(pixel_size) if pixel_size is not None else ""
-    if why:
-        raise FetalHCError(f"--pixel-size: {why}")
-
-
 def pixel_sizes(
     images: list[InputImage], pixel_size: float | None, pixel_csv: Path | None
 ) -> dict[str, SizeChoice]:
@@ -166,7 +159,8 @@ def pixel_sizes(
     --pixel-size. CSV columns are found by header name."""
     dicom = {im.name for im in images if im.path.suffix.lower() in DICOM_SUFFIXES}
     all_dicom = bool(dicom) and len(dicom) == len(images)
-    check_pixel_size(pixel_size)
+    if pixel_size is not None and (why := plausible_pixel_size(pixel_size)):
+        raise FetalHCError(f"--pixel-size: {why}")
     if pixel_csv is None and pixel_size is None and not all_dicom:
         raise FetalHCError("give --pixel-size MM or --pixel-csv CSV (HC is reported in mm)")
     rows = read_pixel_csv(pixel_csv) if pixel_csv else {}
