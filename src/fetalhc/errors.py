@@ -71,3 +71,8 @@ def parse_status(text: str) -> tuple[Status, str]:
     """The inverse of `status_text` (a row read back from a partial CSV)."""
     head, _, detail = str(text).partition(": ")
     return Status(head), detail
+
+
+def one_line(exc: BaseException, limit: int = 160) -> str:
+    """An exception's message as one short line (pydicom's run over several)."""
+    return " ".join(str(exc).split())[:limit]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from fetalhc.errors import Status
+from fetalhc.errors import Status, one_line
 from fetalhc.inference.inputs import (
     FromHeader,
     InputImage,
@@ -282,12 +282,6 @@ def _write_dicom_results(
         except Exception as exc:  # noqa: BLE001 - a header no DICOM library can build on
             problems.append(f"{kind.upper()} not built ({type(exc).__name__}: {one_line(exc)})")
     return written, "; ".join(problems)
-
-
-def one_line(exc: BaseException) -> str:
-    """An exception's message as one short line (pydicom's run over several)."""
-    text = " ".join(str(exc).split())
-    return text[:160]
 
 
 def _keep_pictures(result: HeadMeasurement, stem: str, out: Path, options: PredictOptions) -> str:

@@ -16,7 +16,13 @@ from typing import Any
 
 import numpy as np
 
-from fetalhc.errors import ImageTooLarge, NotAnImage, UnreadableImage, UnsupportedImage
+from fetalhc.errors import (
+    ImageTooLarge,
+    NotAnImage,
+    UnreadableImage,
+    UnsupportedImage,
+    one_line,
+)
 from fetalhc.io.pixel_size import PixelSize, PixelSizeSource, Region
 from fetalhc.io.pixels import max_image_pixels, to_gray_uint8
 
@@ -172,7 +178,7 @@ def _decode_frame(ds, index: int | None, interpretation: str) -> np.ndarray:
     except Exception as exc:  # noqa: BLE001 - pydicom raises many types for codecs
         syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
         name = getattr(syntax, "name", str(syntax))
-        reason = " ".join(str(exc).split())[:120]
+        reason = one_line(exc, 120)
         raise UnsupportedImage(
             f"cannot decode the DICOM pixel data (transfer syntax {name}: {reason})"
         ) from None

@@ -38,14 +38,13 @@ from pathlib import Path
 
 import numpy as np
 
-from fetalhc.errors import FetalHCError
+from fetalhc.errors import FetalHCError, one_line
 from fetalhc.inference.inputs import FromHeader, InputImage
 from fetalhc.inference.measurer import HeadMeasurer
 from fetalhc.inference.predict import (
     COLUMNS,
     PredictOptions,
     measure_dicom_file,
-    one_line,
     safe_row,
 )
 from fetalhc.io.dicom import MAX_CINE_FACTOR, quiet_pydicom

@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from fetalhc.inference.predict import one_line
+from fetalhc.errors import one_line
 from fetalhc.io.files import TEMP_MARK, atomic_path, ensure_folder
 
 log = logging.getLogger(__name__)
