@@ -111,7 +111,7 @@ def test_an_infinite_pixel_spacing_is_no_pixel_size(tmp_path, head):
     ds = pydicom.dcmread(path)
     ds.PixelSpacing = ["inf", "inf"]
     ds.save_as(path)
-    assert read_dicom(path).pixel_size_mm is None
+    assert read_dicom(path).pixel_size.mm is None
 
 
 def test_a_region_with_unequal_spacing_gives_no_pixel_size_and_says_why(tmp_path, head):

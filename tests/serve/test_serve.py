@@ -46,13 +46,13 @@ def post(client, name: str, data: bytes, **form):
 # ---------------------------------------------------------------- DICOM reader
 def test_dicom_pixel_size_from_ultrasound_region_then_pixel_spacing(tmp_path, gray):
     with_region = read_dicom(make_dicom(tmp_path / "a.dcm", gray, region_cm=PIXEL / 10))
-    assert with_region.pixel_size_mm == pytest.approx(PIXEL)
-    assert with_region.pixel_size_source == "ultrasound region"
+    assert with_region.pixel_size.mm == pytest.approx(PIXEL)
+    assert with_region.pixel_size.source == "ultrasound region"
     np.testing.assert_array_equal(with_region.image, gray)
     spacing = read_dicom(make_dicom(tmp_path / "b.dcm", gray, spacing_mm=0.2))
-    assert (spacing.pixel_size_mm, spacing.pixel_size_source) == (0.2, "PixelSpacing")
+    assert (spacing.pixel_size.mm, spacing.pixel_size.source) == (0.2, "PixelSpacing")
     neither = read_dicom(make_dicom(tmp_path / "c.dcm", gray))
-    assert neither.pixel_size_mm is None
+    assert neither.pixel_size.mm is None
 
 
 def test_dicom_multiframe_and_undecodable_syntax_are_clear_errors(tmp_path, gray):

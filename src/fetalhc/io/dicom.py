@@ -26,8 +26,6 @@ from fetalhc.errors import (
 from fetalhc.io.pixel_size import PixelSize, PixelSizeSource, Region
 from fetalhc.io.pixels import max_image_pixels, to_gray_uint8
 
-__all__ = ["PixelSize", "PixelSizeSource", "Region"]  # where callers have found them
-
 CM_UNITS = 3  # DICOM PhysicalUnits code for centimetres
 DICOM_SUFFIXES = {".dcm", ".dicom"}
 
@@ -80,18 +78,6 @@ class DicomImage:
     # every frame, uint8 grey (a cine loop: only the frames `cine_frames` picks are held)
     frames: Sequence[np.ndarray] = field(default_factory=list)
     dataset: Any = field(default=None, repr=False)  # the header, pixel data left out
-
-    @property
-    def pixel_size_mm(self) -> float | None:
-        return self.pixel_size.mm
-
-    @property
-    def pixel_size_source(self) -> PixelSizeSource:
-        return self.pixel_size.source
-
-    @property
-    def regions(self) -> tuple[Region, ...]:
-        return self.pixel_size.regions
 
     @property
     def is_cine(self) -> bool:
