@@ -76,7 +76,8 @@ def _run_key(measurer: HeadMeasurer, sizes: dict[str, SizeChoice], options) -> s
     """What a partial result depends on: the model, its settings (its quality thresholds
     too), the pixel sizes and the columns (a partial file of another version has others)."""
     seg = measurer.segmenter
-    models = [(str(c.resolve()), c.stat().st_size, c.stat().st_mtime_ns) for c in seg.checkpoints]
+    stats = [(c, c.stat()) for c in seg.checkpoints]
+    models = [(str(c.resolve()), st.st_size, st.st_mtime_ns) for c, st in stats]
     identity = {
         "checkpoint": models[0][0],
         "size": models[0][1],
