@@ -424,10 +424,11 @@ def loop_spread(hcs_mm: list[float]) -> str:
 def is_flagged(row: dict, thresholds: QualityThresholds) -> bool:
     """Whether a measured row (predict's or evaluate's columns) is flagged: the same rules
     as `flag_reasons`, read from the row's columns (text cells such as '' count as missing)."""
-    return bool(flag_reasons({k: _number(row.get(k)) for k in FEATURES}, thresholds))
+    return bool(flag_reasons({k: cell_number(row.get(k)) for k in FEATURES}, thresholds))
 
 
-def _number(value) -> float:
+def cell_number(value) -> float:
+    """A row's cell as a number: NaN for text such as '' (a missing feature)."""
     try:
         return float(value)
     except (TypeError, ValueError):
@@ -438,13 +439,13 @@ def rule_trips(rows: list[dict], threshold: str, limit: float) -> np.ndarray:
     """For each row, whether the rule named `threshold` trips at `limit` (the threshold
     search combines these; `Rule.trips` decides, as for a single measurement)."""
     rule = next(r for r in RULES if r.threshold == threshold)
-    return np.array([rule.trips(_number(r.get(rule.feature)), limit) for r in rows], bool)
+    return np.array([rule.trips(cell_number(r.get(rule.feature)), limit) for r in rows], bool)
 
 
 def untuned_flags(rows: list[dict]) -> np.ndarray:
     """The rules no threshold search changes (cephalic index, contrast), for each row."""
     return np.array(
-        [any(reason_of(_number(r.get(f))) for f, reason_of in UNTUNED) for r in rows], bool
+        [any(reason_of(cell_number(r.get(f))) for f, reason_of in UNTUNED) for r in rows], bool
     )
 
 

@@ -8,6 +8,7 @@ import math
 from pathlib import Path
 
 from fetalhc.errors import FetalHCError
+from fetalhc.measure.quality import cell_number
 
 TEXT_COLUMNS = {"filename", "subject", "quality", "status", "notes", "growth_chart"}
 
@@ -25,16 +26,11 @@ def read_oof_rows(path: Path) -> list[dict]:
         raise FetalHCError(f"{path}: expected evaluate's out-of-fold rows (fold, hc_mm, ref_hc_mm)")
     out = []
     for r in rows:
-        row = {k: (v if k in TEXT_COLUMNS else _num(v)) for k, v in r.items() if k is not None}
+        row = {
+            k: (v if k in TEXT_COLUMNS else cell_number(v)) for k, v in r.items() if k is not None
+        }
         if not math.isfinite(row["fold"]):
             raise FetalHCError(f"{path}: {r.get('filename', '?')}: fold {r['fold']!r}")
         row["fold"] = int(row["fold"])
         out.append(row)
     return out
-
-
-def _num(value) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
