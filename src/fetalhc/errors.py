@@ -76,3 +76,9 @@ def parse_status(text: str) -> tuple[Status, str]:
 def one_line(exc: BaseException, limit: int = 160) -> str:
     """An exception's message as one short line (pydicom's run over several)."""
     return " ".join(str(exc).split())[:limit]
+
+
+def escaped(text, limit: int = 200) -> str:
+    """A text for one line of a log or a message: control characters (a newline would
+    forge a line) and non-ASCII escaped, length bounded."""
+    return str(text).encode("unicode_escape").decode("ascii")[:limit]

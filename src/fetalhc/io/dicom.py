@@ -21,6 +21,7 @@ from fetalhc.errors import (
     NotAnImage,
     UnreadableImage,
     UnsupportedImage,
+    escaped,
     one_line,
 )
 from fetalhc.io.pixel_size import PixelSize, PixelSizeSource, Region
@@ -150,7 +151,7 @@ def _count(ds, keyword: str, default: int) -> int:
         value = getattr(ds, keyword, default)
         return int(value if value not in (None, "") else default)
     except (TypeError, ValueError, OverflowError):
-        shown = str(ds.get(keyword, "")).encode("unicode_escape").decode()[:40]
+        shown = escaped(ds.get(keyword, ""), 40)
         raise UnreadableImage(f"DICOM {keyword} {shown!r} is not a number") from None
 
 

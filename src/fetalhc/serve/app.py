@@ -25,9 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response
 
 from fetalhc import __version__
 from fetalhc.data.corrections import ellipse_from, store_correction
-from fetalhc.errors import (
-    FetalHCError,
-)
+from fetalhc.errors import FetalHCError, escaped
 from fetalhc.inference.measurer import (
     HeadMeasurement,
     HeadMeasurer,
@@ -39,7 +37,7 @@ from fetalhc.io.pixel_size import PixelSize
 from fetalhc.measure.biometry import parse_ga
 from fetalhc.serve.batcher import Batcher
 from fetalhc.serve.config import ServiceConfig
-from fetalhc.serve.guards import LOOPBACK_HOSTS, SECURITY_HEADERS, LimitBody, _host_of, is_loopback
+from fetalhc.serve.guards import LOOPBACK_HOSTS, SECURITY_HEADERS, LimitBody, host_of, is_loopback
 from fetalhc.serve.responses import STATUS_MESSAGES, png_base64, result_json
 from fetalhc.serve.security import (
     FailedAttempts,
@@ -131,13 +129,13 @@ def _create_app(measurer: HeadMeasurer, config: ServiceConfig, limit: int):
     def refusal(request: Request) -> JSONResponse | None:
         """Why a request is not served: an unknown Host (DNS rebinding), a cross-site
         browser request that changes something (CSRF), or a missing token."""
-        host = _host_of(request.headers.get("host", ""))
+        host = host_of(request.headers.get("host", ""))
         if host not in hosts:
             return JSONResponse({"detail": f"host {host!r} is not served here"}, 421)
         if request.method not in ("GET", "HEAD", "OPTIONS"):
             origin = request.headers.get("origin")
             if not may_post(origin, request.headers.get("host", ""), origins):
-                shown = origin.encode("unicode_escape").decode()[:200]
+                shown = escaped(origin)
                 return JSONResponse({"detail": f"origin {shown!r} may not post here"}, 403)
             if request.headers.get("sec-fetch-site") == "cross-site" and origin is None:
                 return JSONResponse({"detail": "cross-site requests may not post here"}, 403)

@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fetalhc.errors import FetalHCError, one_line
+from fetalhc.errors import FetalHCError, escaped, one_line
 from fetalhc.inference.inputs import FromHeader, InputImage
 from fetalhc.inference.measurer import HeadMeasurer
 from fetalhc.inference.predict import (
@@ -55,7 +55,7 @@ from fetalhc.io.files import (
     remove_stale_temporaries,
 )
 from fetalhc.io.pixels import max_image_pixels
-from fetalhc.serve.outbox import NETWORK_TIMEOUT_S, Outbox, log_safe
+from fetalhc.serve.outbox import NETWORK_TIMEOUT_S, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -222,10 +222,10 @@ class DicomNode:
         except Exception as exc:  # noqa: BLE001 - a data set pydicom cannot parse
             log.warning("refused an object: cannot parse it (%s)", type(exc).__name__)
             return CANNOT_UNDERSTAND
-        uid = log_safe(str(ds.get("SOPInstanceUID", "")) or "unknown")
+        uid = escaped(str(ds.get("SOPInstanceUID", "")) or "unknown")
         status, why = check_dataset(ds)
         if status != SUCCESS:
-            sender = log_safe(str(event.assoc.requestor.ae_title))
+            sender = escaped(str(event.assoc.requestor.ae_title))
             log.warning("refused %s from %s: %s", uid, sender, why)
             return status
         try:  # on disk before the sender hears "success": nothing received is lost
@@ -349,7 +349,7 @@ class DicomNode:
                 self._measure(path)
             except Exception as exc:  # noqa: BLE001 - one object must not stop the node
                 # one line, no traceback: the log names objects, never patient data
-                log.error("failed to measure %s: %s", log_safe(path.name), one_line(exc))
+                log.error("failed to measure %s: %s", escaped(path.name), one_line(exc))
 
     def _measure(self, path: Path) -> None:
         rows, written = measure_dicom_file(  # the file read once; its header sizes it
@@ -359,8 +359,8 @@ class DicomNode:
         chosen = next((r for r in rows if r["chosen"] == "yes"), rows[0])
         log.info(
             "measured %s: %s, HC %s mm",
-            log_safe(path.name),
-            log_safe(chosen["status"]),
+            escaped(path.name),
+            escaped(chosen["status"]),
             chosen["hc_mm"],
         )
         if self.outbox is not None:  # sent by the outbox's thread: measuring never waits

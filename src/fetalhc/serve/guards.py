@@ -37,7 +37,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _host_of(header: str) -> str:
+def host_of(header: str) -> str:
     """'example.org:8000' -> 'example.org'; '[::1]:8000' -> '::1'."""
     header = header.strip().lower()
     if header.startswith("["):

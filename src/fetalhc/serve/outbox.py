@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from fetalhc.errors import one_line
+from fetalhc.errors import escaped, one_line
 from fetalhc.io.files import TEMP_MARK, atomic_path, ensure_folder
 
 log = logging.getLogger(__name__)
@@ -16,12 +16,6 @@ log = logging.getLogger(__name__)
 RETRY_FIRST_S, RETRY_MAX_S, RETRY_TRIES = 5.0, 600.0, 12
 NETWORK_TIMEOUT_S = 15.0
 SUCCESS = 0x0000
-
-
-def log_safe(text: str) -> str:
-    """A text for one log line: control characters (a newline in a UID would forge a
-    line) escaped, length bounded."""
-    return str(text).encode("unicode_escape").decode("ascii")[:200]
 
 
 class Outbox:
@@ -77,7 +71,7 @@ class Outbox:
                 entry["tries"] += 1
                 if not error:
                     entry["state"] = "sent"
-                    log.info("forwarded %s to %s", path.stem, log_safe(self.forward.aet))
+                    log.info("forwarded %s to %s", path.stem, escaped(self.forward.aet))
                 else:
                     entry["last_error"] = error
                     delay = min(RETRY_MAX_S, RETRY_FIRST_S * 2 ** (entry["tries"] - 1))
